@@ -1,0 +1,3 @@
+from gpt2tune.cli import main
+
+raise SystemExit(main())

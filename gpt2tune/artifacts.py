@@ -1,0 +1,72 @@
+"""What a run leaves in its output folder, written so a crash never leaves a complete-looking fake.
+
+Layout of output_dir:
+  model.safetensors, config.json, generation_config.json, tokenizer files   (loadable by transformers)
+  gpt2tune_config.json   the run's TuneConfig
+  metrics.json           train_runtime, train_real_tokens, train_loss, eval_loss, perplexity, ...
+  loss_history.json      every logged train/eval point
+  checkpoints/           resumable Trainer checkpoints
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+CONFIG_FILE = "gpt2tune_config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "loss_history.json"
+CHECKPOINTS_DIR = "checkpoints"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def write_json(path: Path, payload) -> None:
+    """Atomic: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def publish_folder(staging: Path, output_dir: Path) -> None:
+    """Move every file from `staging` into `output_dir`, the weights last.
+
+    Each move is an atomic rename on the same file system; moving the weights last means that
+    whenever `model.safetensors` is there, the config and tokenizer beside it belong to it.
+    """
+    files = sorted(staging.iterdir(), key=lambda p: p.name == WEIGHTS_FILE)
+    for path in files:
+        os.replace(path, output_dir / path.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_writable(output_dir: Path, needed_bytes: int) -> None:
+    """Fail before training, not after an hour, when the model could not be saved."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"output folder {output_dir} is not writable: {error.strerror or error}") from None
+    free = shutil.disk_usage(output_dir).free
+    if free < needed_bytes:
+        raise ValueError(
+            f"not enough disk space in {output_dir}: {free / 2**20:.0f} MB free, "
+            f"about {needed_bytes / 2**20:.0f} MB needed for the model and checkpoints"
+        )
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    folder = Path(output_dir) / CHECKPOINTS_DIR
+    candidates = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    complete = [p for p in candidates if (p / "trainer_state.json").exists()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)

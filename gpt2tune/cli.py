@@ -1,0 +1,221 @@
+"""`gpt2tune` command line: check, train, generate, push, eval, init-tiny.
+
+Flags are derived from TuneConfig / GenerationSettings, so a new setting appears here by itself.
+Bad input exits with code 2 and one line on stderr; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+import threading
+import typing
+
+from gpt2tune.config import GenerationSettings, TuneConfig
+
+ALIASES = {"learning_rate": ["--lr"], "csv": ["--data"]}
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, ...] | None = None) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        flags = ["--" + f.name.replace("_", "-")] + ALIASES.get(f.name, [])
+        kind = hints[f.name]
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if kind is bool:
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif f.name == "probe_questions":
+            parser.add_argument("--probe-question", dest=f.name, action="append", default=[], help=help_text)
+        else:
+            base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
+            parser.add_argument(*flags, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),
+                                help=f"{help_text} (default: {default})")
+
+
+def config_from_args(cls, args: argparse.Namespace):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpt2tune", description="Fine-tune GPT-2 on question/answer pairs.")
+    parser.add_argument("--debug", action="store_true", help="Show full tracebacks on errors.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="Dataset summary, vocabulary check and devices.")
+    add_dataclass_flags(check, TuneConfig, only=("csv", "question_column", "answer_column", "base_model",
+                                                 "max_length", "eval_fraction", "seed", "allow_pickle"))
+    check.add_argument("--offline-fallback", action="store_true",
+                       help="Use the offline tiny model when the base model can't be reached.")
+
+    train = commands.add_parser("train", help="Fine-tune and save the model to --output-dir.")
+    add_dataclass_flags(train, TuneConfig)
+    train.add_argument("--offline-fallback", action="store_true",
+                       help="Use the offline tiny model when the base model can't be reached.")
+
+    generate = commands.add_parser("generate", help="Answer a question with a model (folder or Hub id).")
+    generate.add_argument("--model", required=True, help="Output folder of a run, or a Hub id.")
+    generate.add_argument("--question", required=True, action="append", help="Question (repeat for several).")
+    generate.add_argument("--stream", action="store_true", help="Print the answer as it is generated.")
+    generate.add_argument("--allow-pickle", action="store_true", help="Allow .bin (pickle) weights.")
+    add_dataclass_flags(generate, GenerationSettings)
+
+    push = commands.add_parser("push", help="Upload a trained model folder to the Hugging Face Hub.")
+    push.add_argument("--model", required=True, help="Output folder of a run.")
+    push.add_argument("--repo-id", required=True, help="user/name on the Hub.")
+    push.add_argument("--private", action="store_true", help="Create the repo as private.")
+    push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the cached login).")
+    push.add_argument("--commit-message", default="Upload fine-tuned GPT-2 (gpt2tune)")
+
+    tiny = commands.add_parser("init-tiny", help="Write a tiny random (untrained) GPT-2 for offline use.")
+    tiny.add_argument("output_dir")
+    tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument("--width", type=int, default=64)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return COMMANDS[args.command](args) or 0
+    except ValueError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bar is the one to watch; silence per-file load/save bars and info logs."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_check(args) -> int:
+    from gpt2tune.checks import run_checks
+
+    config = config_from_args(TuneConfig, args)
+    print(run_checks(config, fallback_to_tiny=args.offline_fallback).summary())
+    return 0
+
+
+def run_train(args) -> int:
+    from gpt2tune.train import train
+
+    config = config_from_args(TuneConfig, args)
+    stop = threading.Event()
+    printer = ProgressPrinter()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt  # second Ctrl-C: give up at once
+        stop.set()
+        printer.write("stopping at the end of this step and saving the model (Ctrl-C again to abort)...")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = train(config, on_event=printer, stop_event=stop, fallback_to_tiny=args.offline_fallback)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.close()
+    print(("stopped early; " if result.stopped_early else "") + f"model saved to {result.output_dir}")
+    for key, value in result.metrics.items():
+        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    return 0
+
+
+class ProgressPrinter:
+    """Turn training events into a progress bar plus lines for evals, warnings and checkpoints."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, event: dict) -> None:
+        kind = event["kind"]
+        if kind == "log":
+            self._update_bar(event)
+        elif kind == "eval":
+            self.write(f"step {event['step']}: eval loss {event['eval_loss']:.4f}, perplexity {event['perplexity']:.2f}")
+        elif kind in ("status", "warning"):
+            self.write(("warning: " if kind == "warning" else "") + event["message"])
+        elif kind == "checkpoint":
+            self.write(f"checkpoint saved: {event['path']}")
+        elif kind == "probe":
+            self.write(f"step {event['step']} probe: {event['question']!r} -> {event['answer']!r}")
+
+    def _update_bar(self, event: dict) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=event["max_steps"], unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.bar.n = event["step"]
+        postfix = {"loss": f"{event['loss']:.4f}", "epoch": f"{event['epoch']:.2f}"}
+        if event.get("tokens_per_s"):
+            postfix["tok/s"] = f"{event['tokens_per_s']:.0f}"
+        self.bar.set_postfix(postfix, refresh=True)
+
+    def write(self, message: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_generate(args) -> int:
+    from gpt2tune.generate import ModelCache, answer, stream_answer
+
+    settings = config_from_args(GenerationSettings, args)
+    model, tokenizer = ModelCache().get(args.model, allow_pickle=args.allow_pickle)
+    for question in args.question:
+        if len(args.question) > 1:
+            print(f"Q: {question}")
+        if args.stream:
+            shown = ""
+            for text in stream_answer(model, tokenizer, question, settings):
+                print(text[len(shown):], end="", flush=True)
+                shown = text
+            print()
+        else:
+            print(answer(model, tokenizer, question, settings))
+    return 0
+
+
+def run_push(args) -> int:
+    from gpt2tune.hub import push_to_hub
+
+    url = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
+                      commit_message=args.commit_message)
+    print(f"pushed to {url}")
+    return 0
+
+
+def run_init_tiny(args) -> int:
+    from gpt2tune.model import TINY_MODEL_NOTE, init_tiny
+
+    folder = init_tiny(args.output_dir, n_layer=args.layers, n_embd=args.width)
+    print(f"wrote {folder}\n{TINY_MODEL_NOTE}")
+    return 0
+
+
+COMMANDS = {
+    "check": run_check,
+    "train": run_train,
+    "generate": run_generate,
+    "push": run_push,
+    "init-tiny": run_init_tiny,
+}

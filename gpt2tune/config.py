@@ -1,0 +1,140 @@
+"""One home for every default: the CLI, the app and the tests all build a TuneConfig.
+
+Each field carries its help text in `metadata`, so the CLI flags and the UI labels are derived
+from this file instead of being written out a second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpt2tune.paths import SAMPLE_CSV
+
+
+def _opt(default, help: str, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class GenerationSettings:
+    """How answers are decoded. Greedy by default: deterministic, best for checking a fine-tune."""
+
+    max_new_tokens: int = _opt(128, "Most tokens to generate for one answer.")
+    do_sample: bool = _opt(False, "Sample instead of greedy decoding.")
+    temperature: float = _opt(0.7, "Sampling temperature (only with sampling).")
+    top_p: float = _opt(0.9, "Nucleus sampling probability mass (only with sampling).")
+    top_k: int = _opt(50, "Sample among the k likeliest tokens (0 = no limit; only with sampling).")
+    repetition_penalty: float = _opt(1.1, "Penalty > 1 discourages repeating tokens.")
+    seed: int | None = _opt(None, "Seed for sampling, for reproducible samples.")
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be greater than 0 (got {self.temperature})")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be 0 or more (got {self.top_k})")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be greater than 0 (got {self.repetition_penalty})")
+
+
+@dataclass
+class TuneConfig:
+    # --- data -------------------------------------------------------------------------------
+    csv: str = _opt(str(SAMPLE_CSV), "CSV (or TSV/JSON/JSONL) file with question and answer columns.")
+    question_column: str | None = _opt(None, "Column holding the questions (default: detected).")
+    answer_column: str | None = _opt(None, "Column holding the answers (default: detected).")
+    eval_fraction: float = _opt(0.1, "Fraction of rows held out for evaluation (0 = no eval).")
+    seed: int = _opt(42, "Seed for the split, data order and initialisation.")
+    max_length: int = _opt(256, "Longest example in tokens; longer ones are truncated and counted.")
+    # --- model and output -------------------------------------------------------------------
+    base_model: str = _opt("gpt2", "Hub id or local folder of the pre-trained GPT-2 to fine-tune.")
+    output_dir: str = _opt("runs/latest", "Folder the fine-tuned model, metrics and checkpoints go to.")
+    allow_pickle: bool = _opt(False, "Allow loading .bin (pickle) weights; only for models you trust.")
+    # --- what the model learns --------------------------------------------------------------
+    train_on_answers_only: bool = _opt(True, "Compute the loss on answer tokens only (question masked).")
+    pack: bool = _opt(True, "Pack several examples per row, attention isolated per example.")
+    # --- optimisation -----------------------------------------------------------------------
+    learning_rate: float = _opt(5e-5, "Peak learning rate.")
+    batch_size: int = _opt(8, "Rows per step per device (a row packs up to max_length tokens).")
+    gradient_accumulation_steps: int = _opt(1, "Steps whose gradients are summed before an update.")
+    epochs: float = _opt(3.0, "Passes over the training set (ignored when max_steps > 0).")
+    max_steps: int = _opt(0, "Stop after this many optimizer steps (0 = use epochs).")
+    warmup_ratio: float = _opt(0.05, "Fraction of steps spent warming the learning rate up.")
+    weight_decay: float = _opt(0.0, "AdamW weight decay.")
+    lr_scheduler: str = _opt("linear", "Learning-rate schedule.", choices=("linear", "cosine", "constant"))
+    dropout: float = _opt(0.0, "Dropout during fine-tuning (0 is common and faster).")
+    max_grad_norm: float = _opt(1.0, "Gradient clipping norm.")
+    # --- hardware ---------------------------------------------------------------------------
+    device: str = _opt("auto", "Device to train on.", choices=("auto", "cuda", "mps", "cpu"))
+    precision: str = _opt("auto", "Numeric precision.", choices=("auto", "bf16", "fp16", "fp32"))
+    torch_compile: bool = _opt(False, "Compile the model with torch.compile (pays off on long GPU runs).")
+    # --- monitoring and safety --------------------------------------------------------------
+    logging_steps: int = _opt(5, "Log the training loss every N steps.")
+    eval_steps: int = _opt(50, "Evaluate every N steps (0 = only at the end).")
+    save_steps: int = _opt(100, "Write a resumable checkpoint every N steps (0 = never).")
+    save_total_limit: int = _opt(2, "Checkpoints kept; older ones are deleted.")
+    resume: bool = _opt(False, "Continue from the latest checkpoint in output_dir.")
+    early_stopping_patience: int = _opt(0, "Stop after N evals without eval-loss improvement (0 = off).")
+    probe_questions: list[str] = field(
+        default_factory=list, metadata={"help": "Questions answered at every eval, to watch learning."}
+    )
+
+    def validate(self) -> None:
+        """Fail fast with one clear line, before any model is loaded."""
+        checks = [
+            (0 <= self.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {self.eval_fraction})"),
+            (self.max_length >= 8, f"max_length must be at least 8 tokens (got {self.max_length})"),
+            (self.learning_rate > 0, f"learning_rate must be greater than 0 (got {self.learning_rate})"),
+            (self.batch_size >= 1, f"batch_size must be at least 1 (got {self.batch_size})"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),
+            (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
+            (self.max_steps >= 0, f"max_steps must be 0 or more (got {self.max_steps})"),
+            (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})"),
+            (self.logging_steps >= 1, "logging_steps must be at least 1"),
+            (self.save_total_limit >= 1, "save_total_limit must be at least 1"),
+        ]
+        for name in ("device", "precision", "lr_scheduler"):
+            choices = _field_metadata(TuneConfig, name)["choices"]
+            checks.append((getattr(self, name) in choices, f"{name} must be one of {', '.join(choices)}"))
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    # --- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TuneConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TuneConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _field_metadata(cls, name: str) -> dict:
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+
+
+def field_help(cls, name: str) -> str:
+    """The help text of a config field: used for CLI help and UI info lines."""
+    return _field_metadata(cls, name).get("help", "")
+
+
+def field_choices(cls, name: str) -> tuple | None:
+    return _field_metadata(cls, name).get("choices")

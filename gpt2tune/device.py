@@ -1,0 +1,81 @@
+"""Which hardware is there, and the best device and precision to train on it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class DeviceReport:
+    cuda_available: bool
+    cuda_devices: list[dict] = field(default_factory=list)  # name, memory_gb, bf16, capability
+    mps_available: bool = False
+    cpu_threads: int = 1
+    cpu_count: int = 1
+    device: str = "cpu"  # the pick
+    precision: str = "fp32"  # the pick
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = []
+        for i, gpu in enumerate(self.cuda_devices):
+            lines.append(
+                f"CUDA:{i} {gpu['name']}, {gpu['memory_gb']:.1f} GB, bf16 {'yes' if gpu['bf16'] else 'no'}"
+            )
+        if not self.cuda_available:
+            lines.append("CUDA: not available")
+        lines.append(f"Apple MPS: {'available' if self.mps_available else 'not available'}")
+        lines.append(f"CPU: {self.cpu_count} cores, torch uses {self.cpu_threads} threads")
+        lines.append(f"Chosen: {self.device} with {self.precision} ({self.reason})")
+        return "\n".join(lines)
+
+
+def inspect_devices(requested_device: str = "auto", requested_precision: str = "auto") -> DeviceReport:
+    import torch
+
+    report = DeviceReport(
+        cuda_available=torch.cuda.is_available(),
+        mps_available=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        cpu_threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count() or 1,
+    )
+    for i in range(torch.cuda.device_count() if report.cuda_available else 0):
+        props = torch.cuda.get_device_properties(i)
+        report.cuda_devices.append(
+            {
+                "name": props.name,
+                "memory_gb": props.total_memory / 2**30,
+                "bf16": torch.cuda.is_bf16_supported(),
+                "capability": f"{props.major}.{props.minor}",
+            }
+        )
+    report.device = _pick_device(report, requested_device)
+    report.precision, report.reason = _pick_precision(report, requested_precision)
+    return report
+
+
+def _pick_device(report: DeviceReport, requested: str) -> str:
+    available = {"cpu": True, "cuda": report.cuda_available, "mps": report.mps_available}
+    if requested == "auto":
+        return "cuda" if report.cuda_available else "mps" if report.mps_available else "cpu"
+    if not available.get(requested, False):
+        raise ValueError(f"device {requested!r} was asked for but is not available on this machine")
+    return requested
+
+
+def _pick_precision(report: DeviceReport, requested: str) -> tuple[str, str]:
+    if requested != "auto":
+        if requested == "fp16" and report.device == "cpu":
+            raise ValueError("precision fp16 is not supported for training on CPU; use bf16 or fp32")
+        return requested, "as requested"
+    if report.device == "cuda":
+        if report.cuda_devices and report.cuda_devices[0]["bf16"]:
+            return "bf16", "GPU supports bf16: half the memory traffic, no loss scaling"
+        return "fp16", "GPU lacks bf16: fp16 with loss scaling"
+    # fp32 on CPU and MPS: bf16 autocast only pays off on CPUs with AMX/AVX512-BF16,
+    # and fp16 training on MPS is still fragile.
+    return "fp32", f"{report.device}: fp32 is the fastest reliable choice"

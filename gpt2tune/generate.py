@@ -1,0 +1,112 @@
+"""Answer questions with a (fine-tuned) GPT-2, using the training prompt template.
+
+Greedy or sampled, whole or streamed; the KV cache is on (transformers' default), so each new
+token costs one forward step over one position.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from gpt2tune.config import GenerationSettings
+from gpt2tune.prompt import format_prompt
+
+
+class ModelCache:
+    """Keep the last few loaded models, so a UI doesn't reload weights on every question.
+
+    A lock per cache serialises generation: concurrent requests queue rather than racing on one
+    model (and on the CPU threads it would use anyway).
+    """
+
+    def __init__(self, capacity: int = 2):
+        self.capacity = capacity
+        self.models: OrderedDict[str, tuple] = OrderedDict()
+        self.lock = threading.RLock()
+
+    def get(self, name_or_path: str, allow_pickle: bool = False):
+        from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer
+
+        with self.lock:
+            if name_or_path not in self.models:
+                tokenizer = load_tokenizer(name_or_path)
+                model = load_model(name_or_path, allow_pickle=allow_pickle).eval()
+                check_and_fix_vocabulary(model, tokenizer)
+                self.models[name_or_path] = (model, tokenizer)
+                while len(self.models) > self.capacity:
+                    self.models.popitem(last=False)
+            self.models.move_to_end(name_or_path)
+            return self.models[name_or_path]
+
+    def forget(self, name_or_path: str) -> None:
+        with self.lock:
+            self.models.pop(name_or_path, None)
+
+
+def _generate_kwargs(model, tokenizer, question: str, settings: GenerationSettings) -> dict:
+    import torch
+
+    settings.validate()
+    if not question or not question.strip():
+        raise ValueError("the question is empty: type a question to answer")
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    encoded = tokenizer(format_prompt(question), return_tensors="pt").to(model.device)
+    room = model.config.n_positions - encoded["input_ids"].shape[1]
+    if room < 1:
+        raise ValueError(f"the question is too long: {encoded['input_ids'].shape[1]} tokens fill the model's context")
+    kwargs = dict(
+        **encoded,
+        max_new_tokens=min(settings.max_new_tokens, room),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        repetition_penalty=settings.repetition_penalty,
+        do_sample=settings.do_sample,
+    )
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or None)
+    else:
+        # Don't let a checkpoint's generation_config sneak sampling flags into greedy decoding.
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+def answer(model, tokenizer, question: str, settings: GenerationSettings | None = None) -> str:
+    """The model's answer to one question: new tokens only, stopped at EOS, stripped."""
+    import torch
+
+    kwargs = _generate_kwargs(model, tokenizer, question, settings or GenerationSettings())
+    with torch.inference_mode():
+        output = model.generate(**kwargs)
+    new_tokens = output[0, kwargs["input_ids"].shape[1]:]
+    return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+def stream_answer(model, tokenizer, question: str, settings: GenerationSettings | None = None) -> Iterator[str]:
+    """Yield the answer so far, growing token by token, as the model produces it."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    kwargs = _generate_kwargs(model, tokenizer, question, settings or GenerationSettings())
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+    errors = []
+
+    def run():
+        try:
+            with torch.inference_mode():
+                model.generate(**kwargs, streamer=streamer)
+        except Exception as error:  # surfaced in the caller's thread below
+            errors.append(error)
+            streamer.end()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    text = ""
+    for piece in streamer:
+        text += piece
+        yield text.strip()
+    worker.join()
+    if errors:
+        raise errors[0]

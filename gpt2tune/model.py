@@ -1,0 +1,192 @@
+"""Load a GPT-2 and its tokenizer (Hub id or folder), check their vocabularies agree, make a tiny one."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gpt2tune.paths import TOKENIZER_DIR
+
+log = logging.getLogger(__name__)
+
+TINY_MODEL_NOTE = (
+    "This is a tiny, randomly initialised GPT-2 (untrained): it exists so gpt2tune runs offline "
+    "in tests and demos. Its answers are noise until it has been fine-tuned, and even then it is small."
+)
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"could not load a tokenizer from {name_or_path!r}: {_first_line(error)}") from None
+    if tokenizer.pad_token is None:
+        # GPT-2 has no pad token. Reusing EOS is safe here because padding is masked by our own
+        # attention masks and labels, never by comparing ids with pad_token_id (which would also
+        # hide the real EOS label and leave a model that never learns to stop).
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None):
+    """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed."""
+    from transformers import AutoModelForCausalLM
+
+    overrides = {}
+    if dropout is not None:
+        overrides = {"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout}
+    _refuse_pickle_only_folder(name_or_path, allow_pickle)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name_or_path,
+            use_safetensors=None if allow_pickle else True,
+            trust_remote_code=False,
+            **overrides,
+        )
+    except (OSError, ValueError, EnvironmentError) as error:
+        raise ValueError(f"could not load model {name_or_path!r}: {_first_line(error)}") from None
+
+
+def _refuse_pickle_only_folder(name_or_path: str, allow_pickle: bool) -> None:
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        if folder.is_absolute() or name_or_path.startswith((".", "~")):
+            raise ValueError(f"model folder {name_or_path!r} does not exist")
+        return  # a Hub id
+    if not (folder / "config.json").exists():
+        raise ValueError(f"{name_or_path!r} is not a model folder: it has no config.json")
+    has_safetensors = any(folder.glob("*.safetensors"))
+    has_pickle = any(folder.glob("*.bin"))
+    if has_pickle and not has_safetensors and not allow_pickle:
+        raise ValueError(
+            f"{name_or_path!r} holds only pickle (.bin) weights, which can run code when loaded; "
+            "convert them to safetensors or pass allow_pickle=True if you trust the source"
+        )
+
+
+def load_model_and_tokenizer(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None):
+    tokenizer = load_tokenizer(name_or_path)
+    model = load_model(name_or_path, allow_pickle=allow_pickle, dropout=dropout)
+    return model, tokenizer
+
+
+@dataclass
+class VocabReport:
+    tokenizer_size: int
+    embedding_rows_before: int
+    embedding_rows: int
+    eos_token_id: int | None
+    pad_token_id: int | None
+    bos_token_id: int | None
+    pad_is_eos: bool
+    action: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"tokenizer: {self.tokenizer_size} tokens; model embedding rows: {self.embedding_rows_before}"
+            f"{'' if self.embedding_rows == self.embedding_rows_before else f' → {self.embedding_rows}'}\n"
+            f"special ids: eos={self.eos_token_id} bos={self.bos_token_id} pad={self.pad_token_id}"
+            f"{' (pad reuses eos; padding is masked by attention, EOS stays a learned label)' if self.pad_is_eos else ''}\n"
+            f"{self.action}"
+        )
+
+
+def check_and_fix_vocabulary(model, tokenizer) -> VocabReport:
+    """Make tokenizer and model agree: a tokenizer bigger than the embedding matrix would index
+    out of range, so the embeddings grow; spare rows (some checkpoints pad the vocab) are harmless."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows_before = model.get_input_embeddings().weight.shape[0]
+    size = len(tokenizer)
+    if size > rows_before:
+        model.resize_token_embeddings(size)
+        action = f"fixed: resized the model's embeddings from {rows_before} to {size} rows"
+    elif size < rows_before:
+        action = f"ok: the model has {rows_before - size} spare embedding rows the tokenizer never uses"
+    else:
+        action = "ok: sizes match"
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return VocabReport(
+        tokenizer_size=size,
+        embedding_rows_before=rows_before,
+        embedding_rows=model.get_input_embeddings().weight.shape[0],
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_is_eos=tokenizer.pad_token_id == tokenizer.eos_token_id,
+        action=action,
+    )
+
+
+def init_tiny(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, n_head: int = 2, seed: int = 0) -> Path:
+    """Write a tiny randomly initialised GPT-2 with the real GPT-2 tokenizer (bundled, offline)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    output_dir = Path(output_dir)
+    tokenizer = load_tokenizer(str(TOKENIZER_DIR))
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=1024,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    (output_dir / "README.md").write_text(f"# Tiny GPT-2 (untrained)\n\n{TINY_MODEL_NOTE}\n")
+    return output_dir
+
+
+def tiny_model_dir() -> Path:
+    """The app's offline base model: created once under the working folder."""
+    from gpt2tune.paths import work_dir
+
+    folder = work_dir() / "tiny-gpt2"
+    if not (folder / "model.safetensors").exists():
+        init_tiny(folder)
+    return folder
+
+
+def resolve_base_model(name_or_path: str, fallback_to_tiny: bool) -> tuple[str, str | None]:
+    """Return the model to use and a warning when the Hub was unreachable and the tiny model stands in."""
+    if not fallback_to_tiny or Path(name_or_path).is_dir() or _hub_has_config(name_or_path):
+        return name_or_path, None
+    tiny = tiny_model_dir()
+    return str(tiny), (
+        f"could not reach {name_or_path!r} on the Hugging Face Hub (offline?); using the offline tiny "
+        f"model at {tiny} instead. {TINY_MODEL_NOTE}"
+    )
+
+
+def _hub_has_config(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(repo_id, "config.json")
+        return True
+    except Exception:  # offline, unknown repo, gated: all mean "not usable now"
+        return False
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,220 @@
+"""Fine-tune GPT-2 on question/answer pairs with the transformers Trainer, fed packed rows.
+
+`train()` is the one training path: the CLI, the app, the benchmark and the tests all call it.
+This module imports torch and transformers (seconds): import it only when training.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PrinterCallback, Trainer, TrainingArguments
+
+from gpt2tune import artifacts
+from gpt2tune.config import TuneConfig
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False  # the user asked to stop; the model saved is the one at that step
+
+
+def _noop(event):
+    pass
+
+
+def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None = None,
+          fallback_to_tiny: bool = False) -> TrainResult:
+    """Run one fine-tune end to end and leave a loadable model in `config.output_dir`."""
+    from gpt2tune.data import load_qa_data
+    from gpt2tune.device import inspect_devices
+    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
+    from gpt2tune.prep import prepare_datasets, split_frame
+
+    config.validate()
+    output_dir = Path(config.output_dir)
+    stop_event = stop_event or threading.Event()
+    status = lambda message: on_event({"kind": "status", "message": message})  # noqa: E731
+
+    data = load_qa_data(config.csv, config.question_column, config.answer_column)
+    status(data.report.summary())
+    devices = inspect_devices(config.device, config.precision)
+    status(f"device: {devices.device} ({devices.precision})")
+
+    base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
+    if warning:
+        on_event({"kind": "warning", "message": warning})
+    tokenizer = load_tokenizer(base_model)
+    model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
+    vocab = check_and_fix_vocabulary(model, tokenizer)
+    status(vocab.action)
+    artifacts.check_writable(output_dir, needed_bytes=_bytes_needed(model, config))
+
+    train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
+    train_set, eval_set, prep = prepare_datasets(
+        train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack
+    )
+    status(prep.summary())
+
+    trainer, stopper = _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event)
+    resume_from = _resume_checkpoint(config, output_dir)
+    if resume_from:
+        status(f"resuming from {resume_from}")
+    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    metrics = _collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
+    history = _loss_history(trainer)
+    if trainer.is_world_process_zero():
+        _save_outputs(trainer, tokenizer, config, metrics, history, output_dir)
+    stopped = stopper.stopped_at is not None
+    on_event({"kind": "done", "metrics": metrics, "output_dir": str(output_dir), "stopped": stopped})
+    return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
+
+
+def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event):
+    from gpt2tune.callbacks import ProgressCallback, StopCallback
+    from gpt2tune.prep import PackedCollator
+
+    has_eval = eval_set is not None
+    args = TrainingArguments(
+        output_dir=str(Path(config.output_dir) / artifacts.CHECKPOINTS_DIR),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval and config.eval_steps else "no",
+        eval_steps=config.eval_steps or None,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=bool(has_eval and config.early_stopping_patience),
+        metric_for_best_model="eval_loss",
+        bf16=devices.precision == "bf16",
+        fp16=devices.precision == "fp16",
+        use_cpu=devices.device == "cpu",
+        torch_compile=config.torch_compile,
+        seed=config.seed,
+        data_seed=config.seed,
+        remove_unused_columns=False,  # the collator needs `seq_lengths`
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
+    stopper = StopCallback(stop_event.is_set)
+    callbacks = [ProgressCallback(on_event), stopper]
+    if has_eval and config.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = PackedTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    # With tqdm off the Trainer prints every log dict; our events replace that.
+    trainer.remove_callback(PrinterCallback)
+    return trainer, stopper
+
+
+class PackedTrainer(Trainer):
+    """The Trainer, counting real tokens: its own non-padding count sums the attention mask,
+    which for our 4D block-diagonal mask is not a token count."""
+
+    def _track_num_input_tokens(self, inputs):
+        tokens = torch.as_tensor(inputs["num_real_tokens"], device=self.args.device, dtype=torch.int64)
+        self.state.num_input_tokens_seen += self.accelerator.gather(tokens).sum().item()
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        inputs.pop("num_real_tokens", None)
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+
+def _resume_checkpoint(config: TuneConfig, output_dir: Path):
+    if not config.resume:
+        return None
+    checkpoint = artifacts.latest_checkpoint(output_dir)
+    if checkpoint is None:
+        raise ValueError(f"--resume: no checkpoint found under {output_dir / artifacts.CHECKPOINTS_DIR}")
+    return checkpoint
+
+
+def _collect_metrics(trainer, train_output, eval_set, prep, base_model, devices) -> dict:
+    metrics = {
+        "base_model": base_model,
+        "device": devices.device,
+        "precision": devices.precision,
+        "global_step": trainer.state.global_step,
+        "epoch": trainer.state.epoch,
+        "train_runtime": train_output.metrics.get("train_runtime"),
+        "train_loss": train_output.training_loss,
+        "train_real_tokens": int(trainer.state.num_input_tokens_seen),
+        "train_examples": prep.train_examples,
+        "eval_examples": prep.eval_examples,
+        "truncated_examples": prep.truncated,
+    }
+    if metrics["train_runtime"]:
+        metrics["train_real_tokens_per_s"] = metrics["train_real_tokens"] / metrics["train_runtime"]
+    if eval_set is not None:
+        eval_loss = _last_eval_loss_at(trainer, trainer.state.global_step) or trainer.evaluate()["eval_loss"]
+        metrics["eval_loss"] = eval_loss
+        metrics["perplexity"] = math.exp(eval_loss) if eval_loss < 50 else float("inf")
+    if trainer.state.best_global_step:
+        metrics["best_step"] = trainer.state.best_global_step
+    return metrics
+
+
+def _last_eval_loss_at(trainer, step: int) -> float | None:
+    """Reuse the eval the Trainer just ran at this very step instead of running it again."""
+    if trainer.args.load_best_model_at_end:
+        return None  # the weights now are the best step's, not the last step's
+    for entry in reversed(trainer.state.log_history):
+        if "eval_loss" in entry:
+            return entry["eval_loss"] if entry.get("step") == step else None
+    return None
+
+
+def _loss_history(trainer) -> list[dict]:
+    keys = ("step", "epoch", "loss", "eval_loss", "learning_rate")
+    return [
+        {k: entry[k] for k in keys if k in entry}
+        for entry in trainer.state.log_history
+        if "loss" in entry or "eval_loss" in entry
+    ]
+
+
+def _save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path) -> None:
+    staging = output_dir / ".staging"
+    trainer.save_model(str(staging))  # saves model (safetensors) and tokenizer
+    tokenizer.save_pretrained(str(staging))
+    config.save(staging / artifacts.CONFIG_FILE)
+    artifacts.write_json(staging / artifacts.METRICS_FILE, metrics)
+    artifacts.write_json(staging / artifacts.HISTORY_FILE, history)
+    (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; our JSON config replaces it
+    artifacts.publish_folder(staging, output_dir)
+
+
+def _bytes_needed(model, config: TuneConfig) -> int:
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    # final weights + each kept checkpoint (weights + two AdamW moments) + slack
+    return weights * (1 + 3 * config.save_total_limit) + 50 * 2**20

@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny random GPT-2 with the real tokenizer, and one short fine-tune of it.
+
+Building and training once per session keeps the suite fast on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CSV = ROOT / "assets" / "sample_qa.csv"
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+# No test may reach the internet; the Hub is only ever the local olah server.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from gpt2tune.model import init_tiny
+
+    return init_tiny(tmp_path_factory.mktemp("tiny") / "tiny-gpt2", seed=0)
+
+
+def tiny_config(tiny_model_dir: Path, output_dir: Path, **overrides):
+    """A config that trains the tiny model quickly but visibly (high LR, short rows)."""
+    from gpt2tune.config import TuneConfig
+
+    values = dict(
+        csv=str(SAMPLE_CSV),
+        base_model=str(tiny_model_dir),
+        output_dir=str(output_dir),
+        max_steps=12,
+        learning_rate=2e-3,
+        batch_size=4,
+        max_length=128,
+        logging_steps=2,
+        eval_steps=6,
+        save_steps=6,
+        warmup_ratio=0.0,
+    )
+    values.update(overrides)
+    return TuneConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    """One fine-tune shared by tests that only need *a* trained output folder."""
+    from gpt2tune.train import train
+
+    events = []
+    config = tiny_config(tiny_model_dir, tmp_path_factory.mktemp("run") / "out")
+    result = train(config, on_event=events.append)
+    return result, events, config
