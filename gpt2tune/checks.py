@@ -16,10 +16,12 @@ class CheckReport:
     base_model: str
     parameters: int
     warnings: list[str]
+    dataset: object = None  # report.DatasetReport: lengths, duplicates, train/eval leakage
 
     def summary(self) -> str:
         sections = [
             ("Data", self.data.summary() + "\n" + self.prep.summary()),
+            *([("Lengths, duplicates, leakage", self.dataset.summary())] if self.dataset is not None else []),
             ("Model", f"{self.base_model}: {self.parameters / 1e6:.1f}M parameters\n{self.vocab.summary()}"),
             ("Devices", self.devices.summary()),
         ]
@@ -32,6 +34,7 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import check_and_fix_vocabulary, load_model_and_tokenizer, parameter_count, resolve_base_model
     from gpt2tune.prep import prepare_datasets, split_frame
+    from gpt2tune.report import dataset_report
 
     config.validate()
     data = load_qa_data(config.csv, config.question_column, config.answer_column)
@@ -49,4 +52,5 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
         base_model=base_model,
         parameters=parameter_count(model),
         warnings=[warning] if warning else [],
+        dataset=dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed),
     )

@@ -56,7 +56,7 @@ class DataReport:
             layout += f", delimiter {_delimiter_name(self.delimiter)}"
         lines = [
             f"{self.source} ({layout}, {self.encoding}): kept {self.rows_kept:,} of {self.rows_read:,} rows",
-            f"columns: question <- '{self.question_column}', answer <- '{self.answer_column}'",
+            f"columns: question <- '{_short(self.question_column)}', answer <- '{_short(self.answer_column)}'",
             f"dropped: {self.dropped_empty:,} empty, {self.dropped_duplicates:,} duplicate; "
             f"kept but noted: {self.conflicting_questions:,} conflicting questions, "
             f"{self.question_equals_answer:,} question == answer",
@@ -89,9 +89,10 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
                  drop_duplicates: bool = True, max_bytes: int | None = None) -> QAData:
     """Read a question/answer table, pick its two columns, clean and report.
 
-    Row numbers in `rejected` and in messages count as a spreadsheet does: for
-    delimited text the header is row 1 and the first data row is row 2; for a
-    JSON array it is the item number (1-based); for JSONL the line number.
+    Rows are numbered as a spreadsheet does: for delimited text the header is
+    row 1 and the first data row is row 2 (a quoted cell spanning lines is still
+    one row); for a JSON array it is the item number, for JSONL the line number.
+    Syntax errors instead name the "line", counted as a text editor does.
     """
     table = _read_raw_table(path, max_bytes)
     if len(table.frame) == 0:
@@ -254,9 +255,10 @@ def _utf16_without_bom(sample: bytes) -> str | None:
     if len(sample) < 4:
         return None
     even, odd = sample[0::2], sample[1::2]
-    if odd.count(0) > 0.4 * len(odd) and even.count(0) == 0:
+    zeros_even, zeros_odd = even.count(0), odd.count(0)
+    if zeros_odd > 0.4 * len(odd) and zeros_even < 0.25 * zeros_odd:
         return "utf-16-le"
-    if even.count(0) > 0.4 * len(even) and odd.count(0) == 0:
+    if zeros_even > 0.4 * len(even) and zeros_odd < 0.25 * zeros_even:
         return "utf-16-be"
     return None
 
@@ -312,8 +314,9 @@ def _read_delimited(text: str, source: str, suffix: str) -> _RawTable:
     lead = re.match(r"(?:[ \t]*\n)+", text)
     lines_before = lead.group(0).count("\n") if lead else 0
     text = text[lead.end():] if lead else text
-    # trailing blank lines are editor noise, not rows
-    text = re.sub(r"(?:\n[ \t]*)+\Z", "", text) + "\n"
+    # trailing blank lines are editor noise, not rows (a regex anchored at the end
+    # is quadratic-ish here: it retries at every newline of a big file)
+    text = text.rstrip(" \t\n") + "\n"
 
     # Excel writes "sep=;" as a first line to name the delimiter
     excel_sep = re.match(r"sep=([,;\t|])\n", text)
@@ -408,8 +411,8 @@ def _where(text: str, delimiter: str, record_index: int, lines_before: int) -> s
             if index == record_index:
                 break
             line = reader.line_num + 1
-    except csv.Error:  # the csv module gave up earlier than pandas; a record number is the best we have
-        return f"record {record_index + 1:,}"
+    except csv.Error:  # e.g. a cell over the csv module's size limit; the row number will have to do
+        return f"row {record_index + 1 + lines_before:,}"
     return f"line {line + lines_before:,}"
 
 
@@ -487,15 +490,26 @@ def _parse_json_document(text: str, source: str) -> list[dict]:
         raise ValueError(f"{source}: invalid JSON at line {err.lineno:,}, column {err.colno} ({err.msg}). "
                          "Fix the JSON syntax, or save the data as CSV.") from None
     if isinstance(document, dict):
-        # {"data": [...]} wraps the list we want; any other object is one record
-        lists = [value for value in document.values()
-                 if isinstance(value, list) and value and all(isinstance(v, dict) for v in value)]
-        document = lists[0] if len(lists) == 1 and len(document) == 1 else [document]
+        document = _records_from_object(document)
     for number, item in enumerate(document, start=1):
         if not isinstance(item, dict):
             raise ValueError(f"{source}: item {number:,} of the JSON array is a {_json_type(item)}, expected an "
                              'object like {"question": "...", "answer": "..."}.')
     return document
+
+
+def _records_from_object(document: dict) -> list:
+    values = list(document.values())
+    # {"data": [{...}, ...]}: a wrapper around the list we want
+    if len(values) == 1 and isinstance(values[0], list) and all(isinstance(v, dict) for v in values[0]):
+        return values[0]
+    # pandas' default DataFrame.to_json(): {"question": {"0": ...}, "answer": {"0": ...}}
+    if values and all(isinstance(v, dict) and v for v in values) and len({tuple(v) for v in values}) == 1:
+        return [{column: document[column][key] for column in document} for key in values[0]]
+    # columns as lists of equal length: {"question": [...], "answer": [...]}
+    if len(values) > 1 and all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
+        return [dict(zip(document, row)) for row in zip(*values)]
+    return [document]  # one record
 
 
 def _json_cell(value) -> str | None:
@@ -653,7 +667,7 @@ def _clean(table: _RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warn
     # 3) oddities worth knowing about, but the rows are kept
     question, answer, kept_rows = question[kept], answer[kept], rows[kept]
     q_normal, a_normal = _normalise_text(question), _normalise_text(answer)
-    pairs = pd.DataFrame({"q": q_normal.to_numpy(), "a": answer.to_numpy()}).drop_duplicates()
+    pairs = pd.DataFrame({"q": q_normal, "a": answer}).drop_duplicates()
     answers_per_question = pairs["q"].value_counts()
     conflicting = answers_per_question.index[answers_per_question > 1]
     echo = (q_normal == a_normal).to_numpy()
@@ -679,7 +693,7 @@ def _clean(table: _RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warn
     if stripped:
         warnings.append(f"Stripped leading/trailing whitespace from {stripped:,} cell(s).")
 
-    frame = pd.DataFrame({"question": question.to_numpy(), "answer": answer.to_numpy()}, dtype="str")
+    frame = pd.DataFrame({"question": question, "answer": answer}).reset_index(drop=True)
     report = DataReport(
         source=source, file_format=table.file_format, encoding=table.encoding, delimiter=table.delimiter,
         columns_found=list(table.header), question_column=table.header[q_idx], answer_column=table.header[a_idx],

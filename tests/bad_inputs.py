@@ -127,7 +127,7 @@ CASES: list[Case] = [
     Case("pipe_separated", "data.csv", _csv("question|answer\nx, y?|z; w\nq2|a2\n"),
          None, expect(delimiter="|", rows=[("x, y?", "z; w"), ("q2", "a2")])),
     Case("excel_sep_line", "data.csv", _csv("sep=;\nquestion;answer\nq;a\n\n;empty question\n"),
-         None, all_of(expect(delimiter=";", rows=[("q", "a")]), rejected((4, "blank line"), (5, "empty question")))),
+         None, all_of(expect(delimiter=";", rows=[("q", "a")]), rejected((4, "blank row"), (5, "empty question")))),
     Case("quoted_commas_newlines", "data.csv",
          _csv('question,answer\n"Hello, world?","Line 1\nLine 2, with comma"\n"He said ""hi""",ok\n'),
          None, expect(rows=[("Hello, world?", "Line 1\nLine 2, with comma"), ('He said "hi"', "ok")])),
@@ -179,7 +179,7 @@ CASES: list[Case] = [
     Case("whitespace_only_cells", "data.csv", _csv("question,answer\n   ,a\nq,\t \n  q3 ,  a3\t\n"),
          None, all_of(expect(rows_kept=1, dropped_empty=2, rows=[("q3", "a3")]), warns("stripped"))),
     Case("blank_line_in_middle", "data.csv", _csv("\n\nquestion,answer\nq1,a1\n\nq2,a2\n\n\n"),
-         None, all_of(expect(rows_read=3, rows_kept=2), rejected((5, "blank line")))),
+         None, all_of(expect(rows_read=3, rows_kept=2), rejected((5, "blank row")))),
     Case("na_none_literals_kept", "data.csv", _csv("question,answer\nWhat is missing?,NA\nAnd this?,None\nnull?,null\nnan?,NaN\n"),
          None, expect(rows_kept=4, rows=[("What is missing?", "NA"), ("And this?", "None"), ("null?", "null"), ("nan?", "NaN")])),
     Case("numeric_cells", "data.csv", _csv("question,answer\n1,2\n3.50,007\n1e3,-0\n"),
@@ -201,6 +201,9 @@ CASES: list[Case] = [
          None, all_of(expect(file_format="json", delimiter=None, rows=[("q1", "a1"), ("q2", "2")]), warns("converted 1"))),
     Case("json_wrapped_in_object", "data.json", _csv(json.dumps({"data": [{"prompt": "p", "completion": "c"}]}, indent=2)),
          None, expect(file_format="json", question_column="prompt", answer_column="completion", rows=[("p", "c")])),
+    Case("json_pandas_columns", "data.json",
+         _csv(json.dumps({"question": {"0": "q1", "1": "q2"}, "answer": {"0": "a1", "1": None}})),
+         None, all_of(expect(file_format="json", rows=[("q1", "a1")]), rejected((2, "empty answer")))),
     Case("jsonl", "data.jsonl",
          _csv('{"question": "q1", "answer": "a1"}\n\n{"question": "q2", "answer": null}\n{"question": "q3", "answer": "a3"}\n'),
          None, all_of(expect(file_format="jsonl", rows_read=3, rows=[("q1", "a1"), ("q3", "a3")]),
@@ -224,6 +227,7 @@ def _no_warning_about_mapping(data) -> None:
 def _assert_long_kept(data) -> None:
     assert data.report.rows_kept == 2
     assert data.frame["answer"].iloc[1] == LONG_ANSWER
+
 
 
 CASES_BY_NAME = {case.name: case for case in CASES}

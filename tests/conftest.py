@@ -6,6 +6,7 @@ Building and training once per session keeps the suite fast on 2 CPU cores.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Everything the app or CLI would write under its working folder goes to a throw-away place.
+os.environ.setdefault("GPT2TUNE_HOME", tempfile.mkdtemp(prefix="gpt2tune-test-home-"))
 
 
 @pytest.fixture(scope="session")

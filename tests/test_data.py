@@ -181,7 +181,7 @@ def test_rejected_rows_keep_row_numbers_reasons_and_original_cells(tmp_path):
     rejected = data.rejected
     assert list(rejected.columns) == ["row", "reason", "question", "answer", "source"]
     assert rejected["row"].tolist() == [3, 4, 5, 6]
-    assert rejected["reason"].tolist() == ["empty answer", "empty question", "blank line", "duplicate of row 2"]
+    assert rejected["reason"].tolist() == ["empty answer", "empty question", "blank row", "duplicate of row 2"]
     assert rejected["source"].tolist()[0] == "book" and rejected["question"].tolist()[0] == "multi\nline"
 
     out = write_rejected_csv(data, tmp_path / "out" / "rejected.csv")
@@ -273,3 +273,19 @@ def test_large_generated_csv_loads_correctly(tmp_path):
     assert report.rows_kept == n - 400 == len(data.frame)
     assert data.frame.iloc[-1].tolist() == [f"What is item {n - 1}?", f"Item {n - 1}, obviously."]
     assert data.rejected["row"].iloc[0] == 7 + 2 and data.rejected["reason"].iloc[1] == "duplicate of row 10"
+
+
+def test_cell_bigger_than_the_csv_module_limit(tmp_path):
+    # the csv module (used to sniff and to find line numbers) stops at 128 KiB per cell; pandas does not
+    huge = "y" * 300_000
+    data = load_qa_data(write(tmp_path, "data.csv", f"question;answer\nq;{huge}\nq2;a2\n"))
+    assert data.report.delimiter == ";" and data.frame["answer"].tolist() == [huge, "a2"]
+    message = load_error(write(tmp_path, "bad.csv", f"question,answer\nq,{huge}\nq2,a2,extra\n"))
+    assert "has 3 fields" in message and len(message) < 300
+
+
+def test_json_columns_as_lists_and_single_object(tmp_path):
+    data = load_qa_data(write(tmp_path, "cols.json", '{"question": ["q1", "q2"], "answer": ["a1", "a2"]}'))
+    assert data.frame.values.tolist() == [["q1", "a1"], ["q2", "a2"]]
+    data = load_qa_data(write(tmp_path, "one.json", '{"question": "q", "answer": "a"}'))
+    assert data.frame.values.tolist() == [["q", "a"]]

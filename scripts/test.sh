@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run them. Used as-is by CI.
+#   bash scripts/test.sh            # all tests
+#   bash scripts/test.sh -k train   # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# torch 2.13.0: on Linux without a GPU this resolves to the CPU build (no multi-GB CUDA download).
+python3 -m pip install -q torch==2.13.0 -e ".[test]"
+
+# A real browser for the UI tests: Debian's Chromium (Playwright's own download is not needed).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "chromium could not be installed: browser tests will be skipped"
+fi
+
+exec python3 -m pytest "$@"

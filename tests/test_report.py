@@ -1,0 +1,78 @@
+"""The dataset report: lengths match what training feeds, duplicates and split leakage are found."""
+
+import pandas as pd
+import pytest
+
+from gpt2tune.model import load_tokenizer
+from gpt2tune.paths import TOKENIZER_DIR
+from gpt2tune.prep import split_frame, tokenize_pairs
+from gpt2tune.report import dataset_report, suggest_max_length
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(str(TOKENIZER_DIR))
+
+
+def _frame():
+    rows = [(f"What is {i} plus {i}?", f"It is {2 * i}.") for i in range(40)]
+    rows += [
+        ("What is 3 plus 3?", "It is 6."),  # exact duplicate of row 3
+        ("what is 4 PLUS 4", "it is 8"),  # duplicate of row 4 once case/punctuation are ignored
+        ("What is 5 plus 5?", "Ten."),  # repeated question, different answer
+        ("Why? " * 200, "Because it is long."),  # far over max_length
+    ]
+    return pd.DataFrame(rows, columns=["question", "answer"])
+
+
+def test_lengths_are_those_training_sees(tokenizer):
+    frame = _frame()
+    report = dataset_report(frame, tokenizer, max_length=64, eval_fraction=0.25, seed=1)
+    trained = tokenize_pairs(list(frame["question"]), list(frame["answer"]), tokenizer, 10_000, True)
+    assert report.token_lengths == [len(ids) for ids in trained["input_ids"]]
+    assert [q + a + 1 for q, a in zip(report.question_lengths, report.answer_lengths)] == report.token_lengths
+    assert report.over_max_length == 1
+    assert report.suggested_max_length % 32 == 0
+    assert report.rows == len(frame)
+
+
+def test_duplicates_exact_and_normalised(tokenizer):
+    report = dataset_report(_frame(), tokenizer, max_length=64, eval_fraction=0.25, seed=1)
+    assert report.exact_duplicates == 1
+    assert report.normalised_duplicates == 2
+    assert report.duplicate_questions == 3
+    assert "What is 3 plus 3?" in report.duplicate_examples
+
+
+def test_leakage_uses_the_training_split(tokenizer):
+    frame = _frame()
+    report = dataset_report(frame, tokenizer, max_length=64, eval_fraction=0.25, seed=1)
+    train, held_out = split_frame(frame, 0.25, 1)
+    key = lambda q: "".join(c for c in q.lower() if c.isalnum() or c == " ").split()  # noqa: E731
+    train_keys = {tuple(key(q)) for q in train["question"]}
+    expected = [q for q in held_out["question"] if tuple(key(q)) in train_keys]
+    assert report.train_rows == len(train) and report.eval_rows == len(held_out)
+    assert report.leakage_count == len(expected) > 0
+    assert report.leakage_examples == expected[:3]
+    text = report.summary()
+    assert f"{len(expected)} of {len(held_out)} eval questions" in text
+    assert "1 examples (2.3%) are longer than max_length=64" in text
+    assert set(report.to_dict()) >= {"token_lengths", "leakage_count", "suggested_max_length"}
+
+
+def test_no_leakage_without_eval_split(tokenizer):
+    report = dataset_report(_frame().head(10), tokenizer, max_length=64, eval_fraction=0.0, seed=1)
+    assert report.eval_rows == 0 and report.leakage_count == 0
+    assert "no eval split" in report.summary()
+
+
+def test_suggested_max_length_rounds_up_and_caps():
+    assert suggest_max_length([10] * 100) == 32
+    assert suggest_max_length([33] * 100) == 64
+    assert suggest_max_length(list(range(1, 101))) == 128  # 99th percentile = 99.01
+    assert suggest_max_length([5000] * 10) == 1024
+
+
+def test_empty_frame_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="no rows"):
+        dataset_report(pd.DataFrame(columns=["question", "answer"]), tokenizer, 64, 0.1, 0)
