@@ -84,6 +84,10 @@ class TuneConfig:
     probe_questions: list[str] = field(
         default_factory=list, metadata={"help": "Questions answered at every eval, to watch learning."}
     )
+    eval_answer_samples: int = _opt(
+        64, "Eval (and as many training) questions answered after training for exact match, F1 and "
+        "ROUGE-L and the memorisation check (0 = off; generating answers is the slow part)."
+    )
 
     def validate(self) -> None:
         """Fail fast with one clear line, before any model is loaded."""
@@ -99,6 +103,10 @@ class TuneConfig:
             (0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})"),
             (self.logging_steps >= 1, "logging_steps must be at least 1"),
             (self.save_total_limit >= 1, "save_total_limit must be at least 1"),
+            (self.eval_answer_samples >= 0, f"eval_answer_samples must be 0 or more (got {self.eval_answer_samples})"),
+            (self.early_stopping_patience >= 0, "early_stopping_patience must be 0 or more"),
+            (not self.early_stopping_patience or (self.eval_fraction > 0 and self.eval_steps > 0),
+             "early stopping needs an eval split and periodic evals: set eval_fraction > 0 and eval_steps > 0"),
         ]
         for name in ("device", "precision", "lr_scheduler"):
             choices = _field_metadata(TuneConfig, name)["choices"]

@@ -1,0 +1,116 @@
+"""The runs under the working folder: `work_dir()/runs/<name>`, each a `train` output folder.
+
+Read from disk, so a run trained by the CLI, or before the app restarted, shows up too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpt2tune import artifacts
+from gpt2tune.paths import inside, work_dir
+
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass
+class RunInfo:
+    name: str
+    path: Path
+    config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # {"step", "loss"} and {"step", "eval_loss"} points
+    has_model: bool = False  # a loadable model.safetensors (written last, so it is complete)
+    checkpoints: int = 0
+    modified: float = 0.0
+
+    @property
+    def resumable(self) -> bool:
+        return self.checkpoints > 0
+
+
+def runs_root() -> Path:
+    root = work_dir() / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def run_dir(name: str) -> Path:
+    """The folder of run `name`, refusing names that are not plain folder names."""
+    name = (name or "").strip()
+    if not RUN_NAME_PATTERN.match(name):
+        raise ValueError(
+            f"run name {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return inside(runs_root(), name)
+
+
+def new_run_name() -> str:
+    """A fresh name from the clock: sorts by time and is unique on this machine."""
+    base = time.strftime("run-%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while (runs_root() / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def list_runs() -> list[RunInfo]:
+    """Every run folder, newest first."""
+    runs = [load_run(path.name) for path in runs_root().iterdir() if path.is_dir() and RUN_NAME_PATTERN.match(path.name)]
+    return sorted(runs, key=lambda run: run.modified, reverse=True)
+
+
+def trained_runs() -> list[RunInfo]:
+    return [run for run in list_runs() if run.has_model]
+
+
+def load_run(name: str) -> RunInfo:
+    path = run_dir(name)
+    if not path.is_dir():
+        raise ValueError(f"no run named {name!r} under {runs_root()}")
+    history = artifacts.read_json(path / artifacts.HISTORY_FILE)
+    checkpoints = list((path / artifacts.CHECKPOINTS_DIR).glob("checkpoint-*"))
+    return RunInfo(
+        name=path.name,
+        path=path,
+        config=artifacts.read_json(path / artifacts.CONFIG_FILE, {}) or {},
+        metrics=artifacts.read_json(path / artifacts.METRICS_FILE, {}) or {},
+        # a run still training (or killed) has no history file yet; its checkpoints hold one
+        history=history if isinstance(history, list) else checkpoint_history(path),
+        has_model=(path / artifacts.WEIGHTS_FILE).exists() and (path / "config.json").exists(),
+        checkpoints=len(checkpoints),
+        modified=max((p.stat().st_mtime for p in [path, *path.iterdir()]), default=0.0),
+    )
+
+
+def checkpoint_history(output_dir) -> list[dict]:
+    """Loss points recorded in the latest complete checkpoint (the Trainer's log history)."""
+    checkpoint = artifacts.latest_checkpoint(Path(output_dir))
+    if checkpoint is None:
+        return []
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return []
+    keys = ("step", "epoch", "loss", "eval_loss")
+    return [
+        {k: entry[k] for k in keys if k in entry}
+        for entry in state.get("log_history", [])
+        if "loss" in entry or "eval_loss" in entry
+    ]
+
+
+def loss_points(runs: list[RunInfo]) -> list[dict]:
+    """Long-format rows {"run", "step", "loss", "split"} to overlay several runs' curves in one plot."""
+    rows = []
+    for run in runs:
+        for entry in run.history:
+            for key, split in (("loss", "train"), ("eval_loss", "eval")):
+                if key in entry and "step" in entry:
+                    rows.append({"run": run.name, "step": int(entry["step"]), "loss": float(entry[key]), "split": split})
+    return rows
