@@ -17,17 +17,22 @@ Typical use:
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from gpt2tune.tables import (
+    DELIMITERS,
+    RawTable,
+    delimiter_name,
+    list_columns,
+    list_rows,
+    read_raw_table,
+    short,
+)
 
 # -----------------------------------------------------------------------------
 # results
@@ -53,10 +58,10 @@ class DataReport:
     def summary(self) -> str:
         layout = self.file_format
         if self.delimiter is not None:
-            layout += f", delimiter {_delimiter_name(self.delimiter)}"
+            layout += f", delimiter {delimiter_name(self.delimiter)}"
         lines = [
             f"{self.source} ({layout}, {self.encoding}): kept {self.rows_kept:,} of {self.rows_read:,} rows",
-            f"columns: question <- '{_short(self.question_column)}', answer <- '{_short(self.answer_column)}'",
+            f"columns: question <- '{short(self.question_column)}', answer <- '{short(self.answer_column)}'",
             f"dropped: {self.dropped_empty:,} empty, {self.dropped_duplicates:,} duplicate; "
             f"kept but noted: {self.conflicting_questions:,} conflicting questions, "
             f"{self.question_equals_answer:,} question == answer",
@@ -79,7 +84,6 @@ QUESTION_NAMES = ("question", "questions", "q", "prompt", "instruction", "query"
 ANSWER_NAMES = ("answer", "answers", "a", "response", "output", "completion", "reply",
                 "target", "label", "assistant", "bot", "solution")
 
-DELIMITERS = (",", ";", "\t", "|")
 
 # -----------------------------------------------------------------------------
 # public API
@@ -94,13 +98,13 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
     one row); for a JSON array it is the item number, for JSONL the line number.
     Syntax errors instead name the "line", counted as a text editor does.
     """
-    table = _read_raw_table(path, max_bytes)
+    table = read_raw_table(path, max_bytes)
     if len(table.frame) == 0:
         if table.delimiter is None:
             raise ValueError(f"{table.source}: the file has no data rows (the JSON holds no records). "
                              'Add at least one object like {"question": "...", "answer": "..."}.')
         raise ValueError(f"{table.source}: the file has a header row but no data rows (columns found: "
-                         f"{_list_columns(table.header)}). Add at least one row with a question and an answer.")
+                         f"{list_columns(table.header)}). Add at least one row with a question and an answer.")
     q_idx, a_idx, mapping_warnings = _choose_columns(table, question_column, answer_column)
     return _clean(table, q_idx, a_idx, drop_duplicates, mapping_warnings)
 
@@ -111,7 +115,7 @@ def read_table(path, max_bytes=None) -> tuple[pd.DataFrame, dict]:
     Meant for a UI that shows the columns before the user maps them; the column
     names it returns are accepted by load_qa_data's question_column/answer_column.
     """
-    table = _read_raw_table(path, max_bytes)
+    table = read_raw_table(path, max_bytes)
     info = {"encoding": table.encoding, "delimiter": table.delimiter, "file_format": table.file_format,
             "source": table.source, "columns_found": list(table.header), "warnings": list(table.warnings)}
     return table.frame, info
@@ -137,390 +141,6 @@ def write_rejected_csv(data: QAData, path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     data.rejected.to_csv(path, index=False, encoding="utf-8-sig")
     return str(path)
-
-# -----------------------------------------------------------------------------
-# bytes -> text
-
-
-@dataclass
-class _RawTable:
-    frame: pd.DataFrame        # data rows only, all str (NaN where a cell is missing), unique column names
-    header: list[str]          # the header names as written (may repeat or be blank)
-    row_numbers: np.ndarray    # the row of each frame row as a user counts it (see load_qa_data)
-    source: str
-    file_format: str
-    encoding: str
-    delimiter: str | None
-    warnings: list[str]
-
-
-# signatures of files people upload by mistake, checked before any decoding
-_MAGIC = (
-    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive, e.g. an Excel .xlsx workbook"),
-    (b"\xd0\xcf\x11\xe0", "an old Office document such as an Excel .xls workbook"),
-    (b"\x1f\x8b", "a gzip-compressed file"), (b"PAR1", "a Parquet file"),
-    (b"SQLite format 3\x00", "an SQLite database"), (b"\x7fELF", "an executable program"),
-)
-
-# UTF-32 first: its little-endian BOM starts with the UTF-16 one
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
-)
-
-
-def _read_raw_table(path, max_bytes) -> _RawTable:
-    path = _as_path(path)
-    source = path.name or str(path)
-    raw = _read_bytes(path, source, max_bytes)
-    text, encoding, warnings = _decode(raw, source)
-    if not text.strip():
-        raise ValueError(f"{source}: the file is empty (it contains only whitespace). "
-                         "Add a header row such as 'question,answer' and at least one data row.")
-    first_char = text.lstrip()[:1]
-    if first_char in ("[", "{"):
-        table = _read_json(text, source, path.suffix.lower())
-        if path.suffix.lower() not in (".json", ".jsonl", ".ndjson"):
-            warnings.append(f"The file is named '{source}' but contains JSON; it was read as JSON.")
-    else:
-        table = _read_delimited(text, source, path.suffix.lower())
-        if path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
-            warnings.append(f"The file is named '{source}' but does not contain JSON; "
-                            f"it was read as {_delimiter_name(table.delimiter)}-separated text.")
-    table.encoding = encoding
-    table.warnings = warnings + table.warnings
-    return table
-
-
-def _as_path(path) -> Path:
-    # upload widgets hand over temp-file objects that carry the path in .name
-    if not isinstance(path, (str, os.PathLike)) and isinstance(getattr(path, "name", None), str):
-        path = path.name
-    return Path(path)
-
-
-def _read_bytes(path: Path, source: str, max_bytes: int | None) -> bytes:
-    if not path.exists():
-        raise ValueError(f"{source}: file not found at {_short(str(path), 200)}. Check the path.")
-    if path.is_dir():
-        raise ValueError(f"{source}: is a folder, not a file. Pass a .csv, .tsv, .json or .jsonl file.")
-    size = path.stat().st_size
-    if max_bytes is not None and size > max_bytes:
-        raise ValueError(f"{source}: the file is {_format_size(size)}, over the limit of {_format_size(max_bytes)}. "
-                         "Use a smaller file or raise max_bytes.")
-    raw = path.read_bytes()
-    if not raw:
-        raise ValueError(f"{source}: the file is empty (0 bytes). "
-                         "Add a header row such as 'question,answer' and at least one data row.")
-    return raw
-
-
-def _decode(raw: bytes, source: str) -> tuple[str, str, list[str]]:
-    """Bytes -> text with '\\n' line ends; returns (text, encoding, warnings)."""
-    encoding, warnings = None, []
-    for bom, name in _BOMS:
-        if raw.startswith(bom):
-            encoding = name
-            break
-    if encoding is None:
-        encoding = _utf16_without_bom(raw[:4096])
-    if encoding is None:
-        _refuse_binary(raw[:8192], source)
-    if encoding is not None:
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{source}: the file looks like {encoding} but has invalid bytes at byte {err.start:,}. "
-                             "Re-save it as UTF-8.") from None
-    else:
-        text, encoding, warnings = _decode_8bit(raw)
-    # one line-end convention, so pandas, the csv module and our line counts agree
-    text = text.lstrip("\ufeff")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    nul = text.find("\x00")
-    if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
-        raise ValueError(f"{source}: line {line:,} contains a NUL byte, so the file is damaged or not a text table. "
-                         "Remove that character or re-export the file.")
-    if _looks_binary(text[:8192]):
-        raise ValueError(f"{source}: not a text table (it is mostly control characters). "
-                         "Save the data as CSV (UTF-8), TSV, JSON or JSONL and load that.")
-    return text, encoding, warnings
-
-
-def _utf16_without_bom(sample: bytes) -> str | None:
-    # ASCII-heavy UTF-16 has a zero in every other byte; binary files do not
-    if len(sample) < 4:
-        return None
-    even, odd = sample[0::2], sample[1::2]
-    zeros_even, zeros_odd = even.count(0), odd.count(0)
-    if zeros_odd > 0.4 * len(odd) and zeros_even < 0.25 * zeros_odd:
-        return "utf-16-le"
-    if zeros_even > 0.4 * len(even) and zeros_odd < 0.25 * zeros_even:
-        return "utf-16-be"
-    return None
-
-
-def _refuse_binary(sample: bytes, source: str) -> None:
-    for magic, what in _MAGIC:
-        if sample.startswith(magic):
-            raise ValueError(f"{source}: not a text table (it looks like {what}). "
-                             "Save the data as CSV (UTF-8), TSV, JSON or JSONL and load that.")
-    if b"\x00" in sample:
-        raise ValueError(f"{source}: not a text table (it contains NUL bytes, so it is binary data). "
-                         "Save the data as CSV (UTF-8), TSV, JSON or JSONL and load that.")
-
-
-def _looks_binary(sample: str) -> bool:
-    controls = sum(sample.count(chr(c)) for c in range(32) if chr(c) not in "\t\n\x0c")
-    return controls > 0.1 * len(sample)
-
-
-def _decode_8bit(raw: bytes) -> tuple[str, str, list[str]]:
-    try:
-        return raw.decode("utf-8"), "utf-8", []
-    except UnicodeDecodeError as err:
-        first_bad_line = raw.count(b"\n", 0, err.start) + 1
-    # A UTF-8 file with a few stray bytes should stay UTF-8: reading it as cp1252
-    # would garble every accent. Tell the cases apart by how much valid multi-byte
-    # UTF-8 there is (each U+FFFD costs 2 extra bytes when re-encoded).
-    replaced = raw.decode("utf-8", errors="replace")
-    n_bad = replaced.count("\ufffd")
-    valid_multibyte = len(replaced.encode("utf-8")) - len(replaced) - 2 * n_bad
-    if valid_multibyte >= n_bad:
-        return replaced, "utf-8", [
-            f"{n_bad:,} invalid UTF-8 byte(s) were replaced with '\ufffd' (first on line {first_bad_line:,}); "
-            "re-save the file as UTF-8 to keep those characters."]
-    for encoding in ("cp1252", "latin-1"):  # latin-1 decodes any byte, so this loop always returns
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        return text, encoding, [
-            f"The file is not valid UTF-8 (first invalid byte on line {first_bad_line:,}), so it was read as {encoding}; "
-            "check that accented characters look right, or re-save it as UTF-8."]
-    raise AssertionError("unreachable: latin-1 decodes every byte")
-
-# -----------------------------------------------------------------------------
-# text -> raw table: delimited text
-
-
-def _read_delimited(text: str, source: str, suffix: str) -> _RawTable:
-    warnings = []
-    # blank lines before the header would become the header; drop them but keep
-    # counting them so row numbers still match the file
-    lead = re.match(r"(?:[ \t]*\n)+", text)
-    lines_before = lead.group(0).count("\n") if lead else 0
-    text = text[lead.end():] if lead else text
-    # trailing blank lines are editor noise, not rows (a regex anchored at the end
-    # is quadratic-ish here: it retries at every newline of a big file)
-    text = text.rstrip(" \t\n") + "\n"
-
-    # Excel writes "sep=;" as a first line to name the delimiter
-    excel_sep = re.match(r"sep=([,;\t|])\n", text)
-    if excel_sep:
-        delimiter = excel_sep.group(1)
-        text = text[excel_sep.end():]
-        lines_before += 1
-        warnings.append(f"Skipped the Excel 'sep={excel_sep.group(1)}' line at the top.")
-    else:
-        default = "\t" if suffix == ".tsv" else ","
-        delimiter = _sniff_delimiter(text[:65536], default)
-        if delimiter != default:
-            warnings.append(f"Detected {_delimiter_name(delimiter)} as the delimiter "
-                            f"(expected {_delimiter_name(default)} for a {suffix or 'extension-less'} file).")
-
-    try:
-        # header=None: the first line fixes the field count, so a longer row is an
-        # error instead of pandas silently turning the first column into an index
-        cells = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
-                            skip_blank_lines=False, quotechar='"', engine="c")
-    except pd.errors.ParserError as err:
-        raise _explain_parser_error(err, text, delimiter, source, lines_before) from None
-
-    header = ["" if pd.isna(name) else str(name) for name in cells.iloc[0].tolist()]
-    frame = cells.iloc[1:].reset_index(drop=True)
-    frame.columns = _unique_names(header)
-    # skip_blank_lines=False keeps one frame row per line, so position + 2 is the row number
-    row_numbers = np.arange(len(frame)) + 2 + lines_before
-    return _RawTable(frame=frame, header=header, row_numbers=row_numbers, source=source,
-                     file_format="tsv" if delimiter == "\t" else "csv", encoding="",
-                     delimiter=delimiter, warnings=warnings)
-
-
-def _sniff_delimiter(sample: str, default: str) -> str:
-    """The candidate that splits the header into most fields and the rows like the header."""
-    truncated = len(sample) == 65536
-    if truncated:
-        sample = sample[:sample.rfind("\n") + 1] or sample  # don't judge a line the cut split in two
-    best, best_score = default, None
-    for delimiter in DELIMITERS:
-        counts = _field_counts(sample, delimiter, max_records=50)
-        if not counts or counts[0] < 2:
-            continue
-        rows = [c for c in counts[1:] if c > 0]  # blank lines say nothing
-        if truncated:
-            rows = rows[:-1]  # the last record may be a quoted cell the cut split
-        agreement = sum(c == counts[0] for c in rows) / len(rows) if rows else 1.0
-        score = (round(agreement, 2), delimiter == default, counts[0])
-        if best_score is None or score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
-def _field_counts(sample: str, delimiter: str, max_records: int) -> list[int]:
-    counts = []
-    reader = csv.reader(io.StringIO(sample), delimiter=delimiter)
-    try:
-        for record in reader:
-            counts.append(len(record))
-            if len(counts) >= max_records:
-                break
-    except csv.Error:  # e.g. a cell beyond the csv module's size limit: judge on what we have
-        pass
-    return counts
-
-
-def _explain_parser_error(err: Exception, text: str, delimiter: str, source: str, lines_before: int) -> ValueError:
-    message = " ".join(str(err).split())
-    name = _delimiter_name(delimiter)
-    # pandas counts records, not lines; a quoted cell can span lines, so translate
-    too_many = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
-    if too_many:
-        expected, record, saw = (int(g) for g in too_many.groups())
-        where = _where(text, delimiter, record - 1, lines_before)
-        return ValueError(f"{source}: {where} has {saw} fields but the header has {expected} (delimiter {name}). "
-                          f"Put quotes around cells that contain {name}, or remove the extra fields.")
-    unclosed = re.search(r"EOF inside string starting at row (\d+)", message)
-    if unclosed:
-        where = _where(text, delimiter, int(unclosed.group(1)), lines_before)
-        return ValueError(f"{source}: unbalanced quote: the quoted cell that starts on {where} is never closed. "
-                          'Add the missing closing " or write a quote inside a quoted cell as "".')
-    return ValueError(f"{source}: could not read the file as {name}-separated text ({message}). "
-                      "Check the quoting and the number of fields per line.")
-
-
-def _where(text: str, delimiter: str, record_index: int, lines_before: int) -> str:
-    """'line N' for the 0-based record index, counting lines as a text editor does."""
-    line = 1
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        for index, _ in enumerate(reader):
-            if index == record_index:
-                break
-            line = reader.line_num + 1
-    except csv.Error:  # e.g. a cell over the csv module's size limit; the row number will have to do
-        return f"row {record_index + 1 + lines_before:,}"
-    return f"line {line + lines_before:,}"
-
-
-def _unique_names(header: list[str]) -> list[str]:
-    # the pandas convention ("Unnamed: 2", "answer.1"), so read_table's frame looks familiar
-    names, used = [], set()
-    for position, name in enumerate(header):
-        base = name if name.strip() else f"Unnamed: {position}"
-        unique, n = base, 0
-        while unique in used:
-            n += 1
-            unique = f"{base}.{n}"
-        used.add(unique)
-        names.append(unique)
-    return names
-
-# -----------------------------------------------------------------------------
-# text -> raw table: JSON and JSONL
-
-
-def _read_json(text: str, source: str, suffix: str) -> _RawTable:
-    if text.lstrip()[:1] == "{" and _looks_like_jsonl(text, suffix):
-        numbered, file_format = _parse_jsonl(text, source), "jsonl"
-        row_numbers = np.array([line for line, _ in numbered], dtype=np.int64)
-        records = [record for _, record in numbered]
-    else:
-        records, file_format = _parse_json_document(text, source), "json"
-        row_numbers = np.arange(1, len(records) + 1)
-    header = list(dict.fromkeys(key for record in records for key in record))
-    columns = {key: pd.Series([_json_cell(record.get(key)) for record in records], dtype="str") for key in header}
-    frame = pd.DataFrame(columns, index=range(len(records)))
-    frame.columns = _unique_names(header)
-    warnings = []
-    converted = sum(1 for record in records for value in record.values()
-                    if value is not None and not isinstance(value, str))
-    if converted:
-        warnings.append(f"Converted {converted:,} non-text JSON value(s) (numbers, booleans, lists, objects) to text.")
-    return _RawTable(frame=frame, header=header, row_numbers=row_numbers, source=source, file_format=file_format,
-                     encoding="", delimiter=None, warnings=warnings)
-
-
-def _looks_like_jsonl(text: str, suffix: str) -> bool:
-    if suffix in (".jsonl", ".ndjson"):
-        return True
-    lines = [line for line in text.split("\n", 3)[:3] if line.strip()]
-    if len(lines) < 2:
-        return False  # one line: a single JSON document either way
-    try:
-        return isinstance(json.loads(lines[0]), dict)
-    except json.JSONDecodeError:
-        return False  # e.g. pretty-printed: "{" alone on the first line
-
-
-def _parse_jsonl(text: str, source: str) -> list[tuple[int, dict]]:
-    records = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source}: line {number:,} is not valid JSON ({err.msg} at column {err.colno}). "
-                             "Fix or remove that line; each line must be one object.") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{source}: line {number:,} is a JSON {_json_type(record)}, expected an object "
-                             'like {"question": "...", "answer": "..."}.')
-        records.append((number, record))
-    return records
-
-
-def _parse_json_document(text: str, source: str) -> list[dict]:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{source}: invalid JSON at line {err.lineno:,}, column {err.colno} ({err.msg}). "
-                         "Fix the JSON syntax, or save the data as CSV.") from None
-    if isinstance(document, dict):
-        document = _records_from_object(document)
-    for number, item in enumerate(document, start=1):
-        if not isinstance(item, dict):
-            raise ValueError(f"{source}: item {number:,} of the JSON array is a {_json_type(item)}, expected an "
-                             'object like {"question": "...", "answer": "..."}.')
-    return document
-
-
-def _records_from_object(document: dict) -> list:
-    values = list(document.values())
-    # {"data": [{...}, ...]}: a wrapper around the list we want
-    if len(values) == 1 and isinstance(values[0], list) and all(isinstance(v, dict) for v in values[0]):
-        return values[0]
-    # pandas' default DataFrame.to_json(): {"question": {"0": ...}, "answer": {"0": ...}}
-    if values and all(isinstance(v, dict) and v for v in values) and len({tuple(v) for v in values}) == 1:
-        return [{column: document[column][key] for column in document} for key in values[0]]
-    # columns as lists of equal length: {"question": [...], "answer": [...]}
-    if len(values) > 1 and all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
-        return [dict(zip(document, row)) for row in zip(*values)]
-    return [document]  # one record
-
-
-def _json_cell(value) -> str | None:
-    # JSON's own spelling keeps numbers and booleans as the user wrote them (1.5, true)
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _json_type(value) -> str:
-    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
 
 # -----------------------------------------------------------------------------
 # picking the question and answer columns
@@ -553,12 +173,12 @@ def _best_column(columns: list[str], synonyms: tuple[str, ...], exclude) -> tupl
     return (tied[0] if len(tied) == 1 else None), tied
 
 
-def _choose_columns(table: _RawTable, question_column, answer_column) -> tuple[int, int, list[str]]:
+def _choose_columns(table: RawTable, question_column, answer_column) -> tuple[int, int, list[str]]:
     header, source = table.header, table.source
     q_idx = _find_given_column(table, question_column, "question_column") if question_column is not None else None
     a_idx = _find_given_column(table, answer_column, "answer_column") if answer_column is not None else None
     if q_idx is not None and q_idx == a_idx:
-        raise ValueError(f"{source}: question_column and answer_column both name column '{_short(header[q_idx])}'. "
+        raise ValueError(f"{source}: question_column and answer_column both name column '{short(header[q_idx])}'. "
                          "Pass two different columns.")
     if q_idx is None:
         q_idx, tied = _best_column(header, QUESTION_NAMES, exclude=() if a_idx is None else (a_idx,))
@@ -574,33 +194,33 @@ def _choose_columns(table: _RawTable, question_column, answer_column) -> tuple[i
                                                       ("answer", a_idx, answer_column))
               if given is None and _normalise_header(header[i]) != role]
     if mapped:
-        used = " and ".join(f"'{_short(name)}' as the {role}" for role, name in mapped)
+        used = " and ".join(f"'{short(name)}' as the {role}" for role, name in mapped)
         missing = "/".join(f"'{role}'" for role, _ in mapped)
         warnings.append(f"Used column {used} (no {missing} header found).")
-    ignored = [_short(name) if name.strip() else "<blank>" for i, name in enumerate(header) if i not in (q_idx, a_idx)]
+    ignored = [short(name) if name.strip() else "<blank>" for i, name in enumerate(header) if i not in (q_idx, a_idx)]
     if ignored:
         more = f" and {len(ignored) - 20} more" if len(ignored) > 20 else ""
         warnings.append(f"Ignored {len(ignored)} other column(s): {', '.join(ignored[:20])}{more}.")
     return q_idx, a_idx, warnings
 
 
-def _refuse_tie(table: _RawTable, tied: list[int], role: str, option: str) -> None:
+def _refuse_tie(table: RawTable, tied: list[int], role: str, option: str) -> None:
     if len(tied) < 2:
         return
     names = [table.header[i] for i in tied]
     if len({_normalise_header(name) for name in names}) == 1:
         _refuse_duplicate(table, names[0], len(tied))
-    candidates = " or ".join(f"'{_short(name)}'" for name in names)
+    candidates = " or ".join(f"'{short(name)}'" for name in names)
     raise ValueError(f"{table.source}: cannot tell which column holds the {role} ({candidates}; columns found: "
-                     f"{_list_columns(table.header)}). Pass {option}=... to choose.")
+                     f"{list_columns(table.header)}). Pass {option}=... to choose.")
 
 
-def _refuse_duplicate(table: _RawTable, name: str, count: int) -> None:
-    raise ValueError(f"{table.source}: duplicate column '{_short(name)}' appears {count} times (columns found: "
-                     f"{_list_columns(table.header)}). Rename or remove the extra one so it is clear which to use.")
+def _refuse_duplicate(table: RawTable, name: str, count: int) -> None:
+    raise ValueError(f"{table.source}: duplicate column '{short(name)}' appears {count} times (columns found: "
+                     f"{list_columns(table.header)}). Rename or remove the extra one so it is clear which to use.")
 
 
-def _find_given_column(table: _RawTable, given: str, option: str) -> int:
+def _find_given_column(table: RawTable, given: str, option: str) -> int:
     normal = _normalise_header(str(given))
     matches = [i for i, name in enumerate(table.header) if _normalise_header(name) == normal]
     if len(matches) > 1:
@@ -609,14 +229,14 @@ def _find_given_column(table: _RawTable, given: str, option: str) -> int:
         return matches[0]
     if str(given) in table.frame.columns:  # a name read_table made up, e.g. "Unnamed: 2" or "notes.1"
         return list(table.frame.columns).index(str(given))
-    raise ValueError(f"{table.source}: column '{_short(str(given))}' ({option}) not found (columns found: "
-                     f"{_list_columns(table.header)}). Pass one of the columns found.")
+    raise ValueError(f"{table.source}: column '{short(str(given))}' ({option}) not found (columns found: "
+                     f"{list_columns(table.header)}). Pass one of the columns found.")
 
 
 def _missing_columns_message(source: str, header: list[str], question_missing: bool, answer_missing: bool) -> str:
-    found = _list_columns(header)
+    found = list_columns(header)
     if len(header) == 1:
-        found += f"; only one column, so the delimiter may not be one of {', '.join(map(_delimiter_name, DELIMITERS))}"
+        found += f"; only one column, so the delimiter may not be one of {', '.join(map(delimiter_name, DELIMITERS))}"
     if question_missing and answer_missing:
         return (f"{source}: missing columns 'question' and 'answer' (columns found: {found}). "
                 "Rename columns to 'question' and 'answer' or pass question_column=... and answer_column=...")
@@ -628,7 +248,7 @@ def _missing_columns_message(source: str, header: list[str], question_missing: b
 # cleaning
 
 
-def _clean(table: _RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warnings: list[str]) -> QAData:
+def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warnings: list[str]) -> QAData:
     raw, rows, source = table.frame, table.row_numbers, table.source
     q_raw = raw.iloc[:, q_idx].fillna("")
     a_raw = raw.iloc[:, a_idx].fillna("")
@@ -662,7 +282,7 @@ def _clean(table: _RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warn
         first = int(np.flatnonzero(empty)[0])
         raise ValueError(f"{source}: no usable rows: all {len(raw):,} data rows have an empty question or answer "
                          f"(first: row {rows[first]}, {reasons[first]}). Fill in both the "
-                         f"'{_short(table.header[q_idx])}' and '{_short(table.header[a_idx])}' cells.")
+                         f"'{short(table.header[q_idx])}' and '{short(table.header[a_idx])}' cells.")
 
     # 3) oddities worth knowing about, but the rows are kept
     question, answer, kept_rows = question[kept], answer[kept], rows[kept]
@@ -676,20 +296,20 @@ def _clean(table: _RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warn
     dropped_empty = int(empty.sum())
     if dropped_empty:
         warnings.append(f"Dropped {dropped_empty:,} row(s) with an empty question or answer "
-                        f"({_list_rows(rows[empty])}).")
+                        f"({list_rows(rows[empty])}).")
     if drop_duplicates and n_repeats:
         warnings.append(f"Dropped {n_repeats:,} exact duplicate question/answer pair(s) "
-                        f"({_list_rows(rows[duplicate])}); the first copy is kept.")
+                        f"({list_rows(rows[duplicate])}); the first copy is kept.")
     elif n_repeats:
         warnings.append(f"Kept {n_repeats:,} exact duplicate question/answer pair(s) (drop_duplicates=False).")
     if len(conflicting):
         in_conflict = q_normal.isin(conflicting).to_numpy()
         first = int(np.flatnonzero(in_conflict)[0])
         warnings.append(f"{len(conflicting):,} question(s) appear with different answers (first at row "
-                        f"{kept_rows[first]}: '{_short(question.iloc[first])}'); all are kept.")
+                        f"{kept_rows[first]}: '{short(question.iloc[first])}'); all are kept.")
     if echo.any():
         warnings.append(f"{int(echo.sum()):,} row(s) have an answer identical to the question "
-                        f"({_list_rows(kept_rows[echo])}); kept.")
+                        f"({list_rows(kept_rows[echo])}); kept.")
     if stripped:
         warnings.append(f"Stripped leading/trailing whitespace from {stripped:,} cell(s).")
 
@@ -722,33 +342,3 @@ def _rejected_frame(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray, dr
     rejected = pd.concat([pd.DataFrame({"row": rows[dropped].astype(np.int64),
                                         "reason": pd.Series(reasons[dropped], dtype="str")}), original], axis=1)
     return rejected.sort_values("row", kind="stable").reset_index(drop=True)
-
-# -----------------------------------------------------------------------------
-# message helpers: everything user-provided goes through _short, so messages stay one line
-
-
-def _short(text: str, limit: int = 40) -> str:
-    text = str(text).replace("\r", "\\r").replace("\n", "\\n")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _list_columns(header: list[str]) -> str:
-    if not header:
-        return "none"
-    names = [_short(name) if name.strip() else "<blank>" for name in header[:20]]
-    more = f" and {len(header) - 20} more" if len(header) > 20 else ""
-    return ", ".join(names) + more
-
-
-def _list_rows(rows: np.ndarray, limit: int = 5) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    more = f" and {len(rows) - limit:,} more" if len(rows) > limit else ""
-    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
-
-
-def _delimiter_name(delimiter: str | None) -> str:
-    return {"\t": "tab", None: "none"}.get(delimiter, f"'{delimiter}'")
-
-
-def _format_size(n_bytes: int) -> str:
-    return f"{n_bytes / 1e6:.1f} MB ({n_bytes:,} bytes)"

@@ -1,0 +1,435 @@
+"""Read a user's file into a raw table of strings: detect binary files, the text encoding,
+CSV/TSV/semicolon/pipe delimiters and JSON/JSONL, and explain unreadable input in one line.
+
+`gpt2tune.data` then picks the question/answer columns and cleans the rows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DELIMITERS = (",", ";", "\t", "|")
+
+# -----------------------------------------------------------------------------
+# bytes -> text
+
+
+@dataclass
+class RawTable:
+    frame: pd.DataFrame        # data rows only, all str (NaN where a cell is missing), unique column names
+    header: list[str]          # the header names as written (may repeat or be blank)
+    row_numbers: np.ndarray    # the row of each frame row as a user counts it (see load_qa_data)
+    source: str
+    file_format: str
+    encoding: str
+    delimiter: str | None
+    warnings: list[str]
+
+
+# signatures of files people upload by mistake, checked before any decoding
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive, e.g. an Excel .xlsx workbook"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document such as an Excel .xls workbook"),
+    (b"\x1f\x8b", "a gzip-compressed file"), (b"PAR1", "a Parquet file"),
+    (b"SQLite format 3\x00", "an SQLite database"), (b"\x7fELF", "an executable program"),
+)
+
+# UTF-32 first: its little-endian BOM starts with the UTF-16 one
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def read_raw_table(path, max_bytes) -> RawTable:
+    path = _as_path(path)
+    source = path.name or str(path)
+    raw = _read_bytes(path, source, max_bytes)
+    text, encoding, warnings = _decode(raw, source)
+    if not text.strip():
+        raise ValueError(f"{source}: the file is empty (it contains only whitespace). "
+                         "Add a header row such as 'question,answer' and at least one data row.")
+    first_char = text.lstrip()[:1]
+    if first_char in ("[", "{"):
+        table = _read_json(text, source, path.suffix.lower())
+        if path.suffix.lower() not in (".json", ".jsonl", ".ndjson"):
+            warnings.append(f"The file is named '{source}' but contains JSON; it was read as JSON.")
+    else:
+        table = _read_delimited(text, source, path.suffix.lower())
+        if path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+            warnings.append(f"The file is named '{source}' but does not contain JSON; "
+                            f"it was read as {delimiter_name(table.delimiter)}-separated text.")
+    table.encoding = encoding
+    table.warnings = warnings + table.warnings
+    return table
+
+
+def _as_path(path) -> Path:
+    # upload widgets hand over temp-file objects that carry the path in .name
+    if not isinstance(path, (str, os.PathLike)) and isinstance(getattr(path, "name", None), str):
+        path = path.name
+    return Path(path)
+
+
+def _read_bytes(path: Path, source: str, max_bytes: int | None) -> bytes:
+    if not path.exists():
+        raise ValueError(f"{source}: file not found at {short(str(path), 200)}. Check the path.")
+    if path.is_dir():
+        raise ValueError(f"{source}: is a folder, not a file. Pass a .csv, .tsv, .json or .jsonl file.")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(f"{source}: the file is {format_size(size)}, over the limit of {format_size(max_bytes)}. "
+                         "Use a smaller file or raise max_bytes.")
+    raw = path.read_bytes()
+    if not raw:
+        raise ValueError(f"{source}: the file is empty (0 bytes). "
+                         "Add a header row such as 'question,answer' and at least one data row.")
+    return raw
+
+
+def _decode(raw: bytes, source: str) -> tuple[str, str, list[str]]:
+    """Bytes -> text with '\\n' line ends; returns (text, encoding, warnings)."""
+    encoding, warnings = None, []
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            encoding = name
+            break
+    if encoding is None:
+        encoding = _utf16_without_bom(raw[:4096])
+    if encoding is None:
+        _refuse_binary(raw[:8192], source)
+    if encoding is not None:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{source}: the file looks like {encoding} but has invalid bytes at byte {err.start:,}. "
+                             "Re-save it as UTF-8.") from None
+    else:
+        text, encoding, warnings = _decode_8bit(raw)
+    # one line-end convention, so pandas, the csv module and our line counts agree
+    text = text.lstrip("\ufeff")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise ValueError(f"{source}: line {line:,} contains a NUL byte, so the file is damaged or not a text table. "
+                         "Remove that character or re-export the file.")
+    if _looks_binary(text[:8192]):
+        raise ValueError(f"{source}: not a text table (it is mostly control characters). "
+                         "Save the data as CSV (UTF-8), TSV, JSON or JSONL and load that.")
+    return text, encoding, warnings
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    # ASCII-heavy UTF-16 has a zero in every other byte; binary files do not
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    zeros_even, zeros_odd = even.count(0), odd.count(0)
+    if zeros_odd > 0.4 * len(odd) and zeros_even < 0.25 * zeros_odd:
+        return "utf-16-le"
+    if zeros_even > 0.4 * len(even) and zeros_odd < 0.25 * zeros_even:
+        return "utf-16-be"
+    return None
+
+
+def _refuse_binary(sample: bytes, source: str) -> None:
+    for magic, what in _MAGIC:
+        if sample.startswith(magic):
+            raise ValueError(f"{source}: not a text table (it looks like {what}). "
+                             "Save the data as CSV (UTF-8), TSV, JSON or JSONL and load that.")
+    if b"\x00" in sample:
+        raise ValueError(f"{source}: not a text table (it contains NUL bytes, so it is binary data). "
+                         "Save the data as CSV (UTF-8), TSV, JSON or JSONL and load that.")
+
+
+def _looks_binary(sample: str) -> bool:
+    controls = sum(sample.count(chr(c)) for c in range(32) if chr(c) not in "\t\n\x0c")
+    return controls > 0.1 * len(sample)
+
+
+def _decode_8bit(raw: bytes) -> tuple[str, str, list[str]]:
+    try:
+        return raw.decode("utf-8"), "utf-8", []
+    except UnicodeDecodeError as err:
+        first_bad_line = raw.count(b"\n", 0, err.start) + 1
+    # A UTF-8 file with a few stray bytes should stay UTF-8: reading it as cp1252
+    # would garble every accent. Tell the cases apart by how much valid multi-byte
+    # UTF-8 there is (each U+FFFD costs 2 extra bytes when re-encoded).
+    replaced = raw.decode("utf-8", errors="replace")
+    n_bad = replaced.count("\ufffd")
+    valid_multibyte = len(replaced.encode("utf-8")) - len(replaced) - 2 * n_bad
+    if valid_multibyte >= n_bad:
+        return replaced, "utf-8", [
+            f"{n_bad:,} invalid UTF-8 byte(s) were replaced with '\ufffd' (first on line {first_bad_line:,}); "
+            "re-save the file as UTF-8 to keep those characters."]
+    for encoding in ("cp1252", "latin-1"):  # latin-1 decodes any byte, so this loop always returns
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return text, encoding, [
+            f"The file is not valid UTF-8 (first invalid byte on line {first_bad_line:,}), so it was read as {encoding}; "
+            "check that accented characters look right, or re-save it as UTF-8."]
+    raise AssertionError("unreachable: latin-1 decodes every byte")
+
+# -----------------------------------------------------------------------------
+# text -> raw table: delimited text
+
+
+def _read_delimited(text: str, source: str, suffix: str) -> RawTable:
+    warnings = []
+    # blank lines before the header would become the header; drop them but keep
+    # counting them so row numbers still match the file
+    lead = re.match(r"(?:[ \t]*\n)+", text)
+    lines_before = lead.group(0).count("\n") if lead else 0
+    text = text[lead.end():] if lead else text
+    # trailing blank lines are editor noise, not rows (a regex anchored at the end
+    # is quadratic-ish here: it retries at every newline of a big file)
+    text = text.rstrip(" \t\n") + "\n"
+
+    # Excel writes "sep=;" as a first line to name the delimiter
+    excel_sep = re.match(r"sep=([,;\t|])\n", text)
+    if excel_sep:
+        delimiter = excel_sep.group(1)
+        text = text[excel_sep.end():]
+        lines_before += 1
+        warnings.append(f"Skipped the Excel 'sep={excel_sep.group(1)}' line at the top.")
+    else:
+        default = "\t" if suffix == ".tsv" else ","
+        delimiter = _sniff_delimiter(text[:65536], default)
+        if delimiter != default:
+            warnings.append(f"Detected {delimiter_name(delimiter)} as the delimiter "
+                            f"(expected {delimiter_name(default)} for a {suffix or 'extension-less'} file).")
+
+    try:
+        # header=None: the first line fixes the field count, so a longer row is an
+        # error instead of pandas silently turning the first column into an index
+        cells = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
+                            skip_blank_lines=False, quotechar='"', engine="c")
+    except pd.errors.ParserError as err:
+        raise _explain_parser_error(err, text, delimiter, source, lines_before) from None
+
+    header = ["" if pd.isna(name) else str(name) for name in cells.iloc[0].tolist()]
+    frame = cells.iloc[1:].reset_index(drop=True)
+    frame.columns = _unique_names(header)
+    # skip_blank_lines=False keeps one frame row per line, so position + 2 is the row number
+    row_numbers = np.arange(len(frame)) + 2 + lines_before
+    return RawTable(frame=frame, header=header, row_numbers=row_numbers, source=source,
+                     file_format="tsv" if delimiter == "\t" else "csv", encoding="",
+                     delimiter=delimiter, warnings=warnings)
+
+
+def _sniff_delimiter(sample: str, default: str) -> str:
+    """The candidate that splits the header into most fields and the rows like the header."""
+    truncated = len(sample) == 65536
+    if truncated:
+        sample = sample[:sample.rfind("\n") + 1] or sample  # don't judge a line the cut split in two
+    best, best_score = default, None
+    for delimiter in DELIMITERS:
+        counts = _field_counts(sample, delimiter, max_records=50)
+        if not counts or counts[0] < 2:
+            continue
+        rows = [c for c in counts[1:] if c > 0]  # blank lines say nothing
+        if truncated:
+            rows = rows[:-1]  # the last record may be a quoted cell the cut split
+        agreement = sum(c == counts[0] for c in rows) / len(rows) if rows else 1.0
+        score = (round(agreement, 2), delimiter == default, counts[0])
+        if best_score is None or score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _field_counts(sample: str, delimiter: str, max_records: int) -> list[int]:
+    counts = []
+    reader = csv.reader(io.StringIO(sample), delimiter=delimiter)
+    try:
+        for record in reader:
+            counts.append(len(record))
+            if len(counts) >= max_records:
+                break
+    except csv.Error:  # e.g. a cell beyond the csv module's size limit: judge on what we have
+        pass
+    return counts
+
+
+def _explain_parser_error(err: Exception, text: str, delimiter: str, source: str, lines_before: int) -> ValueError:
+    message = " ".join(str(err).split())
+    name = delimiter_name(delimiter)
+    # pandas counts records, not lines; a quoted cell can span lines, so translate
+    too_many = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if too_many:
+        expected, record, saw = (int(g) for g in too_many.groups())
+        where = _where(text, delimiter, record - 1, lines_before)
+        return ValueError(f"{source}: {where} has {saw} fields but the header has {expected} (delimiter {name}). "
+                          f"Put quotes around cells that contain {name}, or remove the extra fields.")
+    unclosed = re.search(r"EOF inside string starting at row (\d+)", message)
+    if unclosed:
+        where = _where(text, delimiter, int(unclosed.group(1)), lines_before)
+        return ValueError(f"{source}: unbalanced quote: the quoted cell that starts on {where} is never closed. "
+                          'Add the missing closing " or write a quote inside a quoted cell as "".')
+    return ValueError(f"{source}: could not read the file as {name}-separated text ({message}). "
+                      "Check the quoting and the number of fields per line.")
+
+
+def _where(text: str, delimiter: str, record_index: int, lines_before: int) -> str:
+    """'line N' for the 0-based record index, counting lines as a text editor does."""
+    line = 1
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        for index, _ in enumerate(reader):
+            if index == record_index:
+                break
+            line = reader.line_num + 1
+    except csv.Error:  # e.g. a cell over the csv module's size limit; the row number will have to do
+        return f"row {record_index + 1 + lines_before:,}"
+    return f"line {line + lines_before:,}"
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    # the pandas convention ("Unnamed: 2", "answer.1"), so read_table's frame looks familiar
+    names, used = [], set()
+    for position, name in enumerate(header):
+        base = name if name.strip() else f"Unnamed: {position}"
+        unique, n = base, 0
+        while unique in used:
+            n += 1
+            unique = f"{base}.{n}"
+        used.add(unique)
+        names.append(unique)
+    return names
+
+# -----------------------------------------------------------------------------
+# text -> raw table: JSON and JSONL
+
+
+def _read_json(text: str, source: str, suffix: str) -> RawTable:
+    if text.lstrip()[:1] == "{" and _looks_like_jsonl(text, suffix):
+        numbered, file_format = _parse_jsonl(text, source), "jsonl"
+        row_numbers = np.array([line for line, _ in numbered], dtype=np.int64)
+        records = [record for _, record in numbered]
+    else:
+        records, file_format = _parse_json_document(text, source), "json"
+        row_numbers = np.arange(1, len(records) + 1)
+    header = list(dict.fromkeys(key for record in records for key in record))
+    columns = {key: pd.Series([_json_cell(record.get(key)) for record in records], dtype="str") for key in header}
+    frame = pd.DataFrame(columns, index=range(len(records)))
+    frame.columns = _unique_names(header)
+    warnings = []
+    converted = sum(1 for record in records for value in record.values()
+                    if value is not None and not isinstance(value, str))
+    if converted:
+        warnings.append(f"Converted {converted:,} non-text JSON value(s) (numbers, booleans, lists, objects) to text.")
+    return RawTable(frame=frame, header=header, row_numbers=row_numbers, source=source, file_format=file_format,
+                     encoding="", delimiter=None, warnings=warnings)
+
+
+def _looks_like_jsonl(text: str, suffix: str) -> bool:
+    if suffix in (".jsonl", ".ndjson"):
+        return True
+    lines = [line for line in text.split("\n", 3)[:3] if line.strip()]
+    if len(lines) < 2:
+        return False  # one line: a single JSON document either way
+    try:
+        return isinstance(json.loads(lines[0]), dict)
+    except json.JSONDecodeError:
+        return False  # e.g. pretty-printed: "{" alone on the first line
+
+
+def _parse_jsonl(text: str, source: str) -> list[tuple[int, dict]]:
+    records = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source}: line {number:,} is not valid JSON ({err.msg} at column {err.colno}). "
+                             "Fix or remove that line; each line must be one object.") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{source}: line {number:,} is a JSON {_json_type(record)}, expected an object "
+                             'like {"question": "...", "answer": "..."}.')
+        records.append((number, record))
+    return records
+
+
+def _parse_json_document(text: str, source: str) -> list[dict]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: invalid JSON at line {err.lineno:,}, column {err.colno} ({err.msg}). "
+                         "Fix the JSON syntax, or save the data as CSV.") from None
+    if isinstance(document, dict):
+        document = _records_from_object(document)
+    for number, item in enumerate(document, start=1):
+        if not isinstance(item, dict):
+            raise ValueError(f"{source}: item {number:,} of the JSON array is a {_json_type(item)}, expected an "
+                             'object like {"question": "...", "answer": "..."}.')
+    return document
+
+
+def _records_from_object(document: dict) -> list:
+    values = list(document.values())
+    # {"data": [{...}, ...]}: a wrapper around the list we want
+    if len(values) == 1 and isinstance(values[0], list) and all(isinstance(v, dict) for v in values[0]):
+        return values[0]
+    # pandas' default DataFrame.to_json(): {"question": {"0": ...}, "answer": {"0": ...}}
+    if values and all(isinstance(v, dict) and v for v in values) and len({tuple(v) for v in values}) == 1:
+        return [{column: document[column][key] for column in document} for key in values[0]]
+    # columns as lists of equal length: {"question": [...], "answer": [...]}
+    if len(values) > 1 and all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
+        return [dict(zip(document, row)) for row in zip(*values)]
+    return [document]  # one record
+
+
+def _json_cell(value) -> str | None:
+    # JSON's own spelling keeps numbers and booleans as the user wrote them (1.5, true)
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_type(value) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+
+# -----------------------------------------------------------------------------
+# message helpers: everything user-provided goes through short, so messages stay one line
+
+
+def short(text: str, limit: int = 40) -> str:
+    text = str(text).replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def list_columns(header: list[str]) -> str:
+    if not header:
+        return "none"
+    names = [short(name) if name.strip() else "<blank>" for name in header[:20]]
+    more = f" and {len(header) - 20} more" if len(header) > 20 else ""
+    return ", ".join(names) + more
+
+
+def list_rows(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    more = f" and {len(rows) - limit:,} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def delimiter_name(delimiter: str | None) -> str:
+    return {"\t": "tab", None: "none"}.get(delimiter, f"'{delimiter}'")
+
+
+def format_size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB ({n_bytes:,} bytes)"
