@@ -43,6 +43,9 @@ def publish_folder(staging: Path, output_dir: Path) -> None:
     whenever `model.safetensors` is there, the config and tokenizer beside it belong to it.
     """
     files = sorted(staging.iterdir(), key=lambda p: p.name == WEIGHTS_FILE)
+    # The old run's weights go first: until the new ones land the folder has no weights at all,
+    # never old weights beside the new config, tokenizer and metrics.
+    (output_dir / WEIGHTS_FILE).unlink(missing_ok=True)
     for path in files:
         os.replace(path, output_dir / path.name)
     shutil.rmtree(staging, ignore_errors=True)
@@ -68,5 +71,7 @@ def check_writable(output_dir: Path, needed_bytes: int) -> None:
 def latest_checkpoint(output_dir: Path) -> Path | None:
     folder = Path(output_dir) / CHECKPOINTS_DIR
     candidates = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    complete = [p for p in candidates if (p / "trainer_state.json").exists()]
+    # The Trainer writes trainer_state.json last, so a checkpoint killed mid-save has none, or a
+    # truncated one that does not parse: either way it is skipped.
+    complete = [p for p in candidates if "global_step" in (read_json(p / "trainer_state.json") or {})]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)

@@ -1,83 +1,208 @@
-"""The model card (README.md) written into every output folder and pushed with the model."""
+"""The model card (README.md) written into every output folder and pushed with the model.
+
+It is built only from files in the folder (config, metrics, loss history, sample answers), none of
+which holds a secret, so writing it again later (e.g. with the Hub repo id at push time) gives the
+same card. The loss plot is a PNG beside it, which the Hub renders from the relative link.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from gpt2tune import artifacts
 from gpt2tune.prompt import template_description
 
 CARD_FILE = "README.md"
+SAMPLES_FILE = "samples.json"
+LOSS_PLOT_FILE = "loss.png"
+CARD_MARKER = "<!-- written by gpt2tune: rewritten on push -->"
+SAMPLES_SHOWN = 5
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
-def build_model_card(output_dir: str | Path, repo_id: str | None = None):
-    """A `huggingface_hub.ModelCard` from the run's config and metrics (no secrets live there)."""
-    from huggingface_hub import ModelCard, ModelCardData
+def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: str | None = None,
+                     license: str = "mit"):
+    """A `huggingface_hub.ModelCard` from the run's files in `output_dir`."""
+    from huggingface_hub import ModelCard
 
     output_dir = Path(output_dir)
     config = artifacts.read_json(output_dir / artifacts.CONFIG_FILE, {}) or {}
     metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
-    base_model = metrics.get("base_model") or config.get("base_model") or "gpt2"
-    data = ModelCardData(
-        base_model=base_model if not Path(base_model).exists() else None,
+    samples = artifacts.read_json(output_dir / SAMPLES_FILE, []) or []
+    base_model = str(metrics.get("base_model") or config.get("base_model") or "gpt2")
+    name = repo_id or title or output_dir.name
+    sections = [
+        "---",
+        _metadata(base_model, metrics, config, name, license).to_yaml(),
+        "---",
+        CARD_MARKER,
+        "",
+        f"# {name}",
+        "",
+        f"GPT-2 fine-tuned with gpt2tune on question/answer pairs, starting from {_describe(base_model)}.",
+        "",
+        _results(metrics),
+    ]
+    if (output_dir / LOSS_PLOT_FILE).exists():
+        sections += ["## Loss curve", "", f"![training and eval loss]({LOSS_PLOT_FILE})", ""]
+    if samples:
+        sections += ["## Sample answers (eval questions, greedy decoding)", "", _samples(samples[:SAMPLES_SHOWN]), ""]
+    sections += [
+        "## Prompt template",
+        "",
+        "```",
+        template_description(),
+        "```",
+        "",
+        "## Data",
+        "",
+        _data(metrics, config),
+        "",
+        "## Hyper-parameters",
+        "",
+        _table({k: config[k] for k in _HYPERPARAMETERS if k in config}),
+        "",
+        "## All metrics",
+        "",
+        _table({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}),
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f'model = AutoModelForCausalLM.from_pretrained("{repo_id or "path/to/this/folder"}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id or "path/to/this/folder"}")',
+        'prompt = "Question: What is the capital of France?\\nAnswer:"',
+        "output = model.generate(**tokenizer(prompt, return_tensors=\"pt\"), max_new_tokens=64)",
+        "```",
+        "",
+    ]
+    return ModelCard("\n".join(sections))
+
+
+def write_model_card(output_dir: str | Path, repo_id: str | None = None, title: str | None = None) -> Path:
+    path = Path(output_dir) / CARD_FILE
+    build_model_card(output_dir, repo_id, title).save(path)
+    return path
+
+
+def is_generated_card(path: str | Path) -> bool:
+    """True for a card gpt2tune wrote (safe to rewrite), False for a hand-written or missing one."""
+    try:
+        return CARD_MARKER in Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def write_loss_plot(history: list[dict], output_dir: str | Path) -> Path | None:
+    """loss.png: training and eval loss per step, the best eval marked. None when nothing was logged."""
+    train = [(e["step"], e["loss"]) for e in history if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    try:
+        if train:
+            axes.plot(*zip(*train), label="training loss", color="tab:blue")
+        if evals:
+            axes.plot(*zip(*evals), "o-", label="eval loss", color="tab:orange")
+        best = [(e["step"], e["eval_loss"]) for e in history if e.get("best")]
+        if best:
+            axes.plot(*best[0], "*", markersize=16, color="tab:red", label=f"best eval (step {best[0][0]})")
+        axes.set_xlabel("step")
+        axes.set_ylabel("loss")
+        axes.grid(alpha=0.3)
+        axes.legend()
+        figure.tight_layout()
+        path = Path(output_dir) / LOSS_PLOT_FILE
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
+    return path
+
+
+def _describe(base_model: str) -> str:
+    # Only the folder's name: a public card should not reveal the trainer's file system.
+    return f"`{base_model}`" if _is_hub_id(base_model) else f"a local model folder (`{Path(base_model).name}`)"
+
+
+def _is_hub_id(name: str) -> bool:
+    # A local folder (even one that no longer exists here) is not something the Hub can link to.
+    return bool(HUB_ID.match(name)) and not Path(name).exists() and ".." not in name
+
+
+def _metadata(base_model: str, metrics: dict, config: dict, name: str, license: str):
+    from huggingface_hub import EvalResult, ModelCardData
+
+    dataset_name = (metrics.get("dataset") or {}).get("file") or Path(str(config.get("csv", "data"))).name
+    scores = [("perplexity", "perplexity", "Eval perplexity"), ("answer_f1", "f1", "Answer token F1"),
+              ("answer_exact_match", "exact_match", "Answer exact match"), ("answer_rouge_l", "rouge", "Answer ROUGE-L")]
+    results = [
+        EvalResult(task_type="text-generation", task_name="Question answering", dataset_type="csv",
+                   dataset_name=dataset_name, dataset_split="eval", metric_type=metric, metric_name=label,
+                   metric_value=round(float(metrics[key]), 4))
+        for key, metric, label in scores
+        if isinstance(metrics.get(key), (int, float)) and metrics[key] != float("inf")
+    ]
+    return ModelCardData(
+        base_model=base_model if _is_hub_id(base_model) else None,
         library_name="transformers",
         pipeline_tag="text-generation",
-        license="mit",
+        license=license,
         tags=["gpt2", "gpt2tune", "question-answering", "fine-tuned"],
+        model_name=name if results else None,
+        eval_results=results or None,
     )
-    title = repo_id or output_dir.name
-    hyper = {k: config[k] for k in _HYPERPARAMETERS if k in config}
-    body = "\n".join(
-        [
-            "---",
-            data.to_yaml(),
-            "---",
-            f"# {title}",
-            "",
-            f"GPT-2 fine-tuned with gpt2tune on question/answer pairs, from `{base_model}`.",
-            "",
-            "## Prompt template",
-            "",
-            "```",
-            template_description(),
-            "```",
-            "",
-            "## Data",
-            "",
-            f"- source file: `{Path(str(config.get('csv', '?'))).name}`",
-            f"- training examples: {metrics.get('train_examples', '?')}, eval examples: {metrics.get('eval_examples', '?')}",
-            "",
-            "## Hyper-parameters",
-            "",
-            _table(hyper),
-            "",
-            "## Metrics",
-            "",
-            _table({k: v for k, v in metrics.items() if isinstance(v, (int, float))}),
-            "",
-            "## Use",
-            "",
-            "```python",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            f'model = AutoModelForCausalLM.from_pretrained("{repo_id or output_dir}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id or output_dir}")',
-            "```",
-            "",
-        ]
-    )
-    return ModelCard(body)
 
 
-def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
-    path = Path(output_dir) / CARD_FILE
-    build_model_card(output_dir, repo_id).save(path)
-    return path
+def _results(metrics: dict) -> str:
+    lines = ["## Results", ""]
+    memorisation = metrics.get("memorisation")
+    if memorisation:
+        lines += [f"**Verdict: {memorisation['verdict']}.** {memorisation['text']}", ""]
+    shown = [("eval loss", "eval_loss"), ("perplexity", "perplexity"), ("answer exact match", "answer_exact_match"),
+             ("answer F1", "answer_f1"), ("answer ROUGE-L", "answer_rouge_l"), ("training answer F1", "train_answer_f1"),
+             ("answers scored", "answer_samples"), ("best step", "best_step"), ("steps", "global_step")]
+    lines.append(_table({label: metrics[key] for label, key in shown if metrics.get(key) is not None}))
+    if metrics.get("stopped_early_reason"):
+        lines += ["", f"Early stopping: {metrics['stopped_early_reason']}."]
+    return "\n".join(lines) + "\n"
+
+
+def _samples(samples: list[dict]) -> str:
+    rows = ["| question | reference | generated |", "|---|---|---|"]
+    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |" for s in samples]
+    return "\n".join(rows)
+
+
+def _data(metrics: dict, config: dict) -> str:
+    dataset = metrics.get("dataset") or {}
+    lines = [
+        f"- file: `{dataset.get('file') or Path(str(config.get('csv', '?'))).name}`",
+        f"- rows after cleaning: {dataset.get('rows', '?')}",
+        f"- SHA-256 of the file: `{dataset.get('sha256', '?')}`",
+        f"- training examples: {metrics.get('train_examples', '?')}, eval examples: {metrics.get('eval_examples', '?')}"
+        f" (eval fraction {config.get('eval_fraction', '?')}, split seed {config.get('seed', '?')})",
+    ]
+    return "\n".join(lines)
+
+
+def _cell(text, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|") or "(empty)"
 
 
 _HYPERPARAMETERS = (
     "learning_rate", "batch_size", "gradient_accumulation_steps", "epochs", "max_steps", "max_length",
     "warmup_ratio", "weight_decay", "lr_scheduler", "dropout", "seed", "eval_fraction",
-    "train_on_answers_only", "pack",
+    "train_on_answers_only", "pack", "early_stopping_patience",
 )
 
 

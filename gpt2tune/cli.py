@@ -69,13 +69,39 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--model", required=True, help="Output folder of a run.")
     push.add_argument("--repo-id", required=True, help="user/name on the Hub.")
     push.add_argument("--private", action="store_true", help="Create the repo as private.")
-    push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the cached login).")
+    push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the cached login; prefer "
+                      "those: a token on the command line shows in the process list and shell history).")
     push.add_argument("--commit-message", default="Upload fine-tuned GPT-2 (gpt2tune)")
+    push.add_argument("--verify", action="store_true",
+                      help="Download the pushed model into a fresh cache and check weights and answers match.")
+
+    verify = commands.add_parser("verify", help="Check a Hub repo holds the same model as a local folder.")
+    verify.add_argument("--model", required=True, help="Output folder of a run.")
+    verify.add_argument("--repo-id", required=True, help="user/name on the Hub.")
+    verify.add_argument("--token", default=None, help="Hub token for private repos (default: HF_TOKEN or the cached login).")
+    verify.add_argument("--revision", default=None, help="Branch, tag or commit to check (default: main).")
+    verify.add_argument("--question", action="append", default=None,
+                        help="Question to compare answers on (repeatable; default: the run's probe or sample questions).")
+
+    evaluate = commands.add_parser("eval", help="Eval loss, perplexity and answer scores of a model on a Q&A file.")
+    evaluate.add_argument("--model", required=True, help="Output folder of a run, or a Hub id.")
+    evaluate.add_argument("--csv", "--data", dest="csv", required=True, help="Q&A file (CSV, TSV, JSON or JSONL).")
+    evaluate.add_argument("--max-samples", type=int, default=64,
+                          help="Questions answered for exact match / F1 / ROUGE-L (0 = loss only; default: 64).")
+    evaluate.add_argument("--output", default=None, help="Also write the results to this JSON file.")
+    evaluate.add_argument("--max-length", type=int, default=None,
+                          help="Longest example in tokens for the loss (default: the model's context).")
+    evaluate.add_argument("--question-column", default=None, help="Column holding the questions (default: detected).")
+    evaluate.add_argument("--answer-column", default=None, help="Column holding the answers (default: detected).")
+    evaluate.add_argument("--allow-pickle", action="store_true", help="Allow .bin (pickle) weights.")
 
     tiny = commands.add_parser("init-tiny", help="Write a tiny random (untrained) GPT-2 for offline use.")
     tiny.add_argument("output_dir")
     tiny.add_argument("--layers", type=int, default=2)
     tiny.add_argument("--width", type=int, default=64)
+    for sub in commands.choices.values():
+        # `gpt2tune train ... --debug` works too; SUPPRESS keeps `gpt2tune --debug train ...` intact.
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="Show full tracebacks.")
     return parser
 
 
@@ -84,14 +110,28 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args) or 0
-    except ValueError as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        # Bad input and settings (ValueError) exit 2; anything else exits 1. One line either way.
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2 if isinstance(error, ValueError) else 1
+
+
+def _one_line(error: BaseException) -> str:
+    from gpt2tune.oom import is_out_of_memory
+
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, ValueError):
+        return text
+    if is_out_of_memory(error):
+        return f"out of memory ({text[:200]}); try a smaller --max-length or --max-new-tokens"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}" + (f": {error.filename}" if error.filename else "")
+    return f"{type(error).__name__}: {text[:300]} (run with --debug for the traceback)"
 
 
 def _quiet_libraries() -> None:
@@ -100,7 +140,14 @@ def _quiet_libraries() -> None:
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # no multi-line retry chatter when offline
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # The variables are read at import; when `main()` runs inside a process that already imported
+    # the libraries, say the same thing through their APIs (without importing them here: slow).
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def run_check(args) -> int:
@@ -131,9 +178,22 @@ def run_train(args) -> int:
         signal.signal(signal.SIGINT, previous)
         printer.close()
     print(("stopped early; " if result.stopped_early else "") + f"model saved to {result.output_dir}")
-    for key, value in result.metrics.items():
-        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    print_metrics(result.metrics)
     return 0
+
+
+def print_metrics(metrics: dict) -> None:
+    """Numbers one per line, then the memorisation verdict and early-stopping reason as sentences."""
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            print(f"  {key}: {value:.4f}")
+        elif isinstance(value, (int, str)) and key != "stopped_early_reason":
+            print(f"  {key}: {value}")
+    if metrics.get("stopped_early_reason"):
+        print(f"early stopping: {metrics['stopped_early_reason']}")
+    if metrics.get("memorisation"):
+        memorisation = metrics["memorisation"]
+        print(f"verdict: {memorisation['verdict']}: {memorisation['text']}")
 
 
 class ProgressPrinter:
@@ -198,9 +258,42 @@ def run_generate(args) -> int:
 def run_push(args) -> int:
     from gpt2tune.hub import push_to_hub
 
-    url = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
-                      commit_message=args.commit_message)
+    result = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
+                         commit_message=args.commit_message, verify=args.verify)
+    url, report = result if args.verify else (result, None)
     print(f"pushed to {url}")
+    if report is not None:
+        print(report.summary())
+        return 0 if report.ok else 1
+    return 0
+
+
+def run_verify(args) -> int:
+    from gpt2tune.roundtrip import verify_roundtrip
+
+    report = verify_roundtrip(args.model, args.repo_id, token=args.token, revision=args.revision,
+                              questions=args.question)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def run_eval(args) -> int:
+    import json
+    from pathlib import Path
+
+    from gpt2tune.evaluate import evaluate_model
+
+    result = evaluate_model(args.model, args.csv, max_samples=args.max_samples, max_length=args.max_length,
+                            question_column=args.question_column, answer_column=args.answer_column,
+                            allow_pickle=args.allow_pickle)
+    print(f"{args.model} on {Path(args.csv).name} ({result['rows']} rows):")
+    print_metrics({k: v for k, v in result.items() if k not in ("model", "csv")})
+    for sample in result.get("samples", [])[:3]:
+        print(f"  Q: {sample['question'][:100]}\n    reference: {sample['reference'][:100]}\n"
+              f"    generated: {sample['generated'][:100]}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.output}")
     return 0
 
 
@@ -217,5 +310,7 @@ COMMANDS = {
     "train": run_train,
     "generate": run_generate,
     "push": run_push,
+    "verify": run_verify,
+    "eval": run_eval,
     "init-tiny": run_init_tiny,
 }

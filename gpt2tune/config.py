@@ -81,6 +81,10 @@ class TuneConfig:
     save_total_limit: int = _opt(2, "Checkpoints kept; older ones are deleted.")
     resume: bool = _opt(False, "Continue from the latest checkpoint in output_dir.")
     early_stopping_patience: int = _opt(0, "Stop after N evals without eval-loss improvement (0 = off).")
+    auto_reduce_batch_on_oom: bool = _opt(
+        True, "On out-of-memory, retry with half the batch size and twice the gradient accumulation "
+        "(same effective batch, steps and data order; only slower)."
+    )
     probe_questions: list[str] = field(
         default_factory=list, metadata={"help": "Questions answered at every eval, to watch learning."}
     )

@@ -33,19 +33,24 @@ def resolve_token(token: str | None = None) -> str:
 
 
 def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False,
-                commit_message: str = "Upload fine-tuned GPT-2 (gpt2tune)") -> str:
-    """Create the repo if needed and upload the model, tokenizer, metrics and card. Returns its URL."""
+                commit_message: str = "Upload fine-tuned GPT-2 (gpt2tune)", verify: bool = False):
+    """Create the repo if needed and upload the model, tokenizer, metrics and card. Returns its URL.
+
+    With `verify=True`, the model is then downloaded back into a fresh cache and compared with the
+    local one (weights hash and greedy answers); returns `(url, roundtrip.RoundTripReport)`.
+    """
     from huggingface_hub import HfApi
 
-    from gpt2tune.card import CARD_FILE, write_model_card
+    from gpt2tune.card import CARD_FILE, is_generated_card, write_model_card
 
     model_dir = Path(model_dir)
     repo_id = validate_repo_id(repo_id)
     if not (model_dir / "config.json").exists() or not any(model_dir.glob("*.safetensors")):
         raise ValueError(f"{model_dir} holds no trained model (config.json and *.safetensors expected)")
-    if not (model_dir / CARD_FILE).exists():
-        write_model_card(model_dir, repo_id)
-    api = HfApi(token=resolve_token(token))
+    if not (model_dir / CARD_FILE).exists() or is_generated_card(model_dir / CARD_FILE):
+        write_model_card(model_dir, repo_id)  # ours: rewritten so its title and snippet name the repo
+    token = resolve_token(token)
+    api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         api.upload_folder(
@@ -56,6 +61,10 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
         )
     except Exception as error:
         raise ValueError(explain_hub_error(error, repo_id)) from None
+    if verify:
+        from gpt2tune.roundtrip import verify_roundtrip
+
+        return str(url), verify_roundtrip(model_dir, repo_id, token=token)
     return str(url)
 
 

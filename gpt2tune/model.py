@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,8 +20,11 @@ TINY_MODEL_NOTE = (
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
+    _refuse_missing_folder(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        # trust_remote_code=False, not the default None: None would offer an interactive prompt to
+        # run the repo's own Python code when a tokenizer config asks for it.
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"could not load a tokenizer from {name_or_path!r}: {_first_line(error)}") from None
     if tokenizer.pad_token is None:
@@ -46,15 +50,28 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
             trust_remote_code=False,
             **overrides,
         )
+    except pickle.UnpicklingError:
+        # Even when allowed, pickle weights load with torch's weights_only: anything but tensors is refused.
+        raise ValueError(
+            f"could not load model {name_or_path!r}: its pickle (.bin) weights hold objects other than "
+            "tensors (possibly code), so they were refused; convert the model to safetensors"
+        ) from None
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"could not load model {name_or_path!r}: {_first_line(error)}") from None
 
 
+def _refuse_missing_folder(name_or_path: str) -> None:
+    """A path that is not there gets a plain "does not exist", not a Hub repo-id error."""
+    looks_like_path = (Path(name_or_path).is_absolute() or name_or_path.startswith((".", "~"))
+                       or name_or_path.count("/") > 1 or "\\" in name_or_path)
+    if looks_like_path and not Path(name_or_path).is_dir():
+        raise ValueError(f"model folder {name_or_path!r} does not exist")
+
+
 def _refuse_pickle_only_folder(name_or_path: str, allow_pickle: bool) -> None:
     folder = Path(name_or_path)
+    _refuse_missing_folder(name_or_path)
     if not folder.is_dir():
-        if folder.is_absolute() or name_or_path.startswith((".", "~")):
-            raise ValueError(f"model folder {name_or_path!r} does not exist")
         return  # a Hub id
     if not (folder / "config.json").exists():
         raise ValueError(f"{name_or_path!r} is not a model folder: it has no config.json")
@@ -63,7 +80,7 @@ def _refuse_pickle_only_folder(name_or_path: str, allow_pickle: bool) -> None:
     if has_pickle and not has_safetensors and not allow_pickle:
         raise ValueError(
             f"{name_or_path!r} holds only pickle (.bin) weights, which can run code when loaded; "
-            "convert them to safetensors or pass allow_pickle=True if you trust the source"
+            "convert them to safetensors, or allow them (--allow-pickle, allow_pickle=True) if you trust the source"
         )
 
 

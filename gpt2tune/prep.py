@@ -4,18 +4,27 @@ Packing puts several examples into one row of up to `max_length` tokens. Each ex
 positions (restarting at 0) and a block-diagonal causal mask, so the model computes exactly what it
 would on the example alone — without paying for padding (43 % of the compute at max_length 128 on
 typical Q&A data, 86 % at 512).
+
+Scale: token ids live in flat numpy arrays (4 bytes a token, not a Python int each), the fast
+tokenizer runs on batches of rows, and rows are written to Arrow in chunks. With a `cache_dir`,
+the rows go straight to an Arrow file that later runs memory-map instead of tokenizing again.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import asdict, dataclass
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from gpt2tune.prompt import format_answer, format_prompt
 
 IGNORE_INDEX = -100  # label value the loss skips
+TOKENIZE_CHUNK_ROWS = 20_000  # rows per tokenizer call: big enough for Rust to shine, small enough for RAM
+WRITE_CHUNK_ROWS = 20_000  # packed rows per Arrow record batch
 
 
 @dataclass
@@ -29,6 +38,8 @@ class PrepReport:
     train_tokens: int  # real (non-pad) tokens in one epoch
     padding_waste_unpacked: float  # what padding every example to max_length would have wasted
     warnings: list[str]
+    from_cache: bool = False  # the rows were read from the on-disk cache, not tokenized again
+    cache_path: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +49,8 @@ class PrepReport:
             f"train: {self.train_examples} examples in {self.train_rows} packed rows "
             f"({self.train_tokens} tokens per epoch); eval: {self.eval_examples} examples",
         ]
+        if self.from_cache:
+            lines.append(f"tokenized data reused from the cache at {self.cache_path}")
         lines += self.warnings
         return "\n".join(lines)
 
@@ -52,92 +65,265 @@ def split_frame(frame, eval_fraction: float, seed: int):
     return frame.iloc[order[n_eval:]].reset_index(drop=True), frame.iloc[order[:n_eval]].reset_index(drop=True)
 
 
+# --- tokenize -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Examples:
+    """Tokenized examples of one split, concatenated: example i is ids[starts[i]:starts[i] + lengths[i]]."""
+
+    ids: np.ndarray  # int32
+    labels: np.ndarray  # int32, aligned with ids; IGNORE_INDEX where no loss is taken
+    lengths: np.ndarray  # int64, per example, after truncation
+    truncated: np.ndarray  # bool, per example
+    starts: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.starts = np.cumsum(self.lengths) - self.lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def select(self, keep: np.ndarray) -> "Examples":
+        tokens = _token_index(self.starts[keep], self.lengths[keep])
+        return Examples(self.ids[tokens], self.labels[tokens], self.lengths[keep], self.truncated[keep])
+
+    @classmethod
+    def concat(cls, parts: list["Examples"]) -> "Examples":
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("ids", "labels", "lengths", "truncated")))
+
+    @classmethod
+    def from_lists(cls, input_ids: list[list[int]], labels: list[list[int]]) -> "Examples":
+        lengths = np.fromiter(map(len, input_ids), dtype=np.int64, count=len(input_ids))
+        total = int(lengths.sum())
+        flat = lambda rows: np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=total)  # noqa: E731
+        return cls(flat(input_ids), flat(labels), lengths, np.zeros(len(lengths), dtype=bool))
+
+    def as_lists(self, name: str) -> list[list[int]]:
+        values = getattr(self, name)
+        return [values[s:s + n].tolist() for s, n in zip(self.starts.tolist(), self.lengths.tolist())]
+
+
+def _token_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat positions of the tokens of examples (starts, lengths), in that order."""
+    first_in_output = np.cumsum(lengths) - lengths
+    return np.repeat(starts - first_in_output, lengths) + np.arange(int(lengths.sum()))
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # the Rust tokenizer itself: skips building offsets and a BatchEncoding
+        return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only: bool) -> Examples:
+    prompts = _encode(tokenizer, [format_prompt(q) for q in questions])
+    replies = _encode(tokenizer, [format_answer(a) for a in answers])
+    eos = [tokenizer.eos_token_id]
+    full = [p + a + eos for p, a in zip(prompts, replies)]
+    full_lengths = np.fromiter(map(len, full), dtype=np.int64, count=len(full))
+    lengths = np.minimum(full_lengths, max_length)
+    ids = np.fromiter(
+        itertools.chain.from_iterable(x[:max_length] for x in full), dtype=np.int32, count=int(lengths.sum())
+    )
+    labels = ids.copy()
+    if answers_only:
+        prompt_lengths = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts))
+        position = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        labels[position < np.repeat(prompt_lengths, lengths)] = IGNORE_INDEX
+    return Examples(ids, labels, lengths, full_lengths > max_length)
+
+
+def tokenize_examples(questions, answers, tokenizer, max_length: int, answers_only: bool) -> Examples:
+    """Prompt + answer + EOS for every pair, truncated to max_length, tokenized in large batches."""
+    questions, answers = list(questions), list(answers)
+    parts = [
+        _tokenize_chunk(questions[i:i + TOKENIZE_CHUNK_ROWS], answers[i:i + TOKENIZE_CHUNK_ROWS],
+                        tokenizer, max_length, answers_only)
+        for i in range(0, max(len(questions), 1), TOKENIZE_CHUNK_ROWS)
+    ]
+    return Examples.concat(parts)
+
+
 def tokenize_pairs(questions, answers, tokenizer, max_length: int, answers_only: bool) -> dict:
-    """Tokenize a batch: prompt + answer + EOS; labels mask the prompt when `answers_only`."""
-    prompt_ids = tokenizer([format_prompt(q) for q in questions], add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer([format_answer(a) for a in answers], add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    out = {"input_ids": [], "labels": [], "truncated": []}
-    for prompt, answer in zip(prompt_ids, answer_ids):
-        ids = prompt + answer + [eos]
-        labels = ([IGNORE_INDEX] * len(prompt) if answers_only else list(prompt)) + answer + [eos]
-        out["truncated"].append(len(ids) > max_length)
-        out["input_ids"].append(ids[:max_length])
-        out["labels"].append(labels[:max_length])
-    return out
+    """Tokenize a batch as lists: prompt + answer + EOS; labels mask the prompt when `answers_only`."""
+    examples = tokenize_examples(questions, answers, tokenizer, max_length, answers_only)
+    return {
+        "input_ids": examples.as_lists("ids"),
+        "labels": examples.as_lists("labels"),
+        "truncated": examples.truncated.tolist(),
+    }
 
 
-def pack_lengths(lengths: list[int], capacity: int) -> list[list[int]]:
+# --- pack ---------------------------------------------------------------------------------------
+
+
+def pack_lengths(lengths, capacity: int) -> list[list[int]]:
     """Best-fit-decreasing bin packing: indices of examples for each row, rows nearly full.
 
-    Longest first, each into the fullest row that still has room; a sorted list of free space
-    keeps every placement O(log rows) to find.
+    Longest first, each into the row with the least free space that still fits it. Rows are kept in
+    buckets by free space; there are at most `capacity` distinct free spaces, so finding the best
+    bucket is a bisect over a short sorted list, whatever the number of rows (a million examples
+    pack in seconds).
     """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    free, rows_by_free, rows = [], [], []  # free[k] is the free space of row rows_by_free[k]
-    for i in order:
-        k = bisect.bisect_left(free, lengths[i])
-        if k == len(free):
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) and lengths.max() > capacity:
+        raise ValueError(f"an example of {lengths.max()} tokens cannot fit a row of {capacity}")
+    rows: list[list[int]] = []
+    spaces: list[int] = []  # sorted free-space values that some row has
+    rows_by_space: dict[int, list[int]] = {}  # free space -> rows with exactly that free space
+    for i, n in zip(np.argsort(-lengths, kind="stable").tolist(), sorted(lengths.tolist(), reverse=True)):
+        k = bisect.bisect_left(spaces, n)
+        if k == len(spaces):
+            row, space = len(rows), capacity - n
             rows.append([i])
-            row, space = len(rows) - 1, capacity - lengths[i]
         else:
-            row, space = rows_by_free.pop(k), free.pop(k) - lengths[i]
+            bucket = rows_by_space[spaces[k]]
+            row, space = bucket.pop(), spaces[k] - n
+            if not bucket:
+                del rows_by_space[spaces.pop(k)]
             rows[row].append(i)
-        k = bisect.bisect_left(free, space)
-        free.insert(k, space)
-        rows_by_free.insert(k, row)
+        if space:  # a full row takes nothing more: don't track it
+            if space not in rows_by_space:
+                bisect.insort(spaces, space)
+                rows_by_space[space] = []
+            rows_by_space[space].append(row)
     return rows
+
+
+def _row_batches(examples: Examples, groups: list[list[int]]):
+    """Arrow record batches of rows: input_ids, labels and seq_lengths (example lengths in the row)."""
+    import pyarrow as pa
+
+    order = np.fromiter(itertools.chain.from_iterable(groups), dtype=np.int64, count=len(examples))
+    examples_per_row = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
+    row_starts = np.concatenate([[0], np.cumsum(examples_per_row)])
+    for r0 in range(0, len(groups), WRITE_CHUNK_ROWS):
+        r1 = min(r0 + WRITE_CHUNK_ROWS, len(groups))
+        chosen = order[row_starts[r0]:row_starts[r1]]
+        lengths = examples.lengths[chosen]
+        tokens = _token_index(examples.starts[chosen], lengths)
+        labels = examples.labels[tokens]
+        # The first token of an example has no predecessor within the example: never a target,
+        # exactly as when the example is alone in its row.
+        labels[np.cumsum(lengths) - lengths] = IGNORE_INDEX
+        example_offsets = (row_starts[r0:r1 + 1] - row_starts[r0]).astype(np.int32)
+        token_offsets = np.concatenate([[0], np.cumsum(lengths)])[example_offsets].astype(np.int32)
+        yield pa.record_batch({
+            "input_ids": pa.ListArray.from_arrays(token_offsets, examples.ids[tokens]),
+            "labels": pa.ListArray.from_arrays(token_offsets, labels),
+            "seq_lengths": pa.ListArray.from_arrays(example_offsets, lengths.astype(np.int32)),
+        })
+
+
+def _row_schema():
+    import pyarrow as pa
+
+    return pa.schema({name: pa.list_(pa.int32()) for name in ("input_ids", "labels", "seq_lengths")})
+
+
+def _groups(examples: Examples, max_length: int, pack: bool) -> list[list[int]]:
+    return pack_lengths(examples.lengths, max_length) if pack else [[i] for i in range(len(examples))]
 
 
 def build_rows(tokenized, max_length: int, pack: bool) -> dict:
     """Concatenate examples into rows; `seq_lengths` remembers where each example starts."""
-    ids, labels = tokenized["input_ids"], tokenized["labels"]
-    groups = pack_lengths([len(x) for x in ids], max_length) if pack else [[i] for i in range(len(ids))]
-    rows = {"input_ids": [], "labels": [], "seq_lengths": []}
-    for group in groups:
-        row_ids, row_labels = [], []
-        for i in group:
-            row_ids += ids[i]
-            # The first token of an example has no predecessor within the example: never a target,
-            # exactly as when the example is alone in its row.
-            row_labels += [IGNORE_INDEX] + labels[i][1:]
-        rows["input_ids"].append(row_ids)
-        rows["labels"].append(row_labels)
-        rows["seq_lengths"].append([len(ids[i]) for i in group])
-    return rows
+    import pyarrow as pa
+
+    examples = Examples.from_lists(tokenized["input_ids"], tokenized["labels"])
+    table = pa.Table.from_batches(list(_row_batches(examples, _groups(examples, max_length, pack))), _row_schema())
+    return table.to_pydict()
 
 
-def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answers_only: bool, pack: bool):
-    """Build the train and eval `datasets.Dataset`s of packed rows, plus a report of what changed."""
+def _rows_dataset(examples: Examples, max_length: int, pack: bool, path: Path | None = None):
+    """A `datasets.Dataset` of rows: in memory, or written to `path` and memory-mapped from there."""
+    import pyarrow as pa
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
+    batches = _row_batches(examples, _groups(examples, max_length, pack))
+    if path is None:
+        return Dataset(InMemoryTable(pa.Table.from_batches(list(batches), _row_schema())))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, _row_schema()) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return Dataset.from_file(str(path))  # memory-mapped: RAM holds only the rows being read
+
+
+# --- prepare ------------------------------------------------------------------------------------
+
+
+def _trainable(examples: Examples) -> np.ndarray:
+    """Examples with at least one target after their first token (the question may fill max_length)."""
+    position = np.arange(len(examples.ids)) - np.repeat(examples.starts, examples.lengths)
+    counted = (examples.labels != IGNORE_INDEX) & (position > 0)
+    owner = np.repeat(np.arange(len(examples)), examples.lengths)
+    return np.bincount(owner[counted], minlength=len(examples)) > 0
+
+
+def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answers_only: bool, pack: bool,
+                     cache_dir: str | Path | None = None):
+    """Build the train and eval `datasets.Dataset`s of packed rows, plus a report of what changed.
+
+    With `cache_dir`, the result is stored there under a hash of the question/answer content, the
+    tokenizer and these settings; a later call with the same inputs loads it instead of tokenizing.
+    """
+    if cache_dir is None:
+        return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder=None)
+    from gpt2tune import tokcache
+
+    key = tokcache.prep_key(
+        frames=(train_frame, eval_frame), tokenizer=tokenizer, max_length=max_length,
+        answers_only=answers_only, pack=pack,
+    )
+    folder, hit = tokcache.fetch_or_build(
+        Path(cache_dir), key,
+        build=lambda tmp: _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, tmp),
+    )
+    return _load_prepared(folder, from_cache=hit)
+
+
+def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None):
     splits, counts = {}, {"truncated": 0, "dropped": 0}
     for name, frame in (("train", train_frame), ("eval", eval_frame)):
-        tokenized = tokenize_pairs(list(frame["question"]), list(frame["answer"]), tokenizer, max_length, answers_only)
-        keep = [i for i, lab in enumerate(tokenized["labels"]) if any(t != IGNORE_INDEX for t in lab[1:])]
-        counts["dropped"] += len(tokenized["labels"]) - len(keep)
-        counts["truncated"] += sum(tokenized["truncated"][i] for i in keep)
-        tokenized = {k: [v[i] for i in keep] for k, v in tokenized.items()}
-        splits[name] = (len(keep), Dataset.from_dict(build_rows(tokenized, max_length, pack)), tokenized)
-    if splits["train"][0] == 0:
+        examples = tokenize_examples(frame["question"], frame["answer"], tokenizer, max_length, answers_only)
+        keep = _trainable(examples)
+        counts["dropped"] += int((~keep).sum())
+        examples = examples.select(keep)
+        counts["truncated"] += int(examples.truncated.sum())
+        path = folder / f"{name}.arrow" if folder is not None else None
+        splits[name] = (examples, _rows_dataset(examples, max_length, pack, path) if len(examples) else None)
+    (train, train_set), (evals, eval_set) = splits["train"], splits["eval"]
+    if len(train) == 0:
         raise ValueError(
             f"no training examples left: every question fills max_length={max_length} tokens; raise max_length"
         )
-    train_tokens = sum(len(x) for x in splits["train"][2]["input_ids"])
-    n_train = splits["train"][0]
+    train_tokens = int(train.lengths.sum())
     report = PrepReport(
-        train_examples=n_train,
-        eval_examples=splits["eval"][0],
+        train_examples=len(train),
+        eval_examples=len(evals),
         truncated=counts["truncated"],
         dropped_no_answer_left=counts["dropped"],
-        train_rows=len(splits["train"][1]),
-        eval_rows=len(splits["eval"][1]),
+        train_rows=len(train_set),
+        eval_rows=len(eval_set) if eval_set is not None else 0,
         train_tokens=train_tokens,
-        padding_waste_unpacked=1 - train_tokens / (n_train * max_length),
-        warnings=_warnings(counts, max_length, splits["eval"][0]),
+        padding_waste_unpacked=1 - train_tokens / (len(train) * max_length),
+        warnings=_warnings(counts, max_length, len(evals)),
     )
-    eval_dataset = splits["eval"][1] if splits["eval"][0] else None
-    return splits["train"][1], eval_dataset, report
+    if folder is not None:
+        (folder / "report.json").write_text(json.dumps(report.to_dict()))
+    return train_set, eval_set, report
+
+
+def _load_prepared(folder: Path, from_cache: bool):
+    from datasets import Dataset
+
+    report = PrepReport(**json.loads((folder / "report.json").read_text()))
+    report.from_cache, report.cache_path = from_cache, str(folder)
+    eval_path = folder / "eval.arrow"
+    eval_set = Dataset.from_file(str(eval_path)) if eval_path.exists() else None
+    return Dataset.from_file(str(folder / "train.arrow")), eval_set, report
 
 
 def _warnings(counts: dict, max_length: int, n_eval: int) -> list[str]:
@@ -151,10 +337,16 @@ def _warnings(counts: dict, max_length: int, n_eval: int) -> list[str]:
     return warnings
 
 
+# --- collate ------------------------------------------------------------------------------------
+
+
 class PackedCollator:
     """Pad rows to the batch's longest and build per-example positions and a block-diagonal mask.
 
     SDPA takes a boolean mask (True = may attend); eager attention wants an additive float mask.
+    The mask costs batch x width x width bytes (8 MiB for 8 rows of 1024): small next to the
+    activations of one layer, so it is built here, on the CPU, from per-token example ids.
+    `pad_to_multiple_of=max_length` gives every batch one shape, so torch.compile compiles once.
     """
 
     def __init__(self, pad_token_id: int, float_mask_dtype=None, pad_to_multiple_of: int = 8):
@@ -174,9 +366,9 @@ class PackedCollator:
         segment = torch.full((batch, width), -1, dtype=torch.long)  # example index; -1 = padding
         for b, row in enumerate(rows):
             n = len(row["input_ids"])
-            input_ids[b, :n] = torch.tensor(row["input_ids"])
-            labels[b, :n] = torch.tensor(row["labels"])
-            lengths = torch.tensor(row["seq_lengths"])
+            input_ids[b, :n] = torch.as_tensor(row["input_ids"])
+            labels[b, :n] = torch.as_tensor(row["labels"])
+            lengths = torch.as_tensor(row["seq_lengths"], dtype=torch.long)
             segment[b, :n] = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
             starts = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
             position_ids[b, :n] = torch.arange(n) - starts

@@ -7,6 +7,7 @@ This module imports torch and transformers (seconds): import it only when traini
 from __future__ import annotations
 
 import math
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +37,15 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
     from gpt2tune.data import load_qa_data
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
+    from gpt2tune.oom import train_with_oom_retry
     from gpt2tune.prep import prepare_datasets, split_frame
+    from gpt2tune.tokcache import default_cache_dir
 
     config.validate()
     output_dir = Path(config.output_dir)
     stop_event = stop_event or threading.Event()
     status = lambda message: on_event({"kind": "status", "message": message})  # noqa: E731
+    resume_from = _resume_checkpoint(config, output_dir)  # a missing checkpoint fails before any loading
 
     data = load_qa_data(config.csv, config.question_column, config.answer_column)
     status(data.report.summary())
@@ -59,21 +63,36 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
 
     train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
     train_set, eval_set, prep = prepare_datasets(
-        train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack
+        train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
+        cache_dir=default_cache_dir(output_dir),  # a rerun on the same data skips tokenizing
     )
     status(prep.summary())
-
-    trainer, stopper = _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event)
-    resume_from = _resume_checkpoint(config, output_dir)
     if resume_from:
         status(f"resuming from {resume_from}")
-    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    def build_trainer(config, model, on_event):
+        return _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event)
+
+    def reload_model():
+        fresh = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
+        check_and_fix_vocabulary(fresh, tokenizer)
+        return fresh
+
+    # Out of memory becomes a retry with half the batch (same effective batch) or one clear line.
+    trainer, stopper, train_output, config = train_with_oom_retry(
+        config, model, build_trainer, resume_from, reload_model, on_event, devices
+    )
 
     metrics = _collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
+    metrics.update(_early_stopping_record(trainer, config))
+    metrics["dataset"] = _dataset_fingerprint(config.csv, len(data.frame))
+    stopped = stopper.stopped_at is not None
+    samples = []
+    if trainer.is_world_process_zero() and not stopped:
+        samples = _score_answers(config, trainer.model, tokenizer, train_frame, eval_frame, metrics, status)
     history = _loss_history(trainer)
     if trainer.is_world_process_zero():
-        _save_outputs(trainer, tokenizer, config, metrics, history, output_dir)
-    stopped = stopper.stopped_at is not None
+        _save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
     on_event({"kind": "done", "metrics": metrics, "output_dir": str(output_dir), "stopped": stopped})
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 
@@ -83,6 +102,8 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     from gpt2tune.prep import PackedCollator
 
     has_eval = eval_set is not None
+    early_stopping = bool(has_eval and config.early_stopping_patience)
+    save_steps = _save_steps(config, early_stopping, on_event)
     args = TrainingArguments(
         output_dir=str(Path(config.output_dir) / artifacts.CHECKPOINTS_DIR),
         per_device_train_batch_size=config.batch_size,
@@ -99,15 +120,18 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         logging_first_step=True,
         eval_strategy="steps" if has_eval and config.eval_steps else "no",
         eval_steps=config.eval_steps or None,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
         save_total_limit=config.save_total_limit,
-        load_best_model_at_end=bool(has_eval and config.early_stopping_patience),
+        load_best_model_at_end=early_stopping,
         metric_for_best_model="eval_loss",
         bf16=devices.precision == "bf16",
         fp16=devices.precision == "fp16",
         use_cpu=devices.device == "cpu",
         torch_compile=config.torch_compile,
+        tf32=_tf32(devices),
+        optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and GPU)
+        ddp_find_unused_parameters=False,  # every GPT-2 weight gets a gradient: skip DDP's extra graph walk
         seed=config.seed,
         data_seed=config.seed,
         remove_unused_columns=False,  # the collator needs `seq_lengths`
@@ -119,7 +143,11 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
     stopper = StopCallback(stop_event.is_set)
     callbacks = [ProgressCallback(on_event), stopper]
-    if has_eval and config.early_stopping_patience:
+    if config.probe_questions:
+        from gpt2tune.probes import ProbeCallback
+
+        callbacks.append(ProbeCallback(config.probe_questions, tokenizer, on_event, config.output_dir))
+    if early_stopping:
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
@@ -128,13 +156,22 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask),
+        # Compiled, every batch gets the same width (packed rows are nearly full anyway): one graph.
+        data_collator=PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask,
+                                     pad_to_multiple_of=config.max_length if config.torch_compile else 8),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
     # With tqdm off the Trainer prints every log dict; our events replace that.
     trainer.remove_callback(PrinterCallback)
     return trainer, stopper
+
+
+def _tf32(devices) -> bool | None:
+    """TF32 tensor cores for the fp32 matmuls left under bf16 autocast, on Ampere and newer (None: torch's default)."""
+    from transformers.utils import is_torch_tf32_available
+
+    return True if devices.device == "cuda" and is_torch_tf32_available() else None
 
 
 class PackedTrainer(Trainer):
@@ -187,7 +224,8 @@ def _collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
 def _last_eval_loss_at(trainer, step: int) -> float | None:
     """Reuse the eval the Trainer just ran at this very step instead of running it again."""
     if trainer.args.load_best_model_at_end:
-        return None  # the weights now are the best step's, not the last step's
+        # The weights now are the best step's: their eval loss is the best one, no need to eval again.
+        return trainer.state.best_metric if trainer.state.best_model_checkpoint else None
     for entry in reversed(trainer.state.log_history):
         if "eval_loss" in entry:
             return entry["eval_loss"] if entry.get("step") == step else None
@@ -196,20 +234,96 @@ def _last_eval_loss_at(trainer, step: int) -> float | None:
 
 def _loss_history(trainer) -> list[dict]:
     keys = ("step", "epoch", "loss", "eval_loss", "learning_rate")
-    return [
+    history = [
         {k: entry[k] for k in keys if k in entry}
         for entry in trainer.state.log_history
         if "loss" in entry or "eval_loss" in entry
     ]
+    best_step = _best_eval(history)[0]
+    for entry in history:
+        if "eval_loss" in entry and entry["step"] == best_step:
+            entry["best"] = True  # the eval with the lowest loss: the step early stopping restores
+    return history
 
 
-def _save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path) -> None:
+def _best_eval(history: list[dict]) -> tuple[int | None, float | None]:
+    """(step, eval loss) of the lowest eval loss; the first one on ties, as the Trainer picks it."""
+    evals = [entry for entry in history if "eval_loss" in entry]
+    if not evals:
+        return None, None
+    best = min(evals, key=lambda entry: entry["eval_loss"])
+    return best["step"], best["eval_loss"]
+
+
+def _save_steps(config: TuneConfig, early_stopping: bool, on_event) -> int:
+    """Restoring the best eval needs a checkpoint at that very step: with early stopping, every eval
+    saves one (only the best and the latest `save_total_limit` are kept)."""
+    if not early_stopping or config.save_steps == config.eval_steps:
+        return config.save_steps
+    on_event({"kind": "status", "message": f"early stopping: saving a checkpoint at every eval (every "
+                                           f"{config.eval_steps} steps, not {config.save_steps or 'never'}) "
+                                           "so the best one can be restored"})
+    return config.eval_steps
+
+
+def _early_stopping_record(trainer, config: TuneConfig) -> dict:
+    """best_step / best_eval_loss always (when there were evals); why training stopped early, if it did."""
+    from transformers import EarlyStoppingCallback
+
+    best_step, best_loss = _best_eval(trainer.state.log_history)
+    if best_step is None:
+        return {}
+    record = {"best_step": trainer.state.best_global_step or best_step, "best_eval_loss": best_loss,
+              "stopped_early_reason": None}
+    stopper = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, EarlyStoppingCallback)), None)
+    if stopper and stopper.early_stopping_patience_counter >= stopper.early_stopping_patience:
+        record["stopped_early_reason"] = (
+            f"eval loss did not improve for {stopper.early_stopping_patience_counter} evals after step "
+            f"{record['best_step']}; stopped at step {trainer.state.global_step} of {trainer.state.max_steps} "
+            f"and restored step {record['best_step']}"
+        )
+    return record
+
+
+def _dataset_fingerprint(csv, rows: int) -> dict:
+    """Which data this model saw: the file's name, its rows after cleaning and its SHA-256."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(csv, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": Path(csv).name, "rows": rows, "sha256": digest.hexdigest()}
+
+
+def _score_answers(config: TuneConfig, model, tokenizer, train_frame, eval_frame, metrics: dict, status) -> list[dict]:
+    """Answer metrics and the memorisation verdict into `metrics`; returns a few eval Q&As."""
+    from gpt2tune.evaluate import answer_evaluation
+
+    if not config.eval_answer_samples or len(eval_frame) == 0:
+        return []
+    n = min(config.eval_answer_samples, len(eval_frame))
+    status(f"answering {n} eval and {min(n, len(train_frame))} training questions (exact match, F1, ROUGE-L)...")
+    result = answer_evaluation(model, tokenizer, train_frame, eval_frame, n, config.seed)
+    metrics.update(result.metrics())
+    status(f"answers: exact match {result.eval_scores['exact_match']:.3f}, F1 {result.eval_scores['f1']:.3f}, "
+           f"ROUGE-L {result.eval_scores['rouge_l']:.3f}\n{result.verdict['verdict']}: {result.verdict['text']}")
+    return result.samples
+
+
+def _save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=()) -> None:
+    from gpt2tune.card import SAMPLES_FILE, write_loss_plot, write_model_card
+
     staging = output_dir / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crashed save must not be published
     trainer.save_model(str(staging))  # saves model (safetensors) and tokenizer
     tokenizer.save_pretrained(str(staging))
     config.save(staging / artifacts.CONFIG_FILE)
     artifacts.write_json(staging / artifacts.METRICS_FILE, metrics)
     artifacts.write_json(staging / artifacts.HISTORY_FILE, history)
+    artifacts.write_json(staging / SAMPLES_FILE, list(samples))
+    write_loss_plot(history, staging)
+    write_model_card(staging, title=output_dir.name)
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; our JSON config replaces it
     artifacts.publish_folder(staging, output_dir)
 

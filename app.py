@@ -1,0 +1,17 @@
+"""gpt2tune web app: `python app.py`, or the entry point of a Hugging Face Space.
+
+Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; GPT2TUNE_HOME is where runs go,
+GPT2TUNE_BASE_MODEL the default base model, GPT2TUNE_MAX_UPLOAD the upload size limit.
+"""
+
+import logging
+
+from gpt2tune.ui import build_app, launch_options
+from gpt2tune.ui.common import default_base_model, warm_up
+
+demo = build_app()
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warm_up(default_base_model())  # find out early whether the Hub is reachable
+    demo.queue().launch(**launch_options())

@@ -1,0 +1,250 @@
+"""Did fine-tuning work? Answer-level scores, the memorisation meter, and eval loss for any model.
+
+Scores come from greedy answers (the prompt template of `generate.answer`, no sampling, no
+repetition penalty), so two runs of the same model give the same numbers. Generation is batched:
+left padding keeps every prompt's last token in the last column, and the answers are the ones
+`generate.answer` gives one question at a time, several times faster. The padding is done here,
+not by the tokenizer: asking a fast tokenizer to pad left changes its saved state, and the
+tokenizer saved with the model would then pad left for everyone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from gpt2tune.config import GenerationSettings
+from gpt2tune.prompt import format_answer, format_prompt
+
+MAX_ANSWER_TOKENS = 128  # answers are scored on at most this many generated tokens
+ANSWER_SLACK_TOKENS = 16  # room beyond the longest reference answer, so a near miss is not cut off
+GENERATION_BATCH = 16
+SAMPLES_KEPT = 8  # eval Q&As kept (for the model card and the app)
+
+
+def greedy_settings(max_new_tokens: int = MAX_ANSWER_TOKENS) -> GenerationSettings:
+    # No repetition penalty: it would punish answers that must repeat numbers or names from the question.
+    return GenerationSettings(max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.0)
+
+
+def answer_many(model, tokenizer, questions: list[str], settings: GenerationSettings | None = None,
+                batch_size: int = GENERATION_BATCH) -> list[str]:
+    """Answers to many questions, batched; same template and decoding as `generate.answer`."""
+    settings = settings or greedy_settings()
+    settings.validate()
+    if not questions:
+        return []
+    prompts = [format_prompt(q) for q in questions]
+    # Similar lengths together: less padding per batch. Answers go back in the caller's order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, text in zip(chunk, _generate_batch(model, tokenizer, [prompts[i] for i in chunk], settings)):
+                answers[i] = text
+    finally:
+        model.train(was_training)
+    return answers
+
+
+def _generate_batch(model, tokenizer, prompts: list[str], settings: GenerationSettings) -> list[str]:
+    import torch
+
+    # Cut from the left if needed: the question's end (where "Answer:" is) must stay.
+    room_for_prompt = model.config.n_positions - min(settings.max_new_tokens, 64)
+    ids = [x[-room_for_prompt:] for x in tokenizer(prompts)["input_ids"]]
+    width = max(len(x) for x in ids)
+    # Left padding: every prompt's last token sits in the last column, where generation continues.
+    encoded = {
+        "input_ids": torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids]),
+        "attention_mask": torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids]),
+    }
+    encoded = {k: v.to(model.device) for k, v in encoded.items()}
+    kwargs = dict(
+        max_new_tokens=min(settings.max_new_tokens, model.config.n_positions - width),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        repetition_penalty=settings.repetition_penalty,
+        do_sample=settings.do_sample,
+    )
+    if settings.do_sample:
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or None)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        output = model.generate(**encoded, **kwargs)
+    return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output]
+
+
+def answer_budget(tokenizer, references: list[str]) -> int:
+    """Tokens worth generating: the longest reference answer plus slack, at most MAX_ANSWER_TOKENS."""
+    if not references:
+        return MAX_ANSWER_TOKENS
+    longest = max(len(ids) for ids in tokenizer([format_answer(r) for r in references],
+                                                add_special_tokens=False)["input_ids"])
+    return max(1, min(MAX_ANSWER_TOKENS, longest + ANSWER_SLACK_TOKENS))
+
+
+def score_answers(model, tokenizer, questions: list[str], references: list[str],
+                  settings: GenerationSettings | None = None) -> tuple[dict, list[str]]:
+    """(answer_metrics dict, the generated answers) for these questions."""
+    from gpt2tune.metrics import answer_metrics
+
+    settings = settings or greedy_settings(answer_budget(tokenizer, references))
+    generated = answer_many(model, tokenizer, questions, settings)
+    return answer_metrics(generated, references), generated
+
+
+@dataclass
+class AnswerEvaluation:
+    eval_scores: dict  # metrics.answer_metrics on eval questions
+    train_scores: dict  # the same on as many training questions
+    copy_rate: float  # share of eval answers that nearly copy a training answer
+    verdict: dict  # metrics.memorisation_verdict: {"verdict", "text"}
+    samples: list[dict] = field(default_factory=list)  # eval {"question", "reference", "generated"}
+
+    def metrics(self) -> dict:
+        """The keys this adds to metrics.json."""
+        return {
+            "answer_exact_match": self.eval_scores["exact_match"],
+            "answer_f1": self.eval_scores["f1"],
+            "answer_rouge_l": self.eval_scores["rouge_l"],
+            "answer_samples": self.eval_scores["count"],
+            "train_answer_f1": self.train_scores["f1"],
+            "memorisation": {
+                "verdict": self.verdict["verdict"],
+                "text": self.verdict["text"],
+                "train_f1": self.train_scores["f1"],
+                "eval_f1": self.eval_scores["f1"],
+                "copy_rate": self.copy_rate,
+            },
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, seed: int = 0) -> AnswerEvaluation:
+    """Score greedy answers on up to `samples` eval questions and as many training questions.
+
+    Train score far above eval score, with eval answers that copy training answers, is memorisation;
+    both close and well above zero is learning (see `metrics.memorisation_verdict`).
+    """
+    from gpt2tune.metrics import answer_metrics, copy_rate, memorisation_verdict
+
+    if samples < 1 or len(eval_frame) == 0 or len(train_frame) == 0:
+        raise ValueError("answer evaluation needs at least one eval and one training question")
+    eval_part = eval_frame.head(samples)  # split_frame already shuffled the eval rows
+    train_part = train_frame.sample(n=min(len(eval_part), len(train_frame)), random_state=seed)
+    references = list(eval_part["answer"]) + list(train_part["answer"])
+    settings = greedy_settings(answer_budget(tokenizer, references))
+    generated = answer_many(model, tokenizer, list(eval_part["question"]) + list(train_part["question"]), settings)
+    n_eval = len(eval_part)
+    eval_scores = answer_metrics(generated[:n_eval], references[:n_eval])
+    train_scores = answer_metrics(generated[n_eval:], references[n_eval:])
+    copies = copy_rate(generated[:n_eval], list(train_frame["answer"]))
+    kept = [
+        {"question": q, "reference": r, "generated": g}
+        for q, r, g in zip(eval_part["question"], eval_part["answer"], generated[:n_eval])
+    ][:SAMPLES_KEPT]
+    verdict = memorisation_verdict(train_scores, eval_scores, copies)
+    return AnswerEvaluation(eval_scores, train_scores, copies, verdict, kept)
+
+
+def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, answers_only: bool = True) -> dict:
+    """Mean loss per answer token (and perplexity) of `model` on a frame of Q&A pairs.
+
+    Same examples, packing and masks as training; the mean is over tokens (the Trainer's eval loss
+    averages batch means, which differs slightly when batches hold different token counts).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from gpt2tune.prep import IGNORE_INDEX, PackedCollator, build_rows, tokenize_pairs
+
+    tokenized = tokenize_pairs(list(frame["question"]), list(frame["answer"]), tokenizer, max_length, answers_only)
+    keep = [i for i, labels in enumerate(tokenized["labels"]) if any(t != IGNORE_INDEX for t in labels[1:])]
+    tokenized = {k: [v[i] for i in keep] for k, v in tokenized.items()}
+    rows = build_rows(tokenized, max_length, pack=True)
+    float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
+    collate = PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask)
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(rows["input_ids"]), batch_size):
+                batch = collate([{k: rows[k][i] for k in rows}
+                                 for i in range(start, min(start + batch_size, len(rows["input_ids"])))])
+                batch.pop("num_real_tokens")
+                labels = batch.pop("labels").to(model.device)
+                logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
+                # Token t is predicted from position t-1.
+                total += F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                         ignore_index=IGNORE_INDEX, reduction="sum").item()
+                count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+    finally:
+        model.train(was_training)
+    loss = total / count if count else float("nan")
+    return {"eval_loss": loss, "perplexity": _perplexity(loss), "loss_examples": len(keep), "loss_tokens": count}
+
+
+def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max_length: int | None = None,
+                   question_column: str | None = None, answer_column: str | None = None,
+                   allow_pickle: bool = False, batch_size: int = 4) -> dict:
+    """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file."""
+    from gpt2tune.data import load_qa_data
+    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer
+
+    if max_samples < 0:
+        raise ValueError(f"max_samples must be 0 or more (got {max_samples})")
+    data = load_qa_data(csv, question_column, answer_column)
+    tokenizer = load_tokenizer(model_name_or_path)
+    model = load_model(model_name_or_path, allow_pickle=allow_pickle)
+    check_and_fix_vocabulary(model, tokenizer)
+    max_length = min(max_length or model.config.n_positions, model.config.n_positions)
+    result = {"model": model_name_or_path, "csv": str(csv), "rows": len(data.frame), "max_length": max_length}
+    result.update(eval_loss(model, tokenizer, data.frame, max_length, batch_size))
+    if max_samples:
+        part = data.frame.head(max_samples)
+        scores, generated = score_answers(model, tokenizer, list(part["question"]), list(part["answer"]))
+        result.update({"answer_exact_match": scores["exact_match"], "answer_f1": scores["f1"],
+                       "answer_rouge_l": scores["rouge_l"], "answer_samples": scores["count"]})
+        result["samples"] = [{"question": q, "reference": r, "generated": g}
+                             for q, r, g in zip(part["question"], part["answer"], generated)][:SAMPLES_KEPT]
+    return result
+
+
+def compare_answers(question: str, base, finetuned, settings: GenerationSettings | None = None) -> dict:
+    """The base and the fine-tuned model's answers to one question, side by side.
+
+    `base` and `finetuned` are (model, tokenizer) pairs or names/folders (loaded once and cached).
+    """
+    from gpt2tune.generate import answer
+
+    settings = settings or greedy_settings()
+    answers = {}
+    for role, which in (("base", base), ("finetuned", finetuned)):
+        model, tokenizer = _compare_cache().get(which) if isinstance(which, str) else which
+        answers[role] = answer(model, tokenizer, question, settings)
+    return {"question": question, **answers, "same": answers["base"] == answers["finetuned"]}
+
+
+_CACHE = []  # one ModelCache, made on first use (importing generate's deps stays lazy)
+
+
+def _compare_cache():
+    if not _CACHE:
+        from gpt2tune.generate import ModelCache
+
+        _CACHE.append(ModelCache(capacity=2))
+    return _CACHE[0]
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 50 else float("inf")

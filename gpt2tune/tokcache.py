@@ -1,0 +1,90 @@
+"""An on-disk cache of prepared (tokenized, packed) datasets, so a rerun on the same data starts at once.
+
+An entry is a folder named by a hash of everything that shapes the rows: the question/answer text
+of both splits (hence the CSV content, the columns picked and the split), the tokenizer's full
+definition, max_length, the prompt template, answers_only, pack and the preparation code's version.
+Change any of them and the key changes; nothing is ever invalidated by hand.
+
+Two processes preparing the same data (e.g. ranks of a multi-GPU run) take a file lock: the first
+builds, the others wait and read. An entry appears by an atomic rename, so a crash never leaves a
+half-written entry that looks complete. Only the newest KEEP_ENTRIES entries are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+PREP_VERSION = "2"  # bump when the layout or content of prepared rows changes
+KEEP_ENTRIES = 4
+CACHE_FOLDER_NAME = ".prep-cache"  # hidden: it sits beside run folders and is not a run
+
+
+def default_cache_dir(output_dir: str | Path) -> Path:
+    """Beside the run's output folder, so runs that share a parent share their cache."""
+    return Path(output_dir).resolve().parent / CACHE_FOLDER_NAME
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of the tokenizer's whole definition (vocabulary, merges, normalizer, added tokens)."""
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:  # a Python tokenizer: its vocabulary is its definition
+        digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(f"{type(tokenizer).__name__}|{tokenizer.eos_token_id}".encode())
+    return digest.hexdigest()
+
+
+def frame_fingerprint(frame) -> str:
+    """A hash of the question and answer text, row by row, in order (pandas hashes in C: ~1 s per million rows)."""
+    import pandas as pd
+
+    digest = hashlib.sha256(f"{len(frame)}|".encode())
+    if len(frame):
+        digest.update(pd.util.hash_pandas_object(frame[["question", "answer"]], index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def prep_key(frames, tokenizer, max_length: int, answers_only: bool, pack: bool) -> str:
+    from gpt2tune.prompt import template_description
+
+    parts = [PREP_VERSION, tokenizer_fingerprint(tokenizer), template_description(),
+             f"max_length={max_length}", f"answers_only={answers_only}", f"pack={pack}"]
+    parts += [frame_fingerprint(frame) for frame in frames]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def fetch_or_build(root: Path, key: str, build) -> tuple[Path, bool]:
+    """The entry folder for `key` and whether it was already there; `build(folder)` fills a new one."""
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    entry = root / key
+    with FileLock(str(root / f"{key}.lock")):
+        if entry.is_dir():
+            os.utime(entry)  # recently used: the last to be pruned
+            return entry, True
+        staging = root / f".building-{key}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            build(staging)
+            os.replace(staging, entry)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _prune(root, keep=entry)
+    return entry, False
+
+
+def _prune(root: Path, keep: Path) -> None:
+    entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[KEEP_ENTRIES:]:
+        if old != keep and time.time() - old.stat().st_mtime > 60:  # never one another process just wrote
+            shutil.rmtree(old, ignore_errors=True)
+            (root / f"{old.name}.lock").unlink(missing_ok=True)

@@ -1,0 +1,125 @@
+"""Checks tab: the base model, its vocabulary against the tokenizer, special tokens and hardware."""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from gpt2tune.config import TuneConfig
+from gpt2tune.ui.common import default_base_model, resolve_base_model, ui_errors
+from gpt2tune.ui.data_tab import data_path
+from gpt2tune.ui.fields import build_config, field_component
+
+
+def create_checks_tab(elems: dict) -> None:
+    with gr.Tab("2 · Checks", id="checks"):
+        gr.Markdown(
+            "Pick the **pre-trained GPT-2** to start from and check it fits the data and this machine: "
+            "vocabulary, special tokens, devices and precision.",
+            elem_classes="tab-intro",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                base_model = field_component(
+                    TuneConfig, "base_model", value=default_base_model(),
+                    info="Hub id (gpt2, distilgpt2, gpt2-medium, user/name) or a model folder in the working folder. "
+                         "Offline, the tiny model stands in.")
+                with gr.Row():
+                    use_gpt2 = gr.Button("gpt2 (Hub)", size="sm", min_width=100)
+                    use_tiny = gr.Button("Offline tiny model", size="sm", min_width=100)
+                device = field_component(TuneConfig, "device")
+                precision = field_component(TuneConfig, "precision")
+                allow_pickle = field_component(TuneConfig, "allow_pickle")
+                run = gr.Button("Run checks", variant="primary")
+            with gr.Column(scale=5):
+                verdict = gr.HTML('<div class="stat-grid placeholder">Run the checks to see the report.</div>')
+                report = gr.Markdown(elem_classes="summary")
+
+    elems.update({"base_model": base_model, "device": device, "precision": precision, "allow_pickle": allow_pickle})
+    inputs = {name: elems[name] for name in ("question_column", "answer_column", "eval_fraction", "seed", "max_length",
+                                             "base_model", "device", "precision", "allow_pickle")}
+    run.click(run_checks, inputs_kwargs={"csv": elems["data.file"], **inputs}, outputs=[verdict, report],
+              api_name="checks")
+    use_gpt2.click(lambda: "gpt2", outputs=base_model, api_visibility="private", queue=False)
+    use_tiny.click(ui_errors(_tiny_model), outputs=base_model, api_name="tiny_model")
+
+
+def _tiny_model() -> str:
+    from gpt2tune.model import tiny_model_dir
+
+    return str(tiny_model_dir())
+
+
+@ui_errors
+def run_checks(**values):
+    from gpt2tune.checks import run_checks as check
+
+    values["csv"] = data_path(values.get("csv"))
+    values["base_model"], fallback_warning = resolve_base_model(values.get("base_model"))
+    config = build_config(TuneConfig, values)
+    result = check(config)
+    for warning in result.warnings:
+        gr.Warning(warning)
+    warnings = [w for w in [fallback_warning, *result.warnings] if w]
+    return _verdict_html(result), "\n\n".join([*(f"> ⚠️ {w}" for w in warnings), _report_markdown(result)])
+
+
+def _tile(label: str, value: str, note: str, tone: str = "") -> str:
+    return (f'<div class="stat {tone}"><div class="stat-label">{html.escape(label)}</div>'
+            f'<div class="stat-value">{html.escape(value)}</div><div class="stat-note">{html.escape(note)}</div></div>')
+
+
+def _verdict_html(result) -> str:
+    vocab, devices = result.vocab, result.devices
+    resized = vocab.embedding_rows != vocab.embedding_rows_before
+    tiles = [
+        _tile("Model", f"{result.parameters / 1e6:.1f}M", _short(result.base_model)),
+        _tile("Vocabulary", "fixed" if resized else "ok", vocab.action, "warn" if resized else "good"),
+        _tile("Device", devices.device.upper(), devices.cuda_devices[0]["name"] if devices.cuda_devices else
+              ("Apple GPU" if devices.device == "mps" else f"{devices.cpu_count} CPU cores")),
+        _tile("Precision", devices.precision, devices.reason),
+        _tile("Train examples", f"{result.prep.train_examples:,}", f"in {result.prep.train_rows:,} packed rows"),
+    ]
+    return f'<div class="stat-grid">{"".join(tiles)}</div>'
+
+
+def _report_markdown(result) -> str:
+    vocab, devices = result.vocab, result.devices
+    gpus = [
+        f"| CUDA:{i} | {gpu['name']} | {gpu['memory_gb']:.1f} GB | {'yes' if gpu['bf16'] else 'no'} |"
+        for i, gpu in enumerate(devices.cuda_devices)
+    ]
+    rows = [
+        "### Model and vocabulary",
+        f"`{result.base_model}` · {result.parameters:,} parameters",
+        "",
+        "| | |", "|---|---|",
+        f"| tokenizer size | {vocab.tokenizer_size:,} tokens |",
+        f"| model embedding rows | {vocab.embedding_rows_before:,}"
+        + (f" → {vocab.embedding_rows:,}" if vocab.embedding_rows != vocab.embedding_rows_before else "") + " |",
+        f"| result | {vocab.action} |",
+        "",
+        "### Special tokens",
+        "| token | id |", "|---|---|",
+        f"| end of text (EOS) | {vocab.eos_token_id} |",
+        f"| beginning (BOS) | {vocab.bos_token_id} |",
+        f"| padding | {vocab.pad_token_id}" + (" (reuses EOS; padding is masked, EOS stays a learned label)"
+                                             if vocab.pad_is_eos else "") + " |",
+        "",
+        "### Devices",
+        "| device | name | memory | bf16 |", "|---|---|---|---|",
+        *(gpus or ["| CUDA | not available | | |"]),
+        f"| MPS | {'available' if devices.mps_available else 'not available'} | | |",
+        f"| CPU | {devices.cpu_count} cores, torch uses {devices.cpu_threads} threads | | |",
+        "",
+        f"**Chosen:** {devices.device} with **{devices.precision}** — {devices.reason}",
+        "",
+        "### Data as trained on",
+        *[f"- {line}" for line in result.data.summary().splitlines() + result.prep.summary().splitlines()],
+    ]
+    return "\n".join(rows)
+
+
+def _short(text: str, limit: int = 42) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]

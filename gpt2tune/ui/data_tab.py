@@ -1,0 +1,224 @@
+"""Data tab: pick a question/answer file, map its columns, see what training will make of it."""
+
+from __future__ import annotations
+
+import functools
+import html
+import uuid
+
+import gradio as gr
+
+from gpt2tune.config import TuneConfig
+from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, work_dir
+from gpt2tune.ui.common import ui_errors
+from gpt2tune.ui.fields import field_component
+
+# Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
+FILE_TYPES = [".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".xls"]
+PREVIEW_ROWS = 20
+HISTOGRAM_BINS = 30
+LENGTH_VIEWS = {"whole example": "token_lengths", "question": "question_lengths", "answer": "answer_lengths"}
+
+
+def create_data_tab(elems: dict) -> None:
+    with gr.Tab("1 · Data", id="data"):
+        gr.Markdown(
+            "Upload a table of **questions and answers** (CSV, TSV, JSON or JSONL), or keep the bundled sample. "
+            "Check what will be trained on before spending time on training.",
+            elem_classes="tab-intro",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                file = gr.File(value=str(SAMPLE_CSV), label="Question/answer file", file_types=FILE_TYPES, height=140,
+                               elem_id="data-file")
+                sample = gr.Button("Use the sample dataset", size="sm", variant="secondary")
+                with gr.Group(visible=False) as mapping:
+                    gr.Markdown("**Which columns hold the questions and the answers?**", elem_classes="group-title")
+                    question_column = gr.Dropdown(label="Question column", choices=[], value=None, allow_custom_value=True)
+                    answer_column = gr.Dropdown(label="Answer column", choices=[], value=None, allow_custom_value=True)
+                eval_fraction = field_component(TuneConfig, "eval_fraction", gr.Slider, minimum=0, maximum=0.5, step=0.05)
+                seed = field_component(TuneConfig, "seed")
+                max_length = field_component(TuneConfig, "max_length", gr.Slider, minimum=32, maximum=1024, step=32)
+                preview = gr.Button("Preview", variant="primary")
+            with gr.Column(scale=5):
+                stats = gr.HTML(_empty_stats())
+                summary = gr.Markdown(elem_classes="summary")
+                with gr.Row():
+                    view = gr.Radio(list(LENGTH_VIEWS), value="whole example", label="Token lengths of", scale=3)
+                histogram = gr.BarPlot(
+                    x="tokens", y="examples", color="fits", x_title="GPT-2 tokens", y_title="examples",
+                    color_map={"fits": "#6366f1", "truncated": "#f97316"}, label="Length histogram",
+                    show_label=False, x_bin=10, y_aggregate="sum", x_axis_format="d",
+                )
+                table = gr.Dataframe(label="First rows (as trained on)", wrap=True, max_height=360, interactive=False,
+                                     column_widths=["35%", "65%"], elem_id="preview-table")
+                with gr.Accordion("Rejected rows", open=False) as rejected_box:
+                    rejected = gr.Dataframe(wrap=True, max_height=300, interactive=False, show_label=False)
+                    download = gr.DownloadButton("Download rejected rows (CSV)", visible=False, size="sm")
+        lengths = gr.State({})
+
+    elems.update({
+        "data.file": file, "question_column": question_column, "answer_column": answer_column,
+        "eval_fraction": eval_fraction, "seed": seed, "max_length": max_length,
+    })
+
+    preview_inputs = dict(file=file, question_column=question_column, answer_column=answer_column,
+                          eval_fraction=eval_fraction, seed=seed, max_length=max_length)
+    preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
+    column_outputs = [question_column, answer_column, mapping]
+
+    file.upload(inspect_columns, inputs=file, outputs=column_outputs, api_name="columns").success(
+        preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    file.clear(clear_preview, outputs=column_outputs + preview_outputs, api_visibility="private", queue=False)
+    sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private").success(
+        inspect_columns, inputs=file, outputs=column_outputs, api_visibility="private").success(
+        preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    preview.click(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_name="preview")
+    for control in (max_length, eval_fraction):
+        control.release(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    for control in (question_column, answer_column):
+        control.input(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    view.change(length_histogram, inputs=[lengths, view, max_length], outputs=histogram, api_visibility="private",
+                queue=False)
+    elems["data.load_events"] = (preview_data, preview_inputs, preview_outputs)
+
+
+# --- handlers ------------------------------------------------------------------------------------
+def data_path(file) -> str:
+    """The file a handler got from the upload box (a per-session upload copy, or the sample)."""
+    if not file:
+        raise ValueError("no data file: upload a CSV (or TSV/JSON/JSONL) or click 'Use the sample dataset'")
+    return str(file)
+
+
+@ui_errors
+def inspect_columns(file):
+    """Fill the column pickers from the file's header, pre-selecting the likeliest columns."""
+    from gpt2tune.data import read_table, suggest_columns
+
+    frame, info = read_table(data_path(file))
+    question, answer = suggest_columns(info["columns_found"])
+    choices = list(frame.columns)
+    # only ask when the header does not simply say question/answer
+    needs_mapping = [c.strip().lower() for c in info["columns_found"]] != ["question", "answer"]
+    return (
+        gr.Dropdown(choices=choices, value=question if question in choices else None),
+        gr.Dropdown(choices=choices, value=answer if answer in choices else None),
+        gr.Group(visible=needs_mapping),
+    )
+
+
+@ui_errors
+def preview_data(file, question_column=None, answer_column=None, eval_fraction=0.1, seed=42, max_length=256):
+    from gpt2tune.data import load_qa_data
+    from gpt2tune.report import dataset_report
+
+    data = load_qa_data(data_path(file), question_column or None, answer_column or None)
+    report = dataset_report(data.frame, _tokenizer(), int(max_length), float(eval_fraction), int(seed))
+    lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}
+    has_rejected = len(data.rejected) > 0
+    return (
+        _stats_html(data.report, report),
+        _summary_markdown(data.report, report),
+        length_histogram(lengths, "whole example", max_length),
+        data.frame.head(PREVIEW_ROWS),
+        data.rejected.head(500),
+        gr.Accordion(label=f"Rejected rows ({len(data.rejected):,})", open=False),
+        gr.DownloadButton(value=_write_rejected(data) if has_rejected else None, visible=has_rejected),
+        lengths,
+    )
+
+
+def clear_preview():
+    """No file, no summary: nothing on the page may describe a file that is gone."""
+    import pandas as pd
+
+    no_columns = gr.Dropdown(choices=[], value=None)
+    return (no_columns, no_columns, gr.Group(visible=False), _empty_stats(), "", length_histogram({}, "", 0),
+            pd.DataFrame(columns=["question", "answer"]), pd.DataFrame(), gr.Accordion(label="Rejected rows"),
+            gr.DownloadButton(value=None, visible=False), {})
+
+
+def length_histogram(lengths: dict, view: str, max_length):
+    """Counts per exact length (a few hundred rows however big the file), binned by the plot."""
+    import numpy as np
+    import pandas as pd
+
+    values = np.asarray(lengths.get(LENGTH_VIEWS.get(view, "token_lengths"), []), dtype=int)
+    if values.size == 0:
+        return gr.BarPlot(value=None)
+    counts = pd.Series(values).value_counts().sort_index()
+    # only whole examples are truncated at max_length; a question or answer alone is not
+    over = (counts.index > int(max_length)) & (view == "whole example")
+    frame = pd.DataFrame({
+        "tokens": counts.index.astype(int),
+        "examples": counts.to_numpy(),
+        "fits": np.where(over, "truncated", "fits"),
+    })
+    caption = (f"{int(counts[over].sum()):,} of {values.size:,} examples longer than max_length={int(max_length)} "
+               "(orange: truncated in training)" if view == "whole example" else f"{view} lengths, {values.size:,} examples")
+    # the caption changes with the colours present, which makes the plot redraw them
+    return gr.BarPlot(value=frame, x_bin=_nice_bin_width(int(values.max()), HISTOGRAM_BINS), caption=caption)
+
+
+def _nice_bin_width(largest: int, bins: int) -> int:
+    raw = max(1, largest / bins)
+    for width in (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 250, 500, 1000):
+        if width >= raw:
+            return width
+    return int(raw) + 1
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    from gpt2tune.model import load_tokenizer
+
+    return load_tokenizer(str(TOKENIZER_DIR))  # bundled: every GPT-2 size shares this tokenizer
+
+
+def _write_rejected(data) -> str:
+    from gpt2tune.data import write_rejected_csv
+
+    folder = work_dir() / "downloads" / uuid.uuid4().hex[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_rejected_csv(data, folder)
+
+
+# --- rendering -----------------------------------------------------------------------------------
+def _stat(label: str, value: str, note: str = "", tone: str = "") -> str:
+    note_html = f'<div class="stat-note">{html.escape(note)}</div>' if note else ""
+    return (f'<div class="stat {tone}"><div class="stat-label">{html.escape(label)}</div>'
+            f'<div class="stat-value">{html.escape(value)}</div>{note_html}</div>')
+
+
+def _stats_html(data_report, report) -> str:
+    dropped = data_report.rows_read - data_report.rows_kept
+    tiles = [
+        _stat("Rows kept", f"{data_report.rows_kept:,}", f"of {data_report.rows_read:,} read"),
+        _stat("Dropped", f"{dropped:,}", f"{data_report.dropped_empty:,} empty, {data_report.dropped_duplicates:,} duplicate",
+              "warn" if dropped else ""),
+        _stat("Train / eval", f"{report.train_rows:,} / {report.eval_rows:,}",
+              f"{report.leakage_count:,} eval questions also in train" if report.eval_rows else "no eval split",
+              "warn" if report.leakage_count else ""),
+        _stat("Longer than max length", f"{report.over_max_length:,}",
+              f"max_length {report.max_length}; suggested {report.suggested_max_length}",
+              "warn" if report.over_max_length else "good"),
+        _stat("Near-duplicates", f"{report.normalised_duplicates:,}",
+              f"{report.duplicate_questions:,} repeated questions", "warn" if report.normalised_duplicates else ""),
+    ]
+    return f'<div class="stat-grid">{"".join(tiles)}</div>'
+
+
+def _empty_stats() -> str:
+    return '<div class="stat-grid placeholder">Preview a file to see its summary.</div>'
+
+
+def _summary_markdown(data_report, report) -> str:
+    lines = [f"**{data_report.source}** · {data_report.file_format}, {data_report.encoding} · "
+             f"question ← `{data_report.question_column}`, answer ← `{data_report.answer_column}`", ""]
+    lines += [f"- {line.strip()}" for line in report.summary().splitlines() if not line.startswith("  e.g.")]
+    if data_report.conflicting_questions or data_report.question_equals_answer:
+        lines.append(f"- kept but worth a look: {data_report.conflicting_questions:,} questions with different "
+                     f"answers, {data_report.question_equals_answer:,} answers equal to their question")
+    lines += [f"- ⚠️ {warning}" for warning in data_report.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Generate tab: ask the fine-tuned model a question and watch the answer stream in, optionally
+next to the base model's answer to the same question."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gradio as gr
+
+from gpt2tune.config import GenerationSettings
+from gpt2tune.ui.common import load_model, resolve_base_model, resolve_model_reference, ui_errors
+from gpt2tune.ui.fields import build_config, field_component
+
+TRAINED_RUN, OTHER_MODEL = "Trained run", "Folder or Hub id"
+GENERATE_CONCURRENCY = 2  # more would only share the same CPU cores; the rest wait in the queue
+
+
+def create_generate_tab(elems: dict) -> None:
+    settings: dict[str, gr.Component] = {}
+    with gr.Tab("4 · Generate", id="generate") as tab:
+        gr.Markdown(
+            "Ask a question. The answer streams in as the model writes it. Compare with the base model "
+            "to see what fine-tuning changed.",
+            elem_classes="tab-intro",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                question = gr.Textbox(label="Question", lines=3, placeholder="e.g. What is gpt2tune?",
+                                      elem_id="question")
+                source = gr.Radio([TRAINED_RUN, OTHER_MODEL], value=TRAINED_RUN, label="Answer with")
+                run = gr.Dropdown(label="Trained run", choices=[], value=None, allow_custom_value=True,
+                                  info="Runs with a saved model, newest first.")
+                model_id = gr.Textbox(label="Folder or Hub id", placeholder="user/my-gpt2-faq", visible=False,
+                                      info="A Hub id, or a model folder inside the working folder.")
+                compare = gr.Checkbox(label="Side by side with the base model (set on the Checks tab)", value=False)
+                with gr.Accordion("Decoding", open=False):
+                    for f in dataclasses.fields(GenerationSettings):
+                        if f.name == "max_new_tokens":
+                            settings[f.name] = field_component(GenerationSettings, f.name, gr.Slider, minimum=1,
+                                                               maximum=512, step=1)
+                        else:
+                            settings[f.name] = field_component(GenerationSettings, f.name)
+                generate = gr.Button("Generate", variant="primary", elem_id="generate-button")
+            with gr.Column(scale=3):
+                with gr.Row(equal_height=True):
+                    answer = gr.Textbox(label="Fine-tuned model", lines=10, max_lines=24, elem_id="answer",
+                                        buttons=["copy"])
+                    base_answer = gr.Textbox(label="Base model", lines=10, max_lines=24, visible=False,
+                                             buttons=["copy"])
+
+    elems.update({"generate.source": source, "generate.model_id": model_id, "generate.run": run})
+    source.change(lambda choice: (gr.Dropdown(visible=choice == TRAINED_RUN), gr.Textbox(visible=choice == OTHER_MODEL)),
+                  inputs=source, outputs=[run, model_id], api_visibility="private", queue=False)
+    compare.change(lambda on: gr.Textbox(visible=on), inputs=compare, outputs=base_answer,
+                   api_visibility="private", queue=False)
+    inputs = dict(question=question, source=source, run=run, model_id=model_id, compare=compare,
+                  base_model=elems["base_model"], allow_pickle=elems["allow_pickle"], **settings)
+    event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], concurrency_limit=GENERATE_CONCURRENCY,
+                 concurrency_id="generate")
+    generate.click(generate_answer, api_name="generate", **event)
+    question.submit(generate_answer, api_visibility="private", **event)
+    tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
+    elems["generate.refresh"] = (refresh_run_choices, run)
+
+
+def refresh_run_choices(current=None):
+    from gpt2tune.runs import trained_runs
+
+    names = [run.name for run in trained_runs()]
+    return gr.Dropdown(choices=names, value=current if current in names else (names[0] if names else None))
+
+
+def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
+    from gpt2tune.runs import run_dir, trained_runs
+
+    if source == OTHER_MODEL:
+        return resolve_model_reference(model_id)
+    if not run:
+        runs = trained_runs()
+        if not runs:
+            raise ValueError("no trained model yet: train one on the Train tab, or answer with a folder or Hub id")
+        run = runs[0].name
+    folder = run_dir(run)
+    if not (folder / "model.safetensors").exists():
+        raise ValueError(f"run {run!r} has no saved model yet (still training, or it failed)")
+    return str(folder)
+
+
+@ui_errors
+def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compare=False, base_model="gpt2",
+                    allow_pickle=False, **settings):
+    from gpt2tune.generate import stream_answer
+
+    settings = build_config(GenerationSettings, settings)
+    settings.validate()
+    model, tokenizer = load_model(chosen_model(source, run, model_id), allow_pickle=bool(allow_pickle))
+    streams = [stream_answer(model, tokenizer, question, settings)]
+    if compare:
+        base, base_tokenizer = load_model(resolve_base_model(base_model)[0], allow_pickle=bool(allow_pickle))
+        streams.append(stream_answer(base, base_tokenizer, question, dataclasses.replace(settings)))
+    texts = ["", ""]
+    active = dict(enumerate(streams))
+    # Advance the streams in turn, so both answers grow together on the page.
+    while active:
+        for index, stream in list(active.items()):
+            try:
+                texts[index] = next(stream)
+            except StopIteration:
+                del active[index]
+        yield texts[0], texts[1]

@@ -1,0 +1,63 @@
+"""Hub tab: publish a trained run to the Hugging Face Hub, or load a model from it for Generate."""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from gpt2tune.ui.common import load_model, resolve_model_reference, ui_errors
+from gpt2tune.ui.generate_tab import OTHER_MODEL, TRAINED_RUN, chosen_model, refresh_run_choices
+
+
+def create_hub_tab(elems: dict) -> None:
+    with gr.Tab("5 · Hub", id="hub") as tab:
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                gr.Markdown("### Publish a trained model", elem_classes="section-title")
+                run = gr.Dropdown(label="Trained run", choices=[], value=None, allow_custom_value=True)
+                repo_id = gr.Textbox(label="Repository", placeholder="your-name/gpt2-faq",
+                                     info="user/name or organisation/name on huggingface.co")
+                token = gr.Textbox(label="Access token (write)", type="password", placeholder="hf_…",
+                                   info="Leave empty to use HF_TOKEN, the Space secret or your cached login. "
+                                        "It is used for this upload only and never stored.")
+                private = gr.Checkbox(label="Private repository", value=True)
+                push = gr.Button("Push to the Hub", variant="primary")
+                push_result = gr.Markdown(elem_classes="summary")
+            with gr.Column():
+                gr.Markdown("### Load a model from the Hub", elem_classes="section-title")
+                load_id = gr.Textbox(label="Repository", placeholder="user/name, or gpt2",
+                                     info="Downloaded once, then answered with on the Generate tab.")
+                load = gr.Button("Load", variant="secondary")
+                load_result = gr.Markdown(elem_classes="summary")
+
+    push.click(push_run, inputs=[run, repo_id, token, private], outputs=push_result, api_name="push")
+    load.click(load_from_hub, inputs=[load_id, elems["allow_pickle"]],
+               outputs=[load_result, elems["generate.source"], elems["generate.model_id"]], api_name="load")
+    tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
+    elems["hub.run"] = run
+
+
+@ui_errors
+def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
+    from gpt2tune.hub import push_to_hub, validate_repo_id
+
+    repo_id = validate_repo_id(repo_id)
+    folder = chosen_model(TRAINED_RUN, run, None)
+    progress(0.2, desc=f"Uploading {folder.rsplit('/', 1)[-1]} to {repo_id}…")
+    url = push_to_hub(folder, repo_id, token=token or None, private=bool(private))
+    progress(1.0)
+    gr.Info(f"Pushed to {repo_id}")
+    visibility = "private" if private else "public"
+    return f"✅ Published as a {visibility} model: [{html.escape(url)}]({html.escape(url)})"
+
+
+@ui_errors
+def load_from_hub(repo_id, allow_pickle=False, progress=gr.Progress()):
+    reference = resolve_model_reference(repo_id, "repository")
+    progress(0.1, desc=f"Downloading {reference}…")
+    model, _ = load_model(reference, allow_pickle=bool(allow_pickle))
+    parameters = sum(p.numel() for p in model.parameters())
+    message = (f"✅ Loaded `{reference}` ({parameters / 1e6:.1f}M parameters). "
+               "It is now selected on the **Generate** tab.")
+    return message, gr.Radio(value=OTHER_MODEL), gr.Textbox(value=reference, visible=True)

@@ -1,0 +1,78 @@
+"""Runs tab: every run in the working folder, with its settings, metrics and loss curves overlaid."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from gpt2tune.ui.common import ui_errors
+
+COLUMNS = ["run", "model", "steps", "train loss", "eval loss", "perplexity", "learning rate", "base model", "modified"]
+
+
+def create_runs_tab(elems: dict) -> None:
+    with gr.Tab("Runs", id="runs") as tab:
+        gr.Markdown("Every run in the working folder, newest first. Pick runs to compare their loss curves.",
+                    elem_classes="tab-intro")
+        with gr.Row():
+            chosen = gr.Dropdown(label="Runs to plot", choices=[], value=[], multiselect=True, scale=4)
+            refresh = gr.Button("Refresh", size="sm", scale=1)
+        curves = gr.LinePlot(x="step", y="loss", color="curve", x_title="step", y_title="loss",
+                             label="Loss curves", show_label=False, x_axis_format="d")
+        table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False)
+
+    outputs = [table, chosen, curves]
+    refresh.click(list_runs_view, inputs=chosen, outputs=outputs, api_name="runs")
+    tab.select(list_runs_view, inputs=chosen, outputs=outputs, api_visibility="private")
+    chosen.input(plot_runs, inputs=chosen, outputs=curves, api_visibility="private")
+    elems["runs.refresh"] = (list_runs_view, chosen, outputs)
+
+
+@ui_errors
+def list_runs_view(chosen=None):
+    import pandas as pd
+
+    from gpt2tune.runs import list_runs
+
+    runs = list_runs()
+    names = [run.name for run in runs]
+    chosen = [name for name in (chosen or []) if name in names] or names[:5]
+    rows = []
+    for run in runs:
+        metrics, config = run.metrics, run.config
+        rows.append([
+            run.name,
+            "yes" if run.has_model else ("checkpoint" if run.resumable else "no"),
+            metrics.get("global_step", max((h.get("step", 0) for h in run.history), default=0)),
+            _round(metrics.get("train_loss")), _round(metrics.get("eval_loss")), _round(metrics.get("perplexity"), 2),
+            config.get("learning_rate", ""), _base_name(metrics.get("base_model") or config.get("base_model")),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)),
+        ])
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table, gr.Dropdown(choices=names, value=chosen), plot_runs(chosen)
+
+
+@ui_errors
+def plot_runs(chosen):
+    import pandas as pd
+
+    from gpt2tune.runs import load_run, loss_points
+
+    points = loss_points([load_run(name) for name in chosen or []])
+    if not points:
+        return gr.LinePlot(value=None)
+    frame = pd.DataFrame(points, columns=["run", "step", "loss", "split"])
+    frame["curve"] = frame["run"] + " · " + frame["split"]
+    # a caption naming the runs also makes the plot redraw its colours for a new selection
+    return gr.LinePlot(value=frame, caption="runs: " + ", ".join(dict.fromkeys(frame["run"])))
+
+
+def _round(value, digits: int = 4):
+    return round(value, digits) if isinstance(value, (int, float)) else ""
+
+
+def _base_name(base) -> str:
+    from pathlib import Path
+
+    return Path(str(base)).name if base else ""

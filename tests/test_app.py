@@ -1,0 +1,261 @@
+"""The app through its HTTP API (gradio_client), as a script or another program would drive it.
+
+One app serves the whole module (see app_server.py); trainings are tiny and short.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from app_server import app_url, launch_app_process  # noqa: F401  (app_url is a fixture)
+from bad_inputs import CASES, write_case
+from conftest import SAMPLE_CSV
+
+NAMED_ENDPOINTS = ("/preview", "/checks", "/train", "/stop", "/resume", "/generate", "/push", "/load", "/status",
+                   "/runs")
+# Small and fast, but enough steps for a curve: used by every training here.
+QUICK = dict(question_column=None, answer_column=None, max_length=64, batch_size=4, learning_rate=2e-3,
+             logging_steps=1, eval_steps=3, save_steps=3, warmup_ratio=0.0, eval_answer_samples=0)
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(client):
+    """Train 6 steps through /train; every streamed update is kept."""
+    job = client.submit(run_name="api-run", max_steps=6, probe_questions="What is gpt2tune?\n", **QUICK,
+                        api_name="/train")
+    updates = list(job)
+    return "api-run", updates, job.outputs()[-1]
+
+
+def plot_rows(plot) -> list:
+    """The rows of a plot output (a value, an update wrapping one, or nothing yet)."""
+    if plot and plot.get("__type__") == "update":
+        plot = plot.get("value")
+    return plot["data"] if plot else []
+
+
+def loss_points(update) -> list:
+    return plot_rows(update[1])  # rows of (step, loss, series)
+
+
+def test_view_api_lists_the_named_endpoints(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert set(NAMED_ENDPOINTS) <= set(endpoints)
+    train_parameters = {p["parameter_name"] for p in endpoints["/train"]["parameters"]}
+    assert {"learning_rate", "max_steps", "early_stopping_patience", "probe_questions", "run_name"} <= train_parameters
+
+
+def test_preview_of_the_sample(client):
+    stats, summary, histogram, table, rejected, _ = client.predict(
+        file=handle_file(str(SAMPLE_CSV)), max_length=64, api_name="/preview")
+    assert "200" in stats and "Rows kept" in stats
+    assert "sample_qa.csv" in summary and "tokens per example" in summary
+    assert "longer than max_length=64" in summary
+    assert len(table["data"]) == 20 and table["headers"] == ["question", "answer"]
+    counts = histogram["value"]["data"]  # (length, examples, fits or truncated)
+    assert sum(row[1] for row in counts) == 200
+    assert {row[2] for row in counts} == {"fits", "truncated"}  # some are over 64 tokens
+    assert all((row[0] > 64) == (row[2] == "truncated") for row in counts)
+    assert rejected["data"] == [] or rejected["data"] == [[""] * len(rejected["headers"])]
+
+
+def test_preview_offers_column_mapping(client, tmp_path):
+    path = tmp_path / "faq.csv"
+    path.write_text("id,prompt,response\n1,Hi?,Hello\n2,Bye?,See you\n")
+    question, answer = client.predict(handle_file(str(path)), api_name="/columns")
+    assert (question["value"], answer["value"]) == ("prompt", "response")
+    assert [value for _, value in question["choices"]] == ["id", "prompt", "response"]
+    _, summary, *_ = client.predict(file=handle_file(str(path)), question_column="prompt", answer_column="response",
+                                    api_name="/preview")
+    assert "question ← `prompt`, answer ← `response`" in summary
+
+
+def test_rejected_rows_can_be_downloaded(client, tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("question,answer\nq1,a1\n,no question\nq3,\nq1,a1\n")
+    _, _, _, _, rejected, download = client.predict(file=handle_file(str(path)), api_name="/preview")
+    assert len(rejected["data"]) == 3
+    assert download["visible"] is True
+    assert Path(download["value"]).read_text(encoding="utf-8-sig").splitlines()[0].startswith("row,reason")
+
+
+BAD_CASES = [case for case in CASES if case.expect_error is not None]
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=lambda case: case.name)
+def test_bad_file_shows_the_core_message(client, tmp_path, case):
+    from gpt2tune.data import load_qa_data
+
+    path = write_case(case, tmp_path)
+    with pytest.raises(ValueError) as core:
+        load_qa_data(path)
+    assert case.expect_error in str(core.value)
+    with pytest.raises(AppError) as shown:
+        client.predict(file=handle_file(str(path)), api_name="/preview")
+    assert str(core.value) in str(shown.value)
+    assert "Traceback" not in str(shown.value)
+
+
+def test_checks_report_vocabulary_tokens_and_devices(client, tiny_model_dir):
+    verdict, report = client.predict(question_column=None, answer_column=None, base_model=str(tiny_model_dir),
+                                     api_name="/checks")
+    assert "Vocabulary" in verdict and "Precision" in verdict
+    assert "| tokenizer size | 50,257 tokens |" in report
+    assert "end of text (EOS) | 50256" in report
+    assert "CPU" in report and "**Chosen:** cpu with **fp32**" in report
+
+
+def test_training_streams_losses_then_final_metrics(finished_run):
+    _, updates, final = finished_run
+    point_counts = [len(loss_points(update)) for update in updates]
+    assert len(set(point_counts)) >= 3, point_counts  # the curve grew while training ran
+    assert point_counts == sorted(point_counts)
+    assert any(row[2] == "eval" for row in loss_points(final))
+    status, _, metrics_html, metrics, probes, log = final
+    assert "Finished" in status and "Train loss" in metrics_html
+    assert {row[1] for row in probes["data"]} == {"What is gpt2tune?"}  # the probe timeline
+    assert {row[0] for row in probes["data"]} >= {3, 6}  # answered at every eval
+    assert metrics["global_step"] == 6 and metrics["train_loss"] > 0
+    assert "train:" in log  # the preparation summary reached the log
+
+
+def test_a_reloaded_page_sees_the_last_run(client, finished_run):
+    status, plot, *_ = client.predict(api_name="/status")
+    assert "Finished" in status and "api-run" in status
+    assert len(plot_rows(plot)) == len(loss_points(finished_run[2]))
+
+
+def test_runs_lists_the_trained_run(client, finished_run):
+    table, chosen, curves = client.predict(chosen=[], api_name="/runs")
+    names = [row[0] for row in table["data"]]
+    assert "api-run" in names
+    assert {row[0] for row in plot_rows(curves)} >= {"api-run"}
+
+
+def test_second_start_is_busy_and_stop_saves_a_model(client, app_url):
+    job = client.submit(run_name="stopped-run", max_steps=400, **QUICK, api_name="/train")
+    for update in job:
+        if loss_points(update):
+            break  # it is training
+    with pytest.raises(AppError, match="a training run is already in progress"):
+        Client(app_url, verbose=False).predict(run_name="other", max_steps=5, **QUICK, api_name="/train")
+    client.predict(api_name="/stop")
+    updates = list(job)
+    status, _, _, metrics, _, _ = job.outputs()[-1]
+    assert "Stopped" in status
+    assert 0 < metrics["global_step"] < 400
+    run_dir = Path(os.environ.get("GPT2TUNE_HOME", "")) / "runs" / "stopped-run"
+    assert (run_dir / "model.safetensors").exists() and (run_dir / "config.json").exists()
+    assert updates or job.outputs()
+
+
+def test_generate_streams_next_to_the_base_model(client, finished_run):
+    job = client.submit(question="What is gpt2tune?", source="Trained run", run=finished_run[0], model_id="",
+                        compare=True, max_new_tokens=12, seed=None, api_name="/generate")
+    outputs = list(job)
+    answers = [fine for fine, _ in outputs]
+    assert len(set(answers)) >= 3  # it streamed: the answer grew in several steps
+    final_fine, final_base = job.outputs()[-1]
+    assert final_fine and final_base
+    assert all(final_fine.startswith(partial) for partial in answers if partial)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(question="  "), "the question is empty"),
+    (dict(source="Folder or Hub id", model_id="/etc"), "leaves the working folder"),
+    (dict(temperature=0, do_sample=True), "temperature must be greater than 0"),
+    (dict(run="../escape"), "run name '../escape' is not valid"),
+])
+def test_generate_refuses_bad_input_with_one_line(client, finished_run, overrides, message):
+    arguments = dict(question="Why?", source="Trained run", run=finished_run[0], model_id="", compare=False, seed=None)
+    with pytest.raises(AppError, match=message) as error:
+        client.predict(**{**arguments, **overrides}, api_name="/generate")
+    assert "\n" not in str(error.value).strip()
+
+
+def test_train_refuses_bad_settings(client):
+    with pytest.raises(AppError, match="learning_rate must be greater than 0"):
+        client.predict(run_name="bad", **{**QUICK, "learning_rate": 0}, api_name="/train")
+    with pytest.raises(AppError, match="run name 'a/b' is not valid"):
+        client.predict(run_name="a/b", **QUICK, api_name="/train")
+
+
+def test_push_uploads_the_run_without_the_token(client, finished_run, monkeypatch):
+    from huggingface_hub import HfApi
+
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create"] = dict(repo_id=repo_id, **kwargs)
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])
+        calls["upload"] = kwargs
+        calls["files"] = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    token = "hf_testTokenThatMustNeverBeWritten"
+    result = client.predict(run=finished_run[0], repo_id="tester/faq-gpt2", token=token, private=True,
+                            api_name="/push")
+    assert "https://huggingface.co/tester/faq-gpt2" in result and "private" in result
+    assert calls["create"]["repo_id"] == "tester/faq-gpt2" and calls["create"]["private"] is True
+    assert calls["upload"]["repo_id"] == "tester/faq-gpt2"
+    assert {"model.safetensors", "config.json", "README.md"} <= set(calls["files"])
+    assert "checkpoints/*" in calls["upload"]["ignore_patterns"]
+    assert not any(token.encode() in content for content in calls["files"].values())
+
+
+def test_push_without_a_repo_id_says_so(client, finished_run):
+    with pytest.raises(AppError, match="is not of the form user/name"):
+        client.predict(run=finished_run[0], repo_id="no-slash", token="", private=True, api_name="/push")
+
+
+def test_checks_fall_back_to_the_tiny_model_offline(client):
+    _, report = client.predict(question_column=None, answer_column=None, base_model="gpt2", api_name="/checks")
+    # HF_HUB_OFFLINE=1 here, so the Hub is unreachable: the report says so and checks the tiny model
+    assert report.startswith("> ⚠️ could not reach 'gpt2' on the Hugging Face Hub")
+    assert "tiny-gpt2" in report and "| tokenizer size | 50,257 tokens |" in report
+
+
+def test_resume_continues_from_the_last_checkpoint(client, finished_run):
+    with pytest.raises(AppError, match="nothing to resume"):
+        client.predict(run_name="never-trained", max_steps=8, **QUICK, api_name="/resume")
+    job = client.submit(run_name=finished_run[0], max_steps=8, **QUICK, api_name="/resume")
+    list(job)
+    status, plot, _, metrics, _, _ = job.outputs()[-1]
+    assert "Finished" in status and metrics["global_step"] == 8
+    steps = sorted({row[0] for row in loss_points(job.outputs()[-1]) if row[2] == "train"})
+    assert steps[0] == 1 and steps[-1] == 8  # the curve before the checkpoint is kept
+
+
+def test_load_from_the_hub_by_repo_id(tiny_model_dir, tmp_path):
+    """The app in a subprocess (HF_ENDPOINT is read at import) against a local Hub serving the tiny model."""
+    from hub_server import hub_env, serve_hub_repo
+
+    with serve_hub_repo(tiny_model_dir, "tester/tiny-gpt2", workdir=tmp_path / "hub") as endpoint:
+        env = {**os.environ, **hub_env(endpoint, tmp_path / "hf-cache"),
+               "GPT2TUNE_HOME": str(tmp_path / "home"), "GPT2TUNE_BASE_MODEL": str(tiny_model_dir)}
+        with launch_app_process(env, tmp_path / "app.log") as (url, seconds_to_first_page):
+            print(f"python app.py served its page after {seconds_to_first_page:.1f} s")
+            hub_client = Client(url, verbose=False)
+            message, source, model_id = hub_client.predict("tester/tiny-gpt2", False, api_name="/load")
+            assert "Loaded `tester/tiny-gpt2`" in message
+            # and it is now the Generate tab's choice
+            assert (source["value"], model_id["value"]) == ("Folder or Hub id", "tester/tiny-gpt2")
+            fine, _ = hub_client.predict(question="Hello?", source=source["value"], run=None, model_id=model_id["value"],
+                                         compare=False, max_new_tokens=4, seed=None, api_name="/generate")
+            assert fine
+            with pytest.raises(AppError, match="tester/missing"):
+                hub_client.predict("tester/missing", False, api_name="/load")

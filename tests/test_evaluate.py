@@ -1,0 +1,165 @@
+"""Answer metrics, the memorisation meter, eval loss, probes and `gpt2tune eval`, on tiny models."""
+
+import json
+import math
+
+import pytest
+
+from conftest import tiny_config
+from gpt2tune import artifacts, metrics
+from gpt2tune.config import GenerationSettings
+
+
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    from gpt2tune.data import load_qa_data
+    from gpt2tune.model import load_model, load_tokenizer
+    from gpt2tune.prep import split_frame
+
+    result, _, config = trained_run
+    model = load_model(str(result.output_dir)).eval()
+    tokenizer = load_tokenizer(str(result.output_dir))
+    train_frame, eval_frame = split_frame(load_qa_data(config.csv).frame, config.eval_fraction, config.seed)
+    return result, config, model, tokenizer, train_frame, eval_frame
+
+
+def test_batched_answers_equal_one_at_a_time(trained):
+    from gpt2tune.evaluate import answer_many, greedy_settings
+    from gpt2tune.generate import answer
+
+    _, _, model, tokenizer, _, eval_frame = trained
+    questions = list(eval_frame["question"][:3]) + ["Hi?"]  # different lengths: left padding matters
+    settings = greedy_settings(12)
+    assert answer_many(model, tokenizer, questions, settings, batch_size=4) == [
+        answer(model, tokenizer, q, settings) for q in questions
+    ]
+    assert not model.training
+    # The tokenizer saved with the model pads and truncates as it did before training.
+    saved = json.loads((trained[0].output_dir / "tokenizer.json").read_text())
+    assert saved["padding"] is None and saved["truncation"] is None
+
+
+def test_answer_evaluation_is_wired_to_the_metrics(trained):
+    from gpt2tune.evaluate import answer_evaluation, answer_many, greedy_settings
+
+    _, _, model, tokenizer, train_frame, eval_frame = trained
+    result = answer_evaluation(model, tokenizer, train_frame, eval_frame, samples=3, seed=0)
+    questions, references = list(eval_frame["question"][:3]), list(eval_frame["answer"][:3])
+    generated = [s["generated"] for s in result.samples]
+    assert [s["question"] for s in result.samples] == questions
+    assert generated == answer_many(model, tokenizer, questions, greedy_settings(result_budget(tokenizer, train_frame, eval_frame)))
+    expected = metrics.answer_metrics(generated, references)
+    recorded = result.metrics()
+    assert recorded["answer_exact_match"] == expected["exact_match"]
+    assert recorded["answer_f1"] == pytest.approx(expected["f1"])
+    assert recorded["answer_rouge_l"] == pytest.approx(expected["rouge_l"])
+    assert recorded["answer_samples"] == 3
+    copies = metrics.copy_rate(generated, list(train_frame["answer"]))
+    verdict = metrics.memorisation_verdict(result.train_scores, expected, copies)
+    assert recorded["memorisation"] == {"verdict": verdict["verdict"], "text": verdict["text"],
+                                        "train_f1": result.train_scores["f1"], "eval_f1": expected["f1"],
+                                        "copy_rate": copies}
+
+
+def result_budget(tokenizer, train_frame, eval_frame):
+    """The token budget answer_evaluation uses for 3 eval questions and the 3 sampled training ones."""
+    from gpt2tune.evaluate import answer_budget
+
+    references = list(eval_frame["answer"][:3]) + list(train_frame.sample(n=3, random_state=0)["answer"])
+    return answer_budget(tokenizer, references)
+
+
+def test_a_copying_model_is_called_memorised():
+    """The meter's inputs: an eval answer that is a training answer verbatim counts as a copy."""
+    training = ["Paris is the capital of France.", "Water boils at 100 degrees."]
+    eval_scores = metrics.answer_metrics(["Paris is the capital of France."], ["Rome is the capital of Italy."])
+    train_scores = metrics.answer_metrics(training, training)
+    copies = metrics.copy_rate(["Paris is the capital of France."], training)
+    assert copies == 1.0
+    verdict = metrics.memorisation_verdict(train_scores, eval_scores, copies)
+    assert verdict["verdict"] == metrics.VERDICT_MEMORISED
+
+
+def test_training_writes_answer_metrics_and_verdict(trained):
+    result, config, *_ = trained
+    saved = artifacts.read_json(result.output_dir / artifacts.METRICS_FILE)
+    assert saved == json.loads(json.dumps(result.metrics, default=str))
+    for key in ("answer_exact_match", "answer_f1", "answer_rouge_l"):
+        assert 0.0 <= saved[key] <= 1.0
+    assert saved["answer_samples"] == min(config.eval_answer_samples, saved["eval_examples"])
+    memo = saved["memorisation"]
+    assert memo["verdict"] in (metrics.VERDICT_LEARNED, metrics.VERDICT_MEMORISED,
+                               metrics.VERDICT_NOT_LEARNED, metrics.VERDICT_MIXED)
+    assert memo["eval_f1"] == saved["answer_f1"] and 0.0 <= memo["copy_rate"] <= 1.0
+    assert memo["text"].startswith(f"Training F1 is {memo['train_f1']:.2f}")
+    samples = artifacts.read_json(result.output_dir / "samples.json")
+    assert samples and set(samples[0]) == {"question", "reference", "generated"}
+
+
+def test_eval_loss_matches_the_trainers(trained):
+    from gpt2tune.evaluate import eval_loss
+
+    result, config, model, tokenizer, _, eval_frame = trained
+    ours = eval_loss(model, tokenizer, eval_frame, config.max_length, batch_size=config.batch_size)
+    assert ours["loss_examples"] == len(eval_frame)
+    # Token-weighted mean vs the Trainer's mean of batch means: equal up to batch weighting.
+    assert ours["eval_loss"] == pytest.approx(result.metrics["eval_loss"], rel=0.02)
+    assert ours["perplexity"] == pytest.approx(math.exp(ours["eval_loss"]))
+
+
+def test_probes_are_answered_at_every_eval(tiny_model_dir, tmp_path):
+    from gpt2tune.train import train
+
+    events = []
+    questions = ["What is gpt2tune?", "What is packing?"]
+    config = tiny_config(tiny_model_dir, tmp_path / "out", max_steps=4, eval_steps=2, save_steps=0,
+                         eval_answer_samples=0, probe_questions=questions)
+    result = train(config, on_event=events.append)
+    probes = [e for e in events if e["kind"] == "probe"]
+    assert [(e["step"], e["question"]) for e in probes] == [(2, questions[0]), (2, questions[1]),
+                                                           (4, questions[0]), (4, questions[1])]
+    assert all(isinstance(e["answer"], str) for e in probes)
+    # each probe comes right after its eval, in the same event stream
+    kinds = [e["kind"] for e in events if e["kind"] in ("eval", "probe")]
+    assert kinds == ["eval", "probe", "probe", "eval", "probe", "probe"]
+    timeline = artifacts.read_json(result.output_dir / "probes.json")
+    assert timeline == [{k: e[k] for k in ("step", "question", "answer")} for e in probes]
+    assert "answer_f1" not in result.metrics  # eval_answer_samples=0 turns answer scoring off
+
+
+def test_eval_command_writes_json(trained, tmp_path, capsys):
+    from gpt2tune.cli import main
+
+    result, config, *_ = trained
+    out = tmp_path / "eval.json"
+    code = main(["eval", "--model", str(result.output_dir), "--csv", config.csv, "--max-samples", "2",
+                 "--max-length", "128", "--output", str(out)])
+    assert code == 0
+    written = json.loads(out.read_text())
+    assert written["answer_samples"] == 2 and written["loss_examples"] == written["rows"] == 200
+    assert math.isfinite(written["eval_loss"]) and written["perplexity"] > 1
+    assert set(written) >= {"answer_exact_match", "answer_f1", "answer_rouge_l", "samples"}
+    printed = capsys.readouterr().out
+    assert f"eval_loss: {written['eval_loss']:.4f}" in printed and "answer_f1" in printed
+
+
+def test_eval_command_rejects_a_missing_model(tmp_path, capsys):
+    from gpt2tune.cli import main
+
+    assert main(["eval", "--model", str(tmp_path / "nope"), "--csv", str(tmp_path / "x.csv")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_compare_answers_side_by_side(trained, tiny_model_dir):
+    from gpt2tune.evaluate import compare_answers
+    from gpt2tune.generate import answer
+    from gpt2tune.model import load_model, load_tokenizer
+
+    _, _, model, tokenizer, _, _ = trained
+    base = (load_model(str(tiny_model_dir)).eval(), load_tokenizer(str(tiny_model_dir)))
+    settings = GenerationSettings(max_new_tokens=8, repetition_penalty=1.0)
+    row = compare_answers("What is gpt2tune?", base, (model, tokenizer), settings)
+    assert row["base"] == answer(*base, "What is gpt2tune?", settings)
+    assert row["finetuned"] == answer(model, tokenizer, "What is gpt2tune?", settings)
+    assert row["same"] == (row["base"] == row["finetuned"])
+    assert compare_answers("Hi?", base, base, settings)["same"]
