@@ -13,5 +13,6 @@ demo = build_app()
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    warm_up(default_base_model())  # find out early whether the Hub is reachable
-    demo.queue().launch(**launch_options())
+    demo.queue().launch(prevent_thread_lock=True, **launch_options())
+    warm_up(default_base_model())  # once the page is served: is the Hub reachable, or is it the tiny model?
+    demo.block_thread()

@@ -288,9 +288,10 @@ def run_eval(args) -> int:
                             allow_pickle=args.allow_pickle)
     print(f"{args.model} on {Path(args.csv).name} ({result['rows']} rows):")
     print_metrics({k: v for k, v in result.items() if k not in ("model", "csv")})
+    short = lambda text: " ".join(text.split())[:100]  # noqa: E731  (one line per field)
     for sample in result.get("samples", [])[:3]:
-        print(f"  Q: {sample['question'][:100]}\n    reference: {sample['reference'][:100]}\n"
-              f"    generated: {sample['generated'][:100]}")
+        print(f"  Q: {short(sample['question'])}\n    reference: {short(sample['reference'])}\n"
+              f"    generated: {short(sample['generated'])}")
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.output}")

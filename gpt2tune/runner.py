@@ -116,10 +116,13 @@ class TrainingRunner:
             final = STOPPED if result.stopped_early else FINISHED
             self._update(lambda s: _finish(s, final, metrics=result.metrics, stopped=result.stopped_early))
         except ValueError as error:
-            self._update(lambda s: _finish(s, FAILED, error=_one_line(error)))
+            self._fail(_one_line(error))
         except Exception as error:  # the UI gets one line; the server log gets the traceback
             log.exception("training run in %s failed", config.output_dir)
-            self._update(lambda s: _finish(s, FAILED, error=f"training failed: {type(error).__name__}: {_one_line(error)}"))
+            self._fail(f"training failed: {type(error).__name__}: {_one_line(error)}")
+
+    def _fail(self, message: str) -> None:
+        self._update(lambda s: _finish(s, FAILED, error=message))
 
     def _on_event(self, event: dict) -> None:
         self._update(lambda s: _apply_event(s, event))

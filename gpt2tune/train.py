@@ -84,7 +84,7 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
     )
 
     metrics = _collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
-    metrics.update(_early_stopping_record(trainer, config))
+    metrics.update(_early_stopping_record(trainer))
     metrics["dataset"] = _dataset_fingerprint(config.csv, len(data.frame))
     stopped = stopper.stopped_at is not None
     samples = []
@@ -266,7 +266,7 @@ def _save_steps(config: TuneConfig, early_stopping: bool, on_event) -> int:
     return config.eval_steps
 
 
-def _early_stopping_record(trainer, config: TuneConfig) -> dict:
+def _early_stopping_record(trainer) -> dict:
     """best_step / best_eval_loss always (when there were evals); why training stopped early, if it did."""
     from transformers import EarlyStoppingCallback
 

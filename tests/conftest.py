@@ -46,6 +46,7 @@ def tiny_config(tiny_model_dir: Path, output_dir: Path, **overrides):
         eval_steps=6,
         save_steps=6,
         warmup_ratio=0.0,
+        eval_answer_samples=8,
     )
     values.update(overrides)
     return TuneConfig(**values)

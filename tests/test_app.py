@@ -9,12 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
-from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
-
 from app_server import app_url, launch_app_process  # noqa: F401  (app_url is a fixture)
 from bad_inputs import CASES, write_case
 from conftest import SAMPLE_CSV
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 NAMED_ENDPOINTS = ("/preview", "/checks", "/train", "/stop", "/resume", "/generate", "/push", "/load", "/status",
                    "/runs")
@@ -45,7 +44,8 @@ def plot_rows(plot) -> list:
 
 
 def loss_points(update) -> list:
-    return plot_rows(update[1])  # rows of (step, loss, series)
+    """Rows of (step, loss, series) of the loss plot; a row without a loss only names a curve to come."""
+    return [row for row in plot_rows(update[1]) if row[1] is not None]
 
 
 def test_view_api_lists_the_named_endpoints(client):
@@ -138,7 +138,7 @@ def test_a_reloaded_page_sees_the_last_run(client, finished_run):
 def test_runs_lists_the_trained_run(client, finished_run):
     table, chosen, curves = client.predict(chosen=[], api_name="/runs")
     names = [row[0] for row in table["data"]]
-    assert "api-run" in names
+    assert "api-run" in names and "api-run" in chosen["value"]  # newest runs are plotted by default
     assert {row[0] for row in plot_rows(curves)} >= {"api-run"}
 
 
@@ -150,13 +150,14 @@ def test_second_start_is_busy_and_stop_saves_a_model(client, app_url):
     with pytest.raises(AppError, match="a training run is already in progress"):
         Client(app_url, verbose=False).predict(run_name="other", max_steps=5, **QUICK, api_name="/train")
     client.predict(api_name="/stop")
-    updates = list(job)
+    list(job)
     status, _, _, metrics, _, _ = job.outputs()[-1]
     assert "Stopped" in status
     assert 0 < metrics["global_step"] < 400
-    run_dir = Path(os.environ.get("GPT2TUNE_HOME", "")) / "runs" / "stopped-run"
-    assert (run_dir / "model.safetensors").exists() and (run_dir / "config.json").exists()
-    assert updates or job.outputs()
+    # the model saved at that step is a usable one
+    fine, _ = client.predict(question="Hi?", source="Trained run", run="stopped-run", model_id="", compare=False,
+                             max_new_tokens=3, seed=None, api_name="/generate")
+    assert fine
 
 
 def test_generate_streams_next_to_the_base_model(client, finished_run):
@@ -234,7 +235,7 @@ def test_resume_continues_from_the_last_checkpoint(client, finished_run):
         client.predict(run_name="never-trained", max_steps=8, **QUICK, api_name="/resume")
     job = client.submit(run_name=finished_run[0], max_steps=8, **QUICK, api_name="/resume")
     list(job)
-    status, plot, _, metrics, _, _ = job.outputs()[-1]
+    status, _, _, metrics, _, _ = job.outputs()[-1]
     assert "Finished" in status and metrics["global_step"] == 8
     steps = sorted({row[0] for row in loss_points(job.outputs()[-1]) if row[2] == "train"})
     assert steps[0] == 1 and steps[-1] == 8  # the curve before the checkpoint is kept

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from app_server import app_url  # noqa: F401  (fixture)
 from conftest import ROOT, SAMPLE_CSV
 
@@ -28,7 +27,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    from playwright.sync_api import sync_playwright
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
+    sync_playwright = sync_api.sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
@@ -88,6 +88,7 @@ def test_upload_preview_train_and_generate(page):
     line = page.locator("#loss-plot g.mark-line path").first
     expect(line).to_be_visible()
     assert line.get_attribute("d").count("L") >= 3
+    expect(page.locator("#loss-plot")).to_contain_text("eval")  # the eval curve has its legend entry
     expect(page.locator(".stat-grid").filter(has_text="Train loss")).to_be_visible()
     expect(page.locator("#probe-timeline")).to_contain_text("What is gpt2tune?")
     shoot(page, "2-train")

@@ -94,7 +94,7 @@ def _report_markdown(result) -> str:
         "### Model and vocabulary",
         f"`{result.base_model}` · {result.parameters:,} parameters",
         "",
-        "| | |", "|---|---|",
+        "| check | value |", "|---|---|",
         f"| tokenizer size | {vocab.tokenizer_size:,} tokens |",
         f"| model embedding rows | {vocab.embedding_rows_before:,}"
         + (f" → {vocab.embedding_rows:,}" if vocab.embedding_rows != vocab.embedding_rows_before else "") + " |",

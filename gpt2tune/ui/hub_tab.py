@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import gradio as gr
 
@@ -44,7 +45,7 @@ def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
 
     repo_id = validate_repo_id(repo_id)
     folder = chosen_model(TRAINED_RUN, run, None)
-    progress(0.2, desc=f"Uploading {folder.rsplit('/', 1)[-1]} to {repo_id}…")
+    progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
     url = push_to_hub(folder, repo_id, token=token or None, private=bool(private))
     progress(1.0)
     gr.Info(f"Pushed to {repo_id}")

@@ -17,7 +17,7 @@ from gpt2tune.ui.generate_tab import create_generate_tab
 from gpt2tune.ui.hub_tab import create_hub_tab
 from gpt2tune.ui.runs_tab import create_runs_tab
 from gpt2tune.ui.style import CSS, HEADER, theme
-from gpt2tune.ui.train_tab import create_train_tab
+from gpt2tune.ui.train_tab import create_train_tab, follow_training, training_status
 
 MAX_UPLOAD_ENV = "GPT2TUNE_MAX_UPLOAD"  # e.g. "20mb"; Gradio refuses bigger uploads before they land
 
@@ -39,8 +39,11 @@ def build_app() -> gr.Blocks:
 
 def _on_page_load(demo: gr.Blocks, elems: dict) -> None:
     """A fresh or reloaded page shows the current state: the running (or last) job, the runs."""
-    poll, train_outputs = elems["train.attach"]
-    demo.load(poll, outputs=train_outputs, api_name="status", concurrency_limit=None, show_progress="hidden")
+    train_outputs = elems["train.outputs"]
+    demo.load(follow_training, outputs=train_outputs, api_visibility="private", concurrency_limit=None,
+              show_progress="hidden")
+    status = gr.Button(visible=False)  # no button on the page: the endpoint is for API clients
+    status.click(training_status, outputs=train_outputs, api_name="status", concurrency_limit=None)
     refresh_choices, generate_run = elems["generate.refresh"]
     demo.load(lambda: (refresh_choices(), refresh_choices()), outputs=[generate_run, elems["hub.run"]],
               api_visibility="private", show_progress="hidden")

@@ -1,8 +1,8 @@
 """Train tab: hyper-parameters from TuneConfig, Start / Stop / Resume, a live loss curve.
 
 The job belongs to the process-wide TrainingRunner, not to the page: Start streams the run's state
-while the page is open, and a page opened later (or reloaded) re-attaches through `demo.load` and a
-timer that polls until the run ends.
+while the page is open, and a page opened later (or reloaded) re-attaches through `demo.load`,
+which follows the run the same way until it ends.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import time
+from pathlib import Path
 
 import gradio as gr
 
@@ -32,7 +33,6 @@ SECTIONS = {
     "Checkpoints and evaluation": ("save_steps", "save_total_limit", "eval_answer_samples", "torch_compile"),
 }
 REDRAW_EVERY_S = 0.5  # a fast run logs many times a second; the page needs two frames a second at most
-POLL_EVERY_S = 1.5
 LOG_LINES = 200
 
 
@@ -72,7 +72,7 @@ def create_train_tab(elems: dict) -> None:
                 loss_plot = gr.LinePlot(
                     x="step", y="loss", color="series", x_title="step", y_title="loss", label="Loss",
                     show_label=False, color_map={"train": "#6366f1", "eval": "#f97316"}, x_axis_format="d",
-                    elem_id="loss-plot",
+                    caption="train loss at every logged step, eval loss at every evaluation", elem_id="loss-plot",
                 )
                 metrics_html = gr.HTML()
                 with gr.Accordion("Probe timeline: the model's answers during training", open=True):
@@ -83,7 +83,6 @@ def create_train_tab(elems: dict) -> None:
                     metrics_json = gr.JSON(show_label=False)
                 with gr.Accordion("Log", open=False):
                     log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True)
-        timer = gr.Timer(POLL_EVERY_S, active=False)
 
     elems.update(settings)
     elems["train.run_name"] = run_name
@@ -94,9 +93,7 @@ def create_train_tab(elems: dict) -> None:
     start.click(start_training, inputs_kwargs=inputs, outputs=outputs, api_name="train", concurrency_limit=None)
     resume.click(resume_training, inputs_kwargs=inputs, outputs=outputs, api_name="resume", concurrency_limit=None)
     stop.click(stop_training, outputs=status, api_name="stop", concurrency_limit=None)
-    timer.tick(poll_training, outputs=[*outputs, timer], api_visibility="private", concurrency_limit=None,
-               show_progress="hidden")
-    elems["train.attach"] = (poll_training, [*outputs, timer])
+    elems["train.outputs"] = outputs
 
 
 # --- handlers ------------------------------------------------------------------------------------
@@ -132,33 +129,34 @@ def resume_training(**values):
 
 
 def _last_resumable_run() -> str:
-    from pathlib import Path
-
+    """The run this app trained last, if it can be resumed; else the newest resumable one."""
     from gpt2tune.runs import list_runs
 
-    last = default_runner().snapshot().output_dir
-    if last and Path(last).name and any(run.name == Path(last).name and run.resumable for run in list_runs()):
-        return Path(last).name
-    resumable = [run for run in list_runs() if run.resumable]
+    resumable = [run.name for run in list_runs() if run.resumable]
     if not resumable:
         raise ValueError("nothing to resume: no run has a checkpoint yet; type the run name or start a new run")
-    return resumable[0].name
+    last = default_runner().snapshot().output_dir
+    return Path(last).name if last and Path(last).name in resumable else resumable[0]
 
 
-def _follow():
-    """Yield the run's state as it changes, until it ends; a failed run raises its one-line error."""
+def _follow(report_outcome: bool = True):
+    """Yield the run's state as it changes, until it ends; a failed run raises its one-line error
+    (only to the page that started it: a page re-attaching shows the error in the status line)."""
     runner = default_runner()
     snapshot = runner.snapshot()
     warned = 0
     while True:
-        for warning in snapshot.warnings[warned:]:
-            gr.Warning(warning)
-        warned = len(snapshot.warnings)
+        if report_outcome:
+            for warning in snapshot.warnings[warned:]:
+                gr.Warning(warning)
+            warned = len(snapshot.warnings)
         yield render(snapshot)
         if not snapshot.active:
             break
         time.sleep(REDRAW_EVERY_S)
         snapshot = runner.wait_for_change(snapshot.version, timeout=5.0)
+    if not report_outcome:
+        return
     if snapshot.status == FAILED:
         raise ValueError(snapshot.error)
     if snapshot.status == STOPPED:
@@ -175,10 +173,14 @@ def stop_training():
     return render_status(runner.snapshot())
 
 
-def poll_training():
-    """For a page that did not start the run (reloaded, or another visitor): draw it, poll while it runs."""
-    snapshot = default_runner().snapshot()
-    return (*render(snapshot), gr.Timer(active=snapshot.active))
+def follow_training():
+    """For a page that did not start the run (reloaded, or another visitor): follow it to its end."""
+    yield from _follow(report_outcome=False)
+
+
+def training_status():
+    """The run as it is now (for API clients that poll)."""
+    return render(default_runner().snapshot())
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -199,12 +201,13 @@ def loss_frame(snapshot: RunSnapshot):
     rows = [(step, loss, "train") for step, loss in snapshot.losses]
     rows += [(step, loss, "eval") for step, loss in snapshot.evals]
     if not rows:
-        return gr.LinePlot(value=None)  # an empty table would break the axes; None draws a blank
-    # The plot fixes its colours at the first draw and later only swaps the data; a new caption
-    # makes it redraw, so the eval curve gets its colour once the first eval arrives.
-    caption = ("train loss at every logged step; eval loss at every evaluation" if snapshot.evals
-               else "train loss at every logged step; eval loss appears after the first evaluation")
-    return gr.LinePlot(value=pd.DataFrame(rows, columns=["step", "loss", "series"]), caption=caption)
+        return None  # an empty table would break the axes; None draws a blank
+    config = snapshot.config or {}
+    if not snapshot.evals and config.get("eval_fraction") and config.get("eval_steps"):
+        # The plot fixes its colours at its first draw (often in a hidden tab) and later only swaps
+        # the data: a valueless "eval" row names the eval curve from the start, so it gets a colour.
+        rows.append((rows[0][0], None, "eval"))
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
 def probe_frame(snapshot: RunSnapshot):
@@ -287,6 +290,4 @@ def render_metrics(metrics: dict | None) -> str:
 
 
 def _run_name(snapshot: RunSnapshot) -> str:
-    from pathlib import Path
-
     return Path(snapshot.output_dir).name if snapshot.output_dir else ""
