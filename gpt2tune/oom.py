@@ -159,7 +159,7 @@ def train_with_oom_retry(config, model, build_trainer, resume_from, reload_model
         try:
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             return trainer, stopper, output, config
-        except Exception as error:  # noqa: BLE001 - anything but OOM is re-raised untouched
+        except Exception as error:
             if not is_out_of_memory(error):
                 raise
             message = explain(config, model.config, sum(p.numel() for p in model.parameters()),

@@ -55,9 +55,11 @@ def app_env(home: Path, base_model: str):
                 os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def app_url(tiny_model_dir, tmp_path_factory):
-    """The app, built and launched in this process on a free 127.0.0.1 port; its URL."""
+    """The app, built and launched in this process on a free 127.0.0.1 port; its URL.
+
+    Per module, so that the environment it sets is restored before other test files run."""
     home = tmp_path_factory.mktemp("gpt2tune-home")
     with app_env(home, str(tiny_model_dir)):
         from gpt2tune.ui import build_app, launch_options

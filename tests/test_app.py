@@ -1,6 +1,6 @@
 """The app through its HTTP API (gradio_client), as a script or another program would drive it.
 
-One app serves the whole module (see app_server.py); trainings are tiny and short.
+One app, launched in this process, serves the whole file (see app_server.py); trainings are tiny.
 """
 
 from __future__ import annotations

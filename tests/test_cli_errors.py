@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bad_inputs import CASES, CASES_BY_NAME, write_case
 from conftest import SAMPLE_CSV
+
 from gpt2tune.cli import main
 
 ERROR_CASES = [case for case in CASES if case.expect_error]
@@ -47,7 +47,7 @@ def assert_one_line_error(code: int, err: str, expected: str, after_progress: bo
 
 def run_subprocess(*argv, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gpt2tune", *map(str, argv)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+                          timeout=120, cwd=cwd, check=False)
 
 
 # --- bad data files ------------------------------------------------------------------------------
@@ -93,10 +93,10 @@ def test_real_process_exit_codes(tmp_path):
     path = write_case(CASES_BY_NAME["too_many_fields"], tmp_path)
     plain = run_subprocess("check", "--csv", path)
     assert plain.returncode == 2 and plain.stdout == ""
-    assert plain.stderr.strip().splitlines() == [
+    assert plain.stderr.strip().splitlines() == [(
         "error: data.csv: line 3 has 3 fields but the header has 2 (delimiter ','). "
         "Put quotes around cells that contain ',', or remove the extra fields."
-    ]
+    )]
     debug = run_subprocess("check", "--csv", path, "--debug")
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr and "line 3 has 3 fields" in debug.stderr

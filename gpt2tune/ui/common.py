@@ -118,19 +118,22 @@ def resolve_model_reference(text: str, what: str = "model") -> str:
 _resolved: dict[str, tuple[float, str, str | None]] = {}
 
 
-def resolve_base_model(text: str) -> tuple[str, str | None]:
-    """(model to load, warning): the typed model, or the offline tiny model when the Hub is
-    unreachable, with a warning that also pops up on the page. Remembered for a while: each
-    failed Hub probe costs seconds of retries."""
+def _resolve_remembered(reference: str) -> tuple[str, str | None]:
+    """gpt2tune.model.resolve_base_model, remembered for a while: each failed Hub probe costs
+    seconds of retries, and every Checks, Train and Generate click would pay them again."""
     from gpt2tune.model import resolve_base_model as resolve
 
-    reference = resolve_model_reference(text, "base model")
-    cached = _resolved.get(reference)
-    if cached is None or time.monotonic() - cached[0] > RESOLVE_TTL_S:
-        resolved, warning = resolve(reference, fallback_to_tiny=True)
-        cached = (time.monotonic(), resolved, warning)
-        _resolved[reference] = cached
-    _, resolved, warning = cached
+    remembered = _resolved.get(reference)
+    if remembered is None or time.monotonic() - remembered[0] > RESOLVE_TTL_S:
+        remembered = (time.monotonic(), *resolve(reference, fallback_to_tiny=True))
+        _resolved[reference] = remembered
+    return remembered[1], remembered[2]
+
+
+def resolve_base_model(text: str) -> tuple[str, str | None]:
+    """(model to load, warning): the typed model, or the offline tiny model when the Hub is
+    unreachable, with a warning that also pops up on the page."""
+    resolved, warning = _resolve_remembered(resolve_model_reference(text, "base model"))
     if warning:
         gr.Warning(warning)
     return resolved, warning
@@ -140,12 +143,8 @@ def warm_up(base_model: str) -> None:
     """Resolve the default base model in the background, so the first click doesn't wait on the Hub."""
     def run():
         try:
-            from gpt2tune.model import resolve_base_model as resolve
-
-            reference = resolve_model_reference(base_model, "base model")
-            resolved, warning = resolve(reference, fallback_to_tiny=True)
-            _resolved[reference] = (time.monotonic(), resolved, warning)
-        except Exception:
+            _resolve_remembered(resolve_model_reference(base_model, "base model"))
+        except Exception:  # a click will try again, and report it properly
             log.warning("could not resolve the base model %r in the background", base_model, exc_info=True)
 
     threading.Thread(target=run, name="gpt2tune-warm-up", daemon=True).start()
@@ -159,13 +158,3 @@ def fmt_duration(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
-def fmt_number(value, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
-    return str(value)

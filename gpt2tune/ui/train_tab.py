@@ -16,7 +16,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.runner import FAILED, FINISHED, IDLE, RUNNING, STOPPED, STOPPING, RunSnapshot, default_runner
-from gpt2tune.ui.common import fmt_duration, fmt_number, resolve_base_model, ui_errors
+from gpt2tune.ui.common import fmt_duration, resolve_base_model, ui_errors
 from gpt2tune.ui.data_tab import data_path
 from gpt2tune.ui.fields import build_config, field_component
 
@@ -280,7 +280,7 @@ def render_metrics(metrics: dict | None) -> str:
         value = metrics.get(key)
         if value is None:
             continue
-        text = fmt_duration(value) if key == "train_runtime" else (pattern.format(value) if pattern else fmt_number(value))
+        text = pattern.format(value) if pattern else fmt_duration(value)
         tiles.append(f'<div class="stat good"><div class="stat-label">{label}</div>'
                      f'<div class="stat-value">{html.escape(text)}</div></div>')
     verdict = metrics.get("memorisation") or {}
