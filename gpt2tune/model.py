@@ -20,7 +20,7 @@ TINY_MODEL_NOTE = (
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
-    _refuse_missing_folder(name_or_path)
+    name_or_path = locate_model(name_or_path)
     try:
         # trust_remote_code=False, not the default None: None would offer an interactive prompt to
         # run the repo's own Python code when a tokenizer config asks for it.
@@ -42,6 +42,7 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
     overrides = {}
     if dropout is not None:
         overrides = {"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout}
+    name_or_path = locate_model(name_or_path)
     _refuse_pickle_only_folder(name_or_path, allow_pickle)
     try:
         return AutoModelForCausalLM.from_pretrained(
@@ -58,6 +59,23 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
         ) from None
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"could not load model {name_or_path!r}: {_first_line(error)}") from None
+
+
+def locate_model(name_or_path: str) -> str:
+    """A local folder as is; a Hub id as is when the Hub answers, else its cached copy.
+
+    Failing fast matters: offline, transformers retries a dead network for about 30 s per file.
+    """
+    _refuse_missing_folder(name_or_path)
+    if Path(name_or_path).is_dir() or _hub_reachable():
+        return name_or_path
+    cached = _cached_snapshot(name_or_path)
+    if cached is None:
+        raise ValueError(
+            f"could not load {name_or_path!r}: the Hugging Face Hub is unreachable and the model is not "
+            "in the local cache; connect to the internet or give a local model folder"
+        )
+    return cached
 
 
 def _refuse_missing_folder(name_or_path: str) -> None:
@@ -180,9 +198,13 @@ def tiny_model_dir() -> Path:
 
 
 def resolve_base_model(name_or_path: str, fallback_to_tiny: bool) -> tuple[str, str | None]:
-    """Return the model to use and a warning when the Hub was unreachable and the tiny model stands in."""
-    if not fallback_to_tiny or Path(name_or_path).is_dir() or _hub_has_config(name_or_path):
+    """The model to load, and a warning when the Hub is unreachable and something else stands in:
+    the cached copy of the Hub model if there is one, else the offline tiny model."""
+    if not fallback_to_tiny or Path(name_or_path).is_dir() or _hub_reachable():
         return name_or_path, None
+    cached = _cached_snapshot(name_or_path)
+    if cached:
+        return cached, f"the Hugging Face Hub is unreachable; using the cached copy of {name_or_path!r}"
     tiny = tiny_model_dir()
     return str(tiny), (
         f"could not reach {name_or_path!r} on the Hugging Face Hub (offline?); using the offline tiny "
@@ -190,14 +212,30 @@ def resolve_base_model(name_or_path: str, fallback_to_tiny: bool) -> tuple[str, 
     )
 
 
-def _hub_has_config(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import hf_hub_download
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """One TCP connection instead of a download: huggingface_hub retries a dead network for ~30 s."""
+    import socket
+    from urllib.parse import urlparse
 
-        hf_hub_download(repo_id, "config.json")
-        return True
-    except Exception:  # offline, unknown repo, gated: all mean "not usable now"
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
         return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return str(Path(hf_hub_download(repo_id, "config.json", local_files_only=True)).parent)
+    except Exception:  # not cached, or not a valid repo id: nothing to stand in
+        return None
 
 
 def parameter_count(model) -> int:
