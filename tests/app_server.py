@@ -7,36 +7,17 @@ what must be set before import, such as HF_ENDPOINT, which huggingface_hub reads
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from net import free_port, http_status
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_status(url: str) -> int | None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never via a proxy
-    try:
-        with opener.open(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 @contextmanager

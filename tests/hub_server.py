@@ -85,17 +85,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
+
+from net import free_port, http_status
 
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 10.0
@@ -238,12 +237,6 @@ def _seed_offline_metadata(cache: Path, org: str, name: str, sha: str) -> None:
     (resolved.parent / (resolved.name + ".body")).write_bytes(sha.encode("ascii"))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
@@ -256,25 +249,12 @@ def _log_tail(log_path: Path) -> str:
     return text[-_LOG_TAIL_CHARS:]
 
 
-def _http_status(url: str, method: str = "GET") -> int | None:
-    """Status code of a request to the local server, or None if it did not answer."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    req = urllib.request.Request(url, method=method)
-    try:
-        with opener.open(req, timeout=2) as resp:
-            return resp.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (urllib.error.URLError, OSError):
-        return None
-
-
 def _start_olah(root: Path, mirrors: Path, cache: Path, repo_id: str) -> tuple[subprocess.Popen, str]:
     """Start olah; retry on a new port if the chosen one got taken in the meantime."""
     log_path = root / "olah.log"
     last_error = ""
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         config = root / "olah.toml"
         config.write_text(
             "[basic]\n"
@@ -331,7 +311,7 @@ def _wait_ready(proc: subprocess.Popen, url: str) -> int | None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return None
-        status = _http_status(url)
+        status = http_status(url)
         if status is not None:
             return status
         time.sleep(0.1)
