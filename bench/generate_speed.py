@@ -12,6 +12,7 @@ quarter of the tokens).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -50,7 +51,7 @@ def timed_stream(model, tokenizer, settings) -> tuple[float, list[float], str]:
     finally:
         TextIteratorStreamer.put = original_put
     tokens = stamps[1:]  # the first put() is the prompt
-    return tokens[0] - start, [b - a for a, b in zip(tokens, tokens[1:])], text
+    return tokens[0] - start, [b - a for a, b in itertools.pairwise(tokens)], text
 
 
 def main(argv=None) -> int:

@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.train_speed import _rss_gib  # noqa: E402  (needs ROOT on the path)
+
 TOPICS = ("the heart", "a river delta", "photosynthesis", "the tax code", "a compiler", "volcanoes", "a bakery",
           "the immune system", "solar panels", "medieval trade", "a hash table", "bird migration", "inflation",
           "the Roman army", "glaciers", "a vaccine trial", "jazz harmony", "a bicycle gear", "coral reefs")
@@ -82,13 +84,6 @@ def prepare_once(csv: str, cache_dir: str, max_length: int) -> dict:
         "import_s": t_import - t0, "load_csv_s": t_load - t_import, "prepare_s": t_prep - t_load,
         "total_s": t_prep - t0, "peak_rss_after_load_gib": rss_after_load, "peak_rss_gib": _rss_gib("VmHWM"),
     }
-
-
-def _rss_gib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def _in_fresh_process(csv: Path, cache_dir: Path, max_length: int) -> dict:

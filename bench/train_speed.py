@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import itertools
 import json
 import os
 import platform
@@ -131,7 +132,7 @@ def _summarise(name, config_name, clock, warmup, slots, start_rss, warmup_s, par
         raise ValueError(f"{name}: no timed steps (ran {len(clock.marks) - 1}, warm-up {warmup})")
     tokens = marks[-1][1] - marks[0][1]
     seconds = marks[-1][0] - marks[0][0]
-    per_step = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(marks, marks[1:])]
+    per_step = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(marks)]
     rate = tokens / seconds
     cuda_peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     mfu = 6 * params * rate / peak_flops if peak_flops else None
@@ -168,8 +169,8 @@ def make_base_model(config_name: str, folder: Path) -> tuple[Path, int]:
 def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) -> Segment:
     """The recipe of most GPT-2 fine-tuning tutorials, kept as they write it."""
     from datasets import Dataset
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                              TrainingArguments)
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, PrinterCallback,
+                              Trainer, TrainingArguments)
     from transformers.utils.import_utils import enable_tf32
 
     from gpt2tune.prompt import format_answer, format_prompt
@@ -194,6 +195,7 @@ def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) 
         )
         trainer = Trainer(model=model, args=training_args, train_dataset=dataset,
                           data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[clock])
+        trainer.remove_callback(PrinterCallback)  # keep the benchmark's output readable
         trainer.train()
     warmup_s = clock.marks[args.warmup][0] - t0
     return _summarise("tutorial (fp32, padded 8x128)", config_name, clock, args.warmup,
@@ -326,11 +328,11 @@ def main(argv=None) -> int:
         for config_name in args.configs.split(","):
             model_dir, params = make_base_model(config_name, Path(work) / config_name)
             print(f"== {config_name}: {params / 1e6:.1f}M parameters", flush=True)
-            runs = [lambda: run_tutorial(model_dir, frame, config_name, args, params, peak_flops)]
-            runs += [lambda c=c: run_gpt2tune(model_dir, args.csv, config_name, args, params, peak_flops, c)
-                     for c in compile_modes]
-            for run in runs:
-                segment = run()
+            for compiled in [None, *compile_modes]:  # None: the tutorial
+                if compiled is None:
+                    segment = run_tutorial(model_dir, frame, config_name, args, params, peak_flops)
+                else:
+                    segment = run_gpt2tune(model_dir, args.csv, config_name, args, params, peak_flops, compiled)
                 segments.append(segment)
                 print(f"   {segment.name}: {segment.real_tokens_per_s:,.0f} real tok/s "
                       f"(median step {segment.median_step_tokens_per_s:,.0f}), peak RSS {segment.peak_rss_gib:.2f} GiB",

@@ -79,24 +79,27 @@ class Examples:
     starts: np.ndarray = field(init=False)
 
     def __post_init__(self):
-        self.starts = np.cumsum(self.lengths) - self.lengths
+        self.starts = _starts(self.lengths)
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def select(self, keep: np.ndarray) -> "Examples":
+    def select(self, keep: np.ndarray) -> Examples:
         tokens = _token_index(self.starts[keep], self.lengths[keep])
         return Examples(self.ids[tokens], self.labels[tokens], self.lengths[keep], self.truncated[keep])
 
     @classmethod
-    def concat(cls, parts: list["Examples"]) -> "Examples":
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("ids", "labels", "lengths", "truncated")))
+    def concat(cls, parts: list[Examples]) -> Examples:
+        names = ("ids", "labels", "lengths", "truncated")
+        return cls(*(np.concatenate([getattr(part, name) for part in parts]) for name in names))
 
     @classmethod
-    def from_lists(cls, input_ids: list[list[int]], labels: list[list[int]]) -> "Examples":
+    def from_lists(cls, input_ids: list[list[int]], labels: list[list[int]]) -> Examples:
         lengths = np.fromiter(map(len, input_ids), dtype=np.int64, count=len(input_ids))
-        total = int(lengths.sum())
-        flat = lambda rows: np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=total)  # noqa: E731
+
+        def flat(rows):
+            return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
+
         return cls(flat(input_ids), flat(labels), lengths, np.zeros(len(lengths), dtype=bool))
 
     def as_lists(self, name: str) -> list[list[int]]:
@@ -104,16 +107,21 @@ class Examples:
         return [values[s:s + n].tolist() for s, n in zip(self.starts.tolist(), self.lengths.tolist())]
 
 
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    """Where each of consecutive pieces of these lengths starts."""
+    return np.cumsum(lengths) - lengths
+
+
 def _token_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Flat positions of the tokens of examples (starts, lengths), in that order."""
-    first_in_output = np.cumsum(lengths) - lengths
-    return np.repeat(starts - first_in_output, lengths) + np.arange(int(lengths.sum()))
+    return np.repeat(starts - _starts(lengths), lengths) + np.arange(int(lengths.sum()))
 
 
 def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # the Rust tokenizer itself: skips building offsets and a BatchEncoding
-        return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
@@ -130,7 +138,7 @@ def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only
     labels = ids.copy()
     if answers_only:
         prompt_lengths = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts))
-        position = np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        position = np.arange(len(ids)) - np.repeat(_starts(lengths), lengths)
         labels[position < np.repeat(prompt_lengths, lengths)] = IGNORE_INDEX
     return Examples(ids, labels, lengths, full_lengths > max_length)
 
@@ -207,7 +215,7 @@ def _row_batches(examples: Examples, groups: list[list[int]]):
         labels = examples.labels[tokens]
         # The first token of an example has no predecessor within the example: never a target,
         # exactly as when the example is alone in its row.
-        labels[np.cumsum(lengths) - lengths] = IGNORE_INDEX
+        labels[_starts(lengths)] = IGNORE_INDEX
         example_offsets = (row_starts[r0:r1 + 1] - row_starts[r0]).astype(np.int32)
         token_offsets = np.concatenate([[0], np.cumsum(lengths)])[example_offsets].astype(np.int32)
         yield pa.record_batch({
@@ -269,18 +277,21 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
     With `cache_dir`, the result is stored there under a hash of the question/answer content, the
     tokenizer and these settings; a later call with the same inputs loads it instead of tokenizing.
     """
+    def prepare(folder: Path | None):
+        return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder)
+
     if cache_dir is None:
-        return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder=None)
+        return prepare(None)
     from gpt2tune import tokcache
 
-    key = tokcache.prep_key(
-        frames=(train_frame, eval_frame), tokenizer=tokenizer, max_length=max_length,
-        answers_only=answers_only, pack=pack,
-    )
-    folder, hit = tokcache.fetch_or_build(
-        Path(cache_dir), key,
-        build=lambda tmp: _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, tmp),
-    )
+    key = tokcache.prep_key(frames=(train_frame, eval_frame), tokenizer=tokenizer, max_length=max_length,
+                            answers_only=answers_only, pack=pack)
+    try:
+        folder, hit = tokcache.fetch_or_build(Path(cache_dir), key, build=prepare)
+    except OSError as error:  # an unwritable or full disk costs the cache, not the run
+        train_set, eval_set, report = prepare(None)
+        report.warnings.append(f"tokenized data not cached ({cache_dir}: {error.strerror or error})")
+        return train_set, eval_set, report
     return _load_prepared(folder, from_cache=hit)
 
 

@@ -8,13 +8,13 @@ alone starts one process: accelerate runs several CPU processes only through mpi
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from conftest import SAMPLE_CSV
+from net import free_port
 
 STEPS, BATCH, MAX_LENGTH = 8, 4, 128
 
@@ -24,9 +24,7 @@ def test_two_processes_train_one_model(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     output_dir = tmp_path / "runs" / "ddp"
-    with socket.socket() as probe:  # a free port for the ranks to meet on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # where the ranks meet
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),

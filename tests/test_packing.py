@@ -148,6 +148,14 @@ def test_second_preparation_hits_the_cache(tokenizer, frame, tmp_path):
     assert empty_eval[1] is None
 
 
+def test_an_unwritable_cache_costs_the_cache_not_the_run(tokenizer, frame, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    rows, _, report = prepare_datasets(frame.head(20), frame.head(0), tokenizer, 128, True, True, cache_dir=blocker)
+    assert len(rows) > 0 and not report.from_cache
+    assert any("not cached" in warning for warning in report.warnings)
+
+
 def test_training_twice_on_the_same_csv_reuses_the_tokenized_data(tiny_model_dir, tmp_path):
     from gpt2tune.train import train
 
