@@ -4,7 +4,10 @@ Layout of output_dir:
   model.safetensors, config.json, generation_config.json, tokenizer files   (loadable by transformers)
   gpt2tune_config.json   the run's TuneConfig
   metrics.json           train_runtime, train_real_tokens, train_loss, eval_loss, perplexity, ...
-  loss_history.json      every logged train/eval point
+  loss_history.json      every logged train/eval point (the best eval marked)
+  probes.json            the probe questions' answers at every eval (when probes are set)
+  samples.json           a few eval questions with reference and generated answers
+  loss.png, README.md    the loss plot and the model card (pushed with the model)
   checkpoints/           resumable Trainer checkpoints
 """
 

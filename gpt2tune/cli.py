@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -163,7 +164,9 @@ def run_train(args) -> int:
 
     config = config_from_args(TuneConfig, args)
     stop = threading.Event()
-    printer = ProgressPrinter()
+    # Under `accelerate launch` / torchrun every process runs this; only the first one talks.
+    main_process = os.environ.get("RANK", "0") == "0"
+    printer = ProgressPrinter() if main_process else ProgressPrinter(silent=True)
 
     def on_interrupt(signum, frame):
         if stop.is_set():
@@ -177,8 +180,9 @@ def run_train(args) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.close()
-    print(("stopped early; " if result.stopped_early else "") + f"model saved to {result.output_dir}")
-    print_metrics(result.metrics)
+    if main_process:
+        print(("stopped early; " if result.stopped_early else "") + f"model saved to {result.output_dir}")
+        print_metrics(result.metrics)
     return 0
 
 
@@ -199,11 +203,14 @@ def print_metrics(metrics: dict) -> None:
 class ProgressPrinter:
     """Turn training events into a progress bar plus lines for evals, warnings and checkpoints."""
 
-    def __init__(self):
+    def __init__(self, silent: bool = False):
         self.bar = None
+        self.silent = silent
 
     def __call__(self, event: dict) -> None:
         kind = event["kind"]
+        if self.silent:
+            return
         if kind == "log":
             self._update_bar(event)
         elif kind == "eval":

@@ -40,7 +40,6 @@ def test_sampling_with_seed_is_reproducible(loaded):
 
 def test_stops_at_eos(loaded):
     """A model whose next token is always EOS must return an empty answer at once."""
-    import torch
 
     model, tokenizer = loaded
     bias = model.lm_head.weight.new_zeros(model.config.vocab_size)

@@ -1,7 +1,6 @@
 """Pushing to the Hub. No upload server exists offline, so the HfApi boundary is mocked here —
 the only thing mocked in the suite. Loading back over HTTP is real (see test_hub_server.py)."""
 
-from unittest import mock
 
 import httpx
 import pytest
