@@ -164,9 +164,11 @@ def run_train(args) -> int:
 
     config = config_from_args(TuneConfig, args)
     stop = threading.Event()
-    # Under `accelerate launch` / torchrun every process runs this; only the first one talks.
-    main_process = os.environ.get("RANK", "0") == "0"
-    printer = ProgressPrinter() if main_process else ProgressPrinter(silent=True)
+    # Under `accelerate launch` / torchrun every process runs this: the first draws the progress
+    # bar and prints the result; the others only say what they did, marked with their rank.
+    rank = os.environ.get("RANK", "0")
+    main_process = rank == "0"
+    printer = ProgressPrinter() if main_process else ProgressPrinter(prefix=f"[rank {rank}] ", lines_only=True)
 
     def on_interrupt(signum, frame):
         if stop.is_set():
@@ -203,16 +205,16 @@ def print_metrics(metrics: dict) -> None:
 class ProgressPrinter:
     """Turn training events into a progress bar plus lines for evals, warnings and checkpoints."""
 
-    def __init__(self, silent: bool = False):
+    def __init__(self, prefix: str = "", lines_only: bool = False):
         self.bar = None
-        self.silent = silent
+        self.prefix = prefix
+        self.lines_only = lines_only
 
     def __call__(self, event: dict) -> None:
         kind = event["kind"]
-        if self.silent:
-            return
         if kind == "log":
-            self._update_bar(event)
+            if not self.lines_only:
+                self._update_bar(event)
         elif kind == "eval":
             self.write(f"step {event['step']}: eval loss {event['eval_loss']:.4f}, perplexity {event['perplexity']:.2f}")
         elif kind in ("status", "warning"):
@@ -236,7 +238,7 @@ class ProgressPrinter:
     def write(self, message: str) -> None:
         from tqdm.auto import tqdm
 
-        tqdm.write(message, file=sys.stderr)
+        tqdm.write("\n".join(self.prefix + line for line in message.splitlines()), file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
