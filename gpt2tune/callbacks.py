@@ -8,11 +8,12 @@ Events are dicts, so a CLI can print them and a UI can plot them without knowing
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
 from transformers import TrainerCallback
+
+from gpt2tune.metrics import perplexity
 
 Event = dict
 EventSink = Callable[[Event], None]
@@ -44,7 +45,7 @@ class ProgressCallback(TrainerCallback):
                     "step": state.global_step,
                     "epoch": state.epoch,
                     "eval_loss": logs["eval_loss"],
-                    "perplexity": _perplexity(logs["eval_loss"]),
+                    "perplexity": perplexity(logs["eval_loss"]),
                 }
             )
 
@@ -83,7 +84,3 @@ class StopCallback(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_training_stop = True
         return control
-
-
-def _perplexity(loss: float) -> float:
-    return math.exp(loss) if loss < 50 else float("inf")

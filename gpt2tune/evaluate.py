@@ -10,10 +10,10 @@ tokenizer saved with the model would then pad left for everyone.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 from gpt2tune.config import GenerationSettings
+from gpt2tune.metrics import perplexity
 from gpt2tune.prompt import format_answer, format_prompt
 
 MAX_ANSWER_TOKENS = 128  # answers are scored on at most this many generated tokens
@@ -191,7 +191,7 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
-    return {"eval_loss": loss, "perplexity": _perplexity(loss), "loss_examples": len(keep), "loss_tokens": count}
+    return {"eval_loss": loss, "perplexity": perplexity(loss), "loss_examples": len(keep), "loss_tokens": count}
 
 
 def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max_length: int | None = None,
@@ -244,7 +244,3 @@ def _compare_cache():
 
         _CACHE.append(ModelCache(capacity=2))
     return _CACHE[0]
-
-
-def _perplexity(loss: float) -> float:
-    return math.exp(loss) if loss < 50 else float("inf")

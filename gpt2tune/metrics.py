@@ -15,6 +15,7 @@ verdict combining train score, eval score and that copy rate.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
@@ -303,3 +304,8 @@ def memorisation_verdict(
         f"answers copy a training answer, {_VERDICT_CONCLUSIONS[verdict]}."
     )
     return {"verdict": verdict, "text": text}
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean token loss); past e^50 it is meaningless, and math.exp would overflow soon after."""
+    return math.exp(loss) if loss < 50 else float("inf")

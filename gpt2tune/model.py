@@ -7,6 +7,7 @@ import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gpt2tune.errors import first_line
 from gpt2tune.paths import TOKENIZER_DIR
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def load_tokenizer(name_or_path: str):
         # run the repo's own Python code when a tokenizer config asks for it.
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     except (OSError, ValueError) as error:
-        raise ValueError(f"could not load a tokenizer from {name_or_path!r}: {_first_line(error)}") from None
+        raise ValueError(f"could not load a tokenizer from {name_or_path!r}: {first_line(error)}") from None
     if tokenizer.pad_token is None:
         # GPT-2 has no pad token. Reusing EOS is safe here because padding is masked by our own
         # attention masks and labels, never by comparing ids with pad_token_id (which would also
@@ -58,7 +59,7 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
             "tensors (possibly code), so they were refused; convert the model to safetensors"
         ) from None
     except (OSError, ValueError, EnvironmentError) as error:
-        raise ValueError(f"could not load model {name_or_path!r}: {_first_line(error)}") from None
+        raise ValueError(f"could not load model {name_or_path!r}: {first_line(error)}") from None
 
 
 def locate_model(name_or_path: str) -> str:
@@ -240,8 +241,3 @@ def _cached_snapshot(repo_id: str) -> str | None:
 
 def parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
 from gpt2tune import artifacts
 from gpt2tune.config import TuneConfig
+from gpt2tune.metrics import perplexity
 
 
 def collect_metrics(trainer, train_output, eval_set, prep, base_model, devices) -> dict:
@@ -32,7 +32,7 @@ def collect_metrics(trainer, train_output, eval_set, prep, base_model, devices) 
     if eval_set is not None:
         eval_loss = _last_eval_loss_at(trainer, trainer.state.global_step) or trainer.evaluate()["eval_loss"]
         metrics["eval_loss"] = eval_loss
-        metrics["perplexity"] = math.exp(eval_loss) if eval_loss < 50 else float("inf")
+        metrics["perplexity"] = perplexity(eval_loss)
     if trainer.state.best_global_step:
         metrics["best_step"] = trainer.state.best_global_step
     return metrics

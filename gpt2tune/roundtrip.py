@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gpt2tune import artifacts
+from gpt2tune.errors import first_line
 
 DEFAULT_QUESTIONS = ("What is the capital of France?", "How many days are in a week?")
 QUESTIONS_CHECKED = 3
@@ -100,7 +101,7 @@ def _load_from_hub(repo_id: str, cache_dir: str, token: str | None, revision: st
         tokenizer = AutoTokenizer.from_pretrained(repo_id, **options)
     except Exception as error:  # network, missing files, auth: one line, never the raw response
         raise ValueError(f"could not load {repo_id} back from the Hub: {type(error).__name__}: "
-                         f"{_first_line(error)}") from None
+                         f"{first_line(error, limit=200)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -130,8 +131,3 @@ def _uint8():
     import torch
 
     return torch.uint8
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else ""

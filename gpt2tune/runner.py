@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from gpt2tune.config import TuneConfig
+from gpt2tune.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +111,16 @@ class TrainingRunner:
     # --- the job ----------------------------------------------------------------------------
     def _run(self, config: TuneConfig, fallback_to_tiny: bool, stop_event: threading.Event) -> None:
         try:
-            from gpt2tune.train import train  # torch and transformers: seconds, so only now
+            from gpt2tune.train import train  # noqa: I001  (torch and transformers: seconds, so only now)
 
             result = train(config, on_event=self._on_event, stop_event=stop_event, fallback_to_tiny=fallback_to_tiny)
             final = STOPPED if result.stopped_early else FINISHED
             self._update(lambda s: _finish(s, final, metrics=result.metrics, stopped=result.stopped_early))
         except ValueError as error:
-            self._fail(_one_line(error))
+            self._fail(first_line(error))
         except Exception as error:  # the UI gets one line; the server log gets the traceback
             log.exception("training run in %s failed", config.output_dir)
-            self._fail(f"training failed: {type(error).__name__}: {_one_line(error)}")
+            self._fail(f"training failed: {type(error).__name__}: {first_line(error)}")
 
     def _fail(self, message: str) -> None:
         self._update(lambda s: _finish(s, FAILED, error=message))
@@ -170,11 +171,6 @@ def _history_before_resume(output_dir) -> tuple[list, list]:
     losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]
     evals = [(int(h["step"]), float(h["eval_loss"])) for h in history if "eval_loss" in h]
     return losses, evals
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 _default_runner: TrainingRunner | None = None
