@@ -39,6 +39,12 @@ def read_json(path: Path, default=None):
         return default
 
 
+def loss_points(log_history: list[dict]) -> list[dict]:
+    """The train/eval loss entries of a Trainer log history, trimmed to what a curve needs."""
+    keys = ("step", "epoch", "loss", "eval_loss", "learning_rate")
+    return [{k: entry[k] for k in keys if k in entry} for entry in log_history if "loss" in entry or "eval_loss" in entry]
+
+
 def publish_folder(staging: Path, output_dir: Path) -> None:
     """Move every file from `staging` into `output_dir`, the weights last.
 

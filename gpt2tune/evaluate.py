@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from gpt2tune.config import GenerationSettings
+from gpt2tune.generate import decoding_kwargs
 from gpt2tune.metrics import perplexity
 from gpt2tune.prompt import format_answer, format_prompt
 
@@ -63,19 +64,7 @@ def _generate_batch(model, tokenizer, prompts: list[str], settings: GenerationSe
         "attention_mask": torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids]),
     }
     encoded = {k: v.to(model.device) for k, v in encoded.items()}
-    kwargs = dict(
-        max_new_tokens=min(settings.max_new_tokens, model.config.n_positions - width),
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        repetition_penalty=settings.repetition_penalty,
-        do_sample=settings.do_sample,
-    )
-    if settings.do_sample:
-        if settings.seed is not None:
-            torch.manual_seed(settings.seed)
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or None)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
+    kwargs = decoding_kwargs(tokenizer, settings, max_new_tokens=min(settings.max_new_tokens, model.config.n_positions - width))
     with torch.inference_mode():
         output = model.generate(**encoded, **kwargs)
     return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output]

@@ -46,20 +46,24 @@ class ModelCache:
 
 
 def _generate_kwargs(model, tokenizer, question: str, settings: GenerationSettings) -> dict:
-    import torch
-
     settings.validate()
     if not question or not question.strip():
         raise ValueError("the question is empty: type a question to answer")
-    if settings.seed is not None:
-        torch.manual_seed(settings.seed)
     encoded = tokenizer(format_prompt(question), return_tensors="pt").to(model.device)
     room = model.config.n_positions - encoded["input_ids"].shape[1]
     if room < 1:
         raise ValueError(f"the question is too long: {encoded['input_ids'].shape[1]} tokens fill the model's context")
+    return dict(**encoded, **decoding_kwargs(tokenizer, settings, max_new_tokens=min(settings.max_new_tokens, room)))
+
+
+def decoding_kwargs(tokenizer, settings: GenerationSettings, max_new_tokens: int) -> dict:
+    """`model.generate` arguments for these settings (seeding torch first when a seed is set)."""
+    import torch
+
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
     kwargs = dict(
-        **encoded,
-        max_new_tokens=min(settings.max_new_tokens, room),
+        max_new_tokens=max_new_tokens,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         repetition_penalty=settings.repetition_penalty,

@@ -147,6 +147,8 @@ def train_with_oom_retry(config, model, build_trainer, resume_from, reload_model
     optimizer and data position; the unchanged effective batch keeps steps and data order valid),
     or, with no checkpoint yet, from freshly loaded base weights.
     """
+    from gpt2tune.model import parameter_count
+
     saved = []
 
     def record(event):
@@ -162,7 +164,7 @@ def train_with_oom_retry(config, model, build_trainer, resume_from, reload_model
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
-            message = explain(config, model.config, sum(p.numel() for p in model.parameters()),
+            message = explain(config, model.config, parameter_count(model),
                               devices.device, devices.precision)
             steps_done = trainer.state.global_step
         # Outside the except block: the traceback, and the tensors its frames hold, are gone.

@@ -50,12 +50,7 @@ def _last_eval_loss_at(trainer, step: int) -> float | None:
 
 
 def loss_history(trainer) -> list[dict]:
-    keys = ("step", "epoch", "loss", "eval_loss", "learning_rate")
-    history = [
-        {k: entry[k] for k in keys if k in entry}
-        for entry in trainer.state.log_history
-        if "loss" in entry or "eval_loss" in entry
-    ]
+    history = artifacts.loss_points(trainer.state.log_history)
     best_step = _best_eval(history)[0]
     for entry in history:
         if "eval_loss" in entry and entry["step"] == best_step:

@@ -5,7 +5,6 @@ Read from disk, so a run trained by the CLI, or before the app restarted, shows 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -93,16 +92,8 @@ def checkpoint_history(output_dir) -> list[dict]:
     checkpoint = artifacts.latest_checkpoint(Path(output_dir))
     if checkpoint is None:
         return []
-    try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return []
-    keys = ("step", "epoch", "loss", "eval_loss")
-    return [
-        {k: entry[k] for k in keys if k in entry}
-        for entry in state.get("log_history", [])
-        if "loss" in entry or "eval_loss" in entry
-    ]
+    state = artifacts.read_json(checkpoint / "trainer_state.json", {}) or {}
+    return artifacts.loss_points(state.get("log_history", []))
 
 
 def loss_points(runs: list[RunInfo]) -> list[dict]:

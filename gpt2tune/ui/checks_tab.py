@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import html
-
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
-from gpt2tune.ui.common import default_base_model, resolve_base_model, ui_errors
+from gpt2tune.ui.common import default_base_model, resolve_base_model, stat_tile, ui_errors
 from gpt2tune.ui.data_tab import data_path
 from gpt2tune.ui.fields import build_config, field_component
 
@@ -65,21 +63,16 @@ def run_checks(**values):
     return _verdict_html(result), "\n\n".join([*(f"> ⚠️ {w}" for w in warnings), _report_markdown(result)])
 
 
-def _tile(label: str, value: str, note: str, tone: str = "") -> str:
-    return (f'<div class="stat {tone}"><div class="stat-label">{html.escape(label)}</div>'
-            f'<div class="stat-value">{html.escape(value)}</div><div class="stat-note">{html.escape(note)}</div></div>')
-
-
 def _verdict_html(result) -> str:
     vocab, devices = result.vocab, result.devices
     resized = vocab.embedding_rows != vocab.embedding_rows_before
     tiles = [
-        _tile("Model", f"{result.parameters / 1e6:.1f}M", _short(result.base_model)),
-        _tile("Vocabulary", "fixed" if resized else "ok", vocab.action, "warn" if resized else "good"),
-        _tile("Device", devices.device.upper(), devices.cuda_devices[0]["name"] if devices.cuda_devices else
+        stat_tile("Model", f"{result.parameters / 1e6:.1f}M", _short(result.base_model)),
+        stat_tile("Vocabulary", "fixed" if resized else "ok", vocab.action, "warn" if resized else "good"),
+        stat_tile("Device", devices.device.upper(), devices.cuda_devices[0]["name"] if devices.cuda_devices else
               ("Apple GPU" if devices.device == "mps" else f"{devices.cpu_count} CPU cores")),
-        _tile("Precision", devices.precision, devices.reason),
-        _tile("Train examples", f"{result.prep.train_examples:,}", f"in {result.prep.train_rows:,} packed rows"),
+        stat_tile("Precision", devices.precision, devices.reason),
+        stat_tile("Train examples", f"{result.prep.train_examples:,}", f"in {result.prep.train_rows:,} packed rows"),
     ]
     return f'<div class="stat-grid">{"".join(tiles)}</div>'
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
 import os
@@ -151,6 +152,13 @@ def warm_up(base_model: str) -> None:
 
 
 # --- formatting --------------------------------------------------------------------------------
+def stat_tile(label: str, value: str, note: str = "", tone: str = "") -> str:
+    """One figure in a tile (the `.stat` style): label, big value, optional note; tone good/warn."""
+    note_html = f'<div class="stat-note">{html.escape(note)}</div>' if note else ""
+    return (f'<div class="stat {tone}"><div class="stat-label">{html.escape(label)}</div>'
+            f'<div class="stat-value">{html.escape(value)}</div>{note_html}</div>')
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"

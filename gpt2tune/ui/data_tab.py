@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import html
 import uuid
 
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, work_dir
-from gpt2tune.ui.common import ui_errors
+from gpt2tune.ui.common import stat_tile, ui_errors
 from gpt2tune.ui.fields import field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
@@ -185,25 +184,19 @@ def _write_rejected(data) -> str:
 
 
 # --- rendering -----------------------------------------------------------------------------------
-def _stat(label: str, value: str, note: str = "", tone: str = "") -> str:
-    note_html = f'<div class="stat-note">{html.escape(note)}</div>' if note else ""
-    return (f'<div class="stat {tone}"><div class="stat-label">{html.escape(label)}</div>'
-            f'<div class="stat-value">{html.escape(value)}</div>{note_html}</div>')
-
-
 def _stats_html(data_report, report) -> str:
     dropped = data_report.rows_read - data_report.rows_kept
     tiles = [
-        _stat("Rows kept", f"{data_report.rows_kept:,}", f"of {data_report.rows_read:,} read"),
-        _stat("Dropped", f"{dropped:,}", f"{data_report.dropped_empty:,} empty, {data_report.dropped_duplicates:,} duplicate",
+        stat_tile("Rows kept", f"{data_report.rows_kept:,}", f"of {data_report.rows_read:,} read"),
+        stat_tile("Dropped", f"{dropped:,}", f"{data_report.dropped_empty:,} empty, {data_report.dropped_duplicates:,} duplicate",
               "warn" if dropped else ""),
-        _stat("Train / eval", f"{report.train_rows:,} / {report.eval_rows:,}",
+        stat_tile("Train / eval", f"{report.train_rows:,} / {report.eval_rows:,}",
               f"{report.leakage_count:,} eval questions also in train" if report.eval_rows else "no eval split",
               "warn" if report.leakage_count else ""),
-        _stat("Longer than max length", f"{report.over_max_length:,}",
+        stat_tile("Longer than max length", f"{report.over_max_length:,}",
               f"max_length {report.max_length}; suggested {report.suggested_max_length}",
               "warn" if report.over_max_length else "good"),
-        _stat("Near-duplicates", f"{report.normalised_duplicates:,}",
+        stat_tile("Near-duplicates", f"{report.normalised_duplicates:,}",
               f"{report.duplicate_questions:,} repeated questions", "warn" if report.normalised_duplicates else ""),
     ]
     return f'<div class="stat-grid">{"".join(tiles)}</div>'

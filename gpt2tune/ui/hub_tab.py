@@ -55,10 +55,12 @@ def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
 
 @ui_errors
 def load_from_hub(repo_id, allow_pickle=False, progress=gr.Progress()):
+    from gpt2tune.model import parameter_count
+
     reference = resolve_model_reference(repo_id, "repository")
     progress(0.1, desc=f"Downloading {reference}…")
     model, _ = load_model(reference, allow_pickle=bool(allow_pickle))
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameter_count(model)
     message = (f"✅ Loaded `{reference}` ({parameters / 1e6:.1f}M parameters). "
                "It is now selected on the **Generate** tab.")
     return message, gr.Radio(value=OTHER_MODEL), gr.Textbox(value=reference, visible=True)

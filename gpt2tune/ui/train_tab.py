@@ -16,7 +16,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.runner import FAILED, FINISHED, IDLE, RUNNING, STOPPED, STOPPING, RunSnapshot, default_runner
-from gpt2tune.ui.common import fmt_duration, resolve_base_model, ui_errors
+from gpt2tune.ui.common import fmt_duration, resolve_base_model, stat_tile, ui_errors
 from gpt2tune.ui.data_tab import data_path
 from gpt2tune.ui.fields import build_config, field_component
 
@@ -281,8 +281,7 @@ def render_metrics(metrics: dict | None) -> str:
         if value is None:
             continue
         text = pattern.format(value) if pattern else fmt_duration(value)
-        tiles.append(f'<div class="stat good"><div class="stat-label">{label}</div>'
-                     f'<div class="stat-value">{html.escape(text)}</div></div>')
+        tiles.append(stat_tile(label, text, tone="good"))
     verdict = metrics.get("memorisation") or {}
     note = (f'<div class="verdict"><b>{html.escape(str(verdict.get("verdict", "")))}</b>: '
             f'{html.escape(str(verdict.get("text", "")))}</div>' if verdict else "")
