@@ -154,12 +154,10 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     import torch
     import torch.nn.functional as F
 
-    from gpt2tune.prep import IGNORE_INDEX, PackedCollator, build_rows, tokenize_pairs
+    from gpt2tune.prep import IGNORE_INDEX, PackedCollator, rows_for
 
-    tokenized = tokenize_pairs(list(frame["question"]), list(frame["answer"]), tokenizer, max_length, answers_only)
-    keep = [i for i, labels in enumerate(tokenized["labels"]) if any(t != IGNORE_INDEX for t in labels[1:])]
-    tokenized = {k: [v[i] for i in keep] for k, v in tokenized.items()}
-    rows = build_rows(tokenized, max_length, pack=True)
+    examples, rows, _ = rows_for(frame, tokenizer, max_length, answers_only, pack=True)
+    rows = rows.to_dict() if rows is not None else {"input_ids": []}
     float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
     collate = PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask)
     total, count = 0.0, 0
@@ -180,7 +178,7 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
-    return {"eval_loss": loss, "perplexity": perplexity(loss), "loss_examples": len(keep), "loss_tokens": count}
+    return {"eval_loss": loss, "perplexity": perplexity(loss), "loss_examples": len(examples), "loss_tokens": count}
 
 
 def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max_length: int | None = None,

@@ -93,15 +93,6 @@ class Examples:
         names = ("ids", "labels", "lengths", "truncated")
         return cls(*(np.concatenate([getattr(part, name) for part in parts]) for name in names))
 
-    @classmethod
-    def from_lists(cls, input_ids: list[list[int]], labels: list[list[int]]) -> Examples:
-        lengths = np.fromiter(map(len, input_ids), dtype=np.int64, count=len(input_ids))
-
-        def flat(rows):
-            return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
-
-        return cls(flat(input_ids), flat(labels), lengths, np.zeros(len(lengths), dtype=bool))
-
     def as_lists(self, name: str) -> list[list[int]]:
         values = getattr(self, name)
         return [values[s:s + n].tolist() for s, n in zip(self.starts.tolist(), self.lengths.tolist())]
@@ -235,15 +226,6 @@ def _groups(examples: Examples, max_length: int, pack: bool) -> list[list[int]]:
     return pack_lengths(examples.lengths, max_length) if pack else [[i] for i in range(len(examples))]
 
 
-def build_rows(tokenized, max_length: int, pack: bool) -> dict:
-    """Concatenate examples into rows; `seq_lengths` remembers where each example starts."""
-    import pyarrow as pa
-
-    examples = Examples.from_lists(tokenized["input_ids"], tokenized["labels"])
-    table = pa.Table.from_batches(list(_row_batches(examples, _groups(examples, max_length, pack))), _row_schema())
-    return table.to_pydict()
-
-
 def _rows_dataset(examples: Examples, max_length: int, pack: bool, path: Path | None = None):
     """A `datasets.Dataset` of rows: in memory, or written to `path` and memory-mapped from there."""
     import pyarrow as pa
@@ -295,16 +277,24 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
     return _load_prepared(folder, from_cache=hit)
 
 
+def rows_for(frame, tokenizer, max_length: int, answers_only: bool, pack: bool, path: Path | None = None):
+    """(examples kept, their rows as a Dataset or None when none is left, examples dropped): one split,
+    tokenized, stripped of examples with nothing left to learn, and packed."""
+    examples = tokenize_examples(frame["question"], frame["answer"], tokenizer, max_length, answers_only)
+    keep = _trainable(examples)
+    examples = examples.select(keep)
+    rows = _rows_dataset(examples, max_length, pack, path) if len(examples) else None
+    return examples, rows, int((~keep).sum())
+
+
 def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None):
     splits, counts = {}, {"truncated": 0, "dropped": 0}
     for name, frame in (("train", train_frame), ("eval", eval_frame)):
-        examples = tokenize_examples(frame["question"], frame["answer"], tokenizer, max_length, answers_only)
-        keep = _trainable(examples)
-        counts["dropped"] += int((~keep).sum())
-        examples = examples.select(keep)
-        counts["truncated"] += int(examples.truncated.sum())
         path = folder / f"{name}.arrow" if folder is not None else None
-        splits[name] = (examples, _rows_dataset(examples, max_length, pack, path) if len(examples) else None)
+        examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path)
+        counts["dropped"] += dropped
+        counts["truncated"] += int(examples.truncated.sum())
+        splits[name] = (examples, rows)
     (train, train_set), (evals, eval_set) = splits["train"], splits["eval"]
     if len(train) == 0:
         raise ValueError(
