@@ -30,9 +30,9 @@ def answer_loss(model_dir: Path, config) -> float:
     """Mean cross-entropy over the eval split's answer tokens, examples packed as in training."""
     import torch
 
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
     from gpt2tune.model import load_model_and_tokenizer
-    from gpt2tune.prep import IGNORE_INDEX, PackedCollator, prepare_datasets, split_frame
+    from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, prepare_datasets, split_frame
 
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     model.eval()
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
     from gpt2tune.config import TuneConfig
     from gpt2tune.model import init_tiny
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     results = {}
     with tempfile.TemporaryDirectory() as work:

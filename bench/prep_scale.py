@@ -61,10 +61,10 @@ def prepare_once(csv: str, cache_dir: str, max_length: int) -> dict:
     """One preparation, as training runs it; returns timings and the peak RSS of this process."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the CLI runs it
     t0 = time.perf_counter()
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
     from gpt2tune.model import load_tokenizer
     from gpt2tune.paths import TOKENIZER_DIR
-    from gpt2tune.prep import prepare_datasets, split_frame
+    from gpt2tune.data.prep import prepare_datasets, split_frame
 
     tokenizer = load_tokenizer(str(TOKENIZER_DIR))
     t_import = time.perf_counter()

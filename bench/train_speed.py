@@ -5,7 +5,7 @@
 One process, one CSV, one model config at a time, on whatever this machine has (CUDA if present):
   (a) tutorial: the plain `Trainer` with its defaults, every example padded to max_length=128 by the
       tokenizer, `DataCollatorForLanguageModeling(mlm=False)` with pad = EOS, fp32, batch 8;
-  (b) gpt2tune: `gpt2tune.train.train` itself (packed rows, per-example attention, device-picked
+  (b) gpt2tune: `gpt2tune.training.train.train` itself (packed rows, per-example attention, device-picked
       precision, dropout 0, fused AdamW), timed by a callback added to the Trainer it builds.
 Each segment runs `--warmup` steps (not timed: allocator, torch.compile) and then `--steps` timed
 steps. Real tokens are non-padding input tokens. Models are randomly initialised from the GPT-2
@@ -173,7 +173,7 @@ def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) 
                               Trainer, TrainingArguments)
     from transformers.utils.import_utils import enable_tf32
 
-    from gpt2tune.prompt import format_answer, format_prompt
+    from gpt2tune.data.prompt import format_answer, format_prompt
 
     enable_tf32(False)  # true fp32, as a tutorial runs it (an earlier gpt2tune segment may have turned TF32 on)
     start_rss = _start_memory_window()
@@ -203,8 +203,8 @@ def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) 
 
 
 def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flops, compile_: bool) -> Segment:
-    """`gpt2tune.train.train`, unchanged, with a step clock added to the Trainer it builds."""
-    import gpt2tune.train as training
+    """`gpt2tune.training.train.train`, unchanged, with a step clock added to the Trainer it builds."""
+    import gpt2tune.training.train as training
     from gpt2tune.config import TuneConfig
 
     clock = _trainer_callback_class()()
@@ -315,7 +315,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
 
     machine = machine_description()
     print(json.dumps(machine))

@@ -11,7 +11,7 @@ __all__ = ["TuneConfig", "GenerationSettings", "train", "answer", "stream_answer
 
 def __getattr__(name):
     if name == "train":
-        from gpt2tune.train import train
+        from gpt2tune.training.train import train
 
         return train
     if name in ("answer", "stream_answer"):
@@ -19,7 +19,7 @@ def __getattr__(name):
 
         return getattr(generate, name)
     if name == "push_to_hub":
-        from gpt2tune.hub import push_to_hub
+        from gpt2tune.hub.push import push_to_hub
 
         return push_to_hub
     raise AttributeError(f"module 'gpt2tune' has no attribute {name!r}")

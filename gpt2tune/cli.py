@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    from gpt2tune.oom import is_out_of_memory
+    from gpt2tune.training.oom import is_out_of_memory
 
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, ValueError):
@@ -152,7 +152,7 @@ def _quiet_libraries() -> None:
 
 
 def run_check(args) -> int:
-    from gpt2tune.checks import run_checks
+    from gpt2tune.training.checks import run_checks
 
     config = config_from_args(TuneConfig, args)
     print(run_checks(config, fallback_to_tiny=args.offline_fallback).summary())
@@ -160,7 +160,7 @@ def run_check(args) -> int:
 
 
 def run_train(args) -> int:
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     config = config_from_args(TuneConfig, args)
     stop = threading.Event()
@@ -265,7 +265,7 @@ def run_generate(args) -> int:
 
 
 def run_push(args) -> int:
-    from gpt2tune.hub import push_to_hub
+    from gpt2tune.hub.push import push_to_hub
 
     result = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
                          commit_message=args.commit_message, verify=args.verify)
@@ -278,7 +278,7 @@ def run_push(args) -> int:
 
 
 def run_verify(args) -> int:
-    from gpt2tune.roundtrip import verify_roundtrip
+    from gpt2tune.hub.roundtrip import verify_roundtrip
 
     report = verify_roundtrip(args.model, args.repo_id, token=args.token, revision=args.revision,
                               questions=args.question)
@@ -290,7 +290,7 @@ def run_eval(args) -> int:
     import json
     from pathlib import Path
 
-    from gpt2tune.evaluate import evaluate_model
+    from gpt2tune.evaluation.evaluate import evaluate_model
 
     result = evaluate_model(args.model, args.csv, max_samples=args.max_samples, max_length=args.max_length,
                             question_column=args.question_column, answer_column=args.answer_column,

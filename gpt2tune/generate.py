@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from gpt2tune.config import GenerationSettings
-from gpt2tune.prompt import format_prompt
+from gpt2tune.data.prompt import format_prompt
 
 
 class ModelCache:

@@ -55,7 +55,7 @@ def tiny_config(tiny_model_dir: Path, output_dir: Path, **overrides):
 @pytest.fixture(scope="session")
 def trained_run(tiny_model_dir, tmp_path_factory):
     """One fine-tune shared by tests that only need *a* trained output folder."""
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     events = []
     config = tiny_config(tiny_model_dir, tmp_path_factory.mktemp("run") / "out")

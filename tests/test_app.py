@@ -94,7 +94,7 @@ BAD_CASES = [case for case in CASES if case.expect_error is not None]
 
 @pytest.mark.parametrize("case", BAD_CASES, ids=lambda case: case.name)
 def test_bad_file_shows_the_core_message(client, tmp_path, case):
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
 
     path = write_case(case, tmp_path)
     with pytest.raises(ValueError) as core:

@@ -4,8 +4,8 @@ import shutil
 
 from huggingface_hub import ModelCard
 
-from gpt2tune import artifacts
-from gpt2tune.card import CARD_FILE, LOSS_PLOT_FILE, is_generated_card, write_model_card
+from gpt2tune.runs import artifacts
+from gpt2tune.hub.card import CARD_FILE, LOSS_PLOT_FILE, is_generated_card, write_model_card
 
 
 def test_training_writes_a_card_the_hub_parses(trained_run):

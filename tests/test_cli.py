@@ -81,7 +81,7 @@ def test_plain_transformers_load_gives_the_same_greedy_output(cli_run, cli_answe
 
     from gpt2tune.config import GenerationSettings
     from gpt2tune.generate import answer
-    from gpt2tune.prompt import format_prompt
+    from gpt2tune.data.prompt import format_prompt
 
     folder = cli_run[0] / "out"
     model = AutoModelForCausalLM.from_pretrained(folder).eval()

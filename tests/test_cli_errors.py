@@ -285,7 +285,7 @@ def test_oom_retries_with_half_the_batch(oom_on_calls, tiny_model_dir, tmp_path,
 
 
 def test_oom_mid_run_resumes_from_the_last_checkpoint(oom_on_calls, tiny_model_dir, tmp_path, capsys):
-    from gpt2tune.oom import is_out_of_memory
+    from gpt2tune.training.oom import is_out_of_memory
 
     # Host out-of-memory on step 3, after checkpoint-2: the retry resumes there with batch 2 × 2.
     oom_on_calls["fail_on"] = {3}
@@ -316,7 +316,7 @@ def test_oom_advice_for_gpt2_small_on_a_16gb_gpu():
     from transformers import GPT2Config
 
     from gpt2tune.config import TuneConfig
-    from gpt2tune.oom import explain, is_out_of_memory
+    from gpt2tune.training.oom import explain, is_out_of_memory
 
     config = TuneConfig(batch_size=32, max_length=512)
     line = explain(config, GPT2Config(), 124_439_808, "cuda", "bf16", available=16 * 2**30)

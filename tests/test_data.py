@@ -1,4 +1,4 @@
-"""Tests for gpt2tune.data: the bad-input corpus plus the parts of the API the corpus can't reach."""
+"""Tests for gpt2tune.data.load: the bad-input corpus plus the parts of the API the corpus can't reach."""
 
 import sys
 from pathlib import Path
@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package; make the corpus importable
 
 from bad_inputs import CASES, CASES_BY_NAME, Case, write_case  # noqa: E402
-from gpt2tune.data import (  # noqa: E402
+from gpt2tune.data.load import (  # noqa: E402
     DataReport, QAData, load_qa_data, read_table, suggest_columns, write_rejected_csv)
 
 

@@ -63,9 +63,9 @@ def test_two_processes_train_one_model(tiny_model_dir, tmp_path):
 
 def _packed_train_rows(tiny_model_dir) -> int:
     from gpt2tune.config import TuneConfig
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
     from gpt2tune.model import load_tokenizer
-    from gpt2tune.prep import prepare_datasets, split_frame
+    from gpt2tune.data.prep import prepare_datasets, split_frame
 
     defaults = TuneConfig()
     train_frame, eval_frame = split_frame(load_qa_data(SAMPLE_CSV).frame, defaults.eval_fraction, defaults.seed)

@@ -4,14 +4,14 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import tiny_config
-from gpt2tune import artifacts
+from gpt2tune.runs import artifacts
 
 
 @pytest.fixture(scope="module")
 def overfit_run(tiny_model_dir, tmp_path_factory):
     """A learning rate far too high: eval loss soon rises, so patience runs out long before max_steps.
     save_steps deliberately differs from eval_steps: checkpoints must be aligned to evals."""
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     events = []
     config = tiny_config(tiny_model_dir, tmp_path_factory.mktemp("early") / "out", max_steps=40, learning_rate=1.0,

@@ -6,15 +6,16 @@ import math
 import pytest
 
 from conftest import tiny_config
-from gpt2tune import artifacts, metrics
+from gpt2tune.runs import artifacts
+from gpt2tune.evaluation import metrics
 from gpt2tune.config import GenerationSettings
 
 
 @pytest.fixture(scope="module")
 def trained(trained_run):
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
     from gpt2tune.model import load_model, load_tokenizer
-    from gpt2tune.prep import split_frame
+    from gpt2tune.data.prep import split_frame
 
     result, _, config = trained_run
     model = load_model(str(result.output_dir)).eval()
@@ -24,7 +25,7 @@ def trained(trained_run):
 
 
 def test_batched_answers_equal_one_at_a_time(trained):
-    from gpt2tune.evaluate import answer_many, greedy_settings
+    from gpt2tune.evaluation.evaluate import answer_many, greedy_settings
     from gpt2tune.generate import answer
 
     _, _, model, tokenizer, _, eval_frame = trained
@@ -40,7 +41,7 @@ def test_batched_answers_equal_one_at_a_time(trained):
 
 
 def test_answer_evaluation_is_wired_to_the_metrics(trained):
-    from gpt2tune.evaluate import answer_evaluation, answer_many, greedy_settings
+    from gpt2tune.evaluation.evaluate import answer_evaluation, answer_many, greedy_settings
 
     _, _, model, tokenizer, train_frame, eval_frame = trained
     result = answer_evaluation(model, tokenizer, train_frame, eval_frame, samples=3, seed=0)
@@ -63,7 +64,7 @@ def test_answer_evaluation_is_wired_to_the_metrics(trained):
 
 def result_budget(tokenizer, train_frame, eval_frame):
     """The token budget answer_evaluation uses for 3 eval questions and the 3 sampled training ones."""
-    from gpt2tune.evaluate import answer_budget
+    from gpt2tune.evaluation.evaluate import answer_budget
 
     references = list(eval_frame["answer"][:3]) + list(train_frame.sample(n=3, random_state=0)["answer"])
     return answer_budget(tokenizer, references)
@@ -97,7 +98,7 @@ def test_training_writes_answer_metrics_and_verdict(trained):
 
 
 def test_eval_loss_matches_the_trainers(trained):
-    from gpt2tune.evaluate import eval_loss
+    from gpt2tune.evaluation.evaluate import eval_loss
 
     result, config, model, tokenizer, _, eval_frame = trained
     ours = eval_loss(model, tokenizer, eval_frame, config.max_length, batch_size=config.batch_size)
@@ -108,7 +109,7 @@ def test_eval_loss_matches_the_trainers(trained):
 
 
 def test_probes_are_answered_at_every_eval(tiny_model_dir, tmp_path):
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     events = []
     questions = ["What is gpt2tune?", "What is packing?"]
@@ -151,7 +152,7 @@ def test_eval_command_rejects_a_missing_model(tmp_path, capsys):
 
 
 def test_compare_answers_side_by_side(trained, tiny_model_dir):
-    from gpt2tune.evaluate import compare_answers
+    from gpt2tune.evaluation.evaluate import compare_answers
     from gpt2tune.generate import answer
     from gpt2tune.model import load_model, load_tokenizer
 

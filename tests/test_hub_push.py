@@ -7,7 +7,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from gpt2tune.hub import push_to_hub, validate_repo_id
+from gpt2tune.hub.push import push_to_hub, validate_repo_id
 
 FAKE_TOKEN = "hf_FakeTokenForTests1234567890abcdef"
 

@@ -1,4 +1,4 @@
-"""Tests for gpt2tune.metrics against hand-computed values.
+"""Tests for gpt2tune.evaluation.metrics against hand-computed values.
 
 Each expected number has its arithmetic in a comment, so a failing test can
 be checked with pencil and paper rather than against another implementation.
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gpt2tune.metrics import (
+from gpt2tune.evaluation.metrics import (
     VERDICT_LEARNED,
     VERDICT_MEMORISED,
     VERDICT_MIXED,

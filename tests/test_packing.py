@@ -11,12 +11,12 @@ import torch
 
 from conftest import SAMPLE_CSV, tiny_config
 from gpt2tune.paths import TOKENIZER_DIR
-from gpt2tune.prep import IGNORE_INDEX, PackedCollator, pack_lengths, prepare_datasets, split_frame
+from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, pack_lengths, prepare_datasets, split_frame
 
 
 @pytest.fixture(scope="module")
 def frame():
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
 
     return load_qa_data(SAMPLE_CSV).frame
 
@@ -157,7 +157,7 @@ def test_an_unwritable_cache_costs_the_cache_not_the_run(tokenizer, frame, tmp_p
 
 
 def test_training_twice_on_the_same_csv_reuses_the_tokenized_data(tiny_model_dir, tmp_path):
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     statuses = []
     for run in ("a", "b"):

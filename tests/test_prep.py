@@ -4,8 +4,8 @@ import pandas as pd
 
 from gpt2tune.model import load_tokenizer
 from gpt2tune.paths import TOKENIZER_DIR
-from gpt2tune.prep import IGNORE_INDEX, split_frame, tokenize_pairs
-from gpt2tune.prompt import format_prompt
+from gpt2tune.data.prep import IGNORE_INDEX, split_frame, tokenize_pairs
+from gpt2tune.data.prompt import format_prompt
 
 TOKENIZER = load_tokenizer(str(TOKENIZER_DIR))
 

@@ -5,8 +5,8 @@ import pytest
 
 from gpt2tune.model import load_tokenizer
 from gpt2tune.paths import TOKENIZER_DIR
-from gpt2tune.prep import split_frame, tokenize_pairs
-from gpt2tune.report import dataset_report, suggest_max_length
+from gpt2tune.data.prep import split_frame, tokenize_pairs
+from gpt2tune.data.report import dataset_report, suggest_max_length
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_CSV, tiny_config
 
-from gpt2tune import artifacts
+from gpt2tune.runs import artifacts
 
 STEPS, SAVE_EVERY = 30, 5
 
@@ -108,7 +108,7 @@ def test_sigkill_then_resume_continues_the_same_run(tiny_model_dir, tmp_path):
     assert kept == ["checkpoint-25", "checkpoint-30"]  # save_total_limit=2 bounds the disk used
 
     # The same run without interruption: same data order and optimizer state give the same losses.
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     straight = tmp_path / "straight"
     train(tiny_config(tiny_model_dir, straight, max_steps=STEPS, save_steps=SAVE_EVERY, save_total_limit=2,

@@ -87,7 +87,7 @@ def test_state_dict_hash_sees_one_changed_weight(tiny_model_dir):
     import torch
 
     from gpt2tune.model import load_model
-    from gpt2tune.roundtrip import state_dict_hash
+    from gpt2tune.hub.roundtrip import state_dict_hash
 
     first, second = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir))
     assert state_dict_hash(first) == state_dict_hash(second)

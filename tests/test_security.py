@@ -159,7 +159,7 @@ def test_pickle_weights_are_not_unpickled(tiny_model_dir, tmp_path):
 def test_bad_repo_ids_never_reach_the_hub(repo_id, tiny_model_dir, monkeypatch):
     from huggingface_hub import HfApi
 
-    from gpt2tune.hub import push_to_hub
+    from gpt2tune.hub.push import push_to_hub
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the Hub must not be contacted")
@@ -172,6 +172,6 @@ def test_bad_repo_ids_never_reach_the_hub(repo_id, tiny_model_dir, monkeypatch):
 
 @pytest.mark.parametrize("repo_id", ["user/model", "Org-1/gpt2_faq.v2", "a/b"])
 def test_good_repo_ids_are_kept(repo_id):
-    from gpt2tune.hub import validate_repo_id
+    from gpt2tune.hub.push import validate_repo_id
 
     assert validate_repo_id(f"  {repo_id} ") == repo_id

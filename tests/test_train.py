@@ -6,7 +6,7 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import tiny_config
-from gpt2tune import artifacts
+from gpt2tune.runs import artifacts
 
 
 def test_loss_is_logged_and_falls(trained_run):
@@ -46,9 +46,9 @@ def test_output_folder_is_complete_and_reloadable(trained_run):
 def test_real_tokens_match_what_was_trained(trained_run):
     """train_real_tokens counts non-pad tokens of the rows actually fed, not padded widths."""
     result, events, config = trained_run
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
     from gpt2tune.model import load_tokenizer
-    from gpt2tune.prep import prepare_datasets, split_frame
+    from gpt2tune.data.prep import prepare_datasets, split_frame
 
     tokenizer = load_tokenizer(config.base_model)
     train_frame, eval_frame = split_frame(load_qa_data(config.csv).frame, config.eval_fraction, config.seed)
@@ -67,7 +67,7 @@ def test_stop_saves_a_usable_model(tiny_model_dir, tmp_path):
         if event["kind"] == "log" and event["step"] >= 2:
             stop.set()
 
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     config = tiny_config(tiny_model_dir, tmp_path / "out", max_steps=50, eval_steps=0, save_steps=0)
     result = train(config, on_event=on_event, stop_event=stop)
@@ -78,7 +78,7 @@ def test_stop_saves_a_usable_model(tiny_model_dir, tmp_path):
 
 def test_bad_settings_fail_before_loading(tmp_path):
     from gpt2tune.config import TuneConfig
-    from gpt2tune.train import train
+    from gpt2tune.training.train import train
 
     with pytest.raises(ValueError, match="learning_rate"):
         train(TuneConfig(learning_rate=0, output_dir=str(tmp_path)))

@@ -51,7 +51,7 @@ def _tiny_model() -> str:
 
 @ui_errors
 def run_checks(**values):
-    from gpt2tune.checks import run_checks as check
+    from gpt2tune.training.checks import run_checks as check
 
     values["csv"] = data_path(values.get("csv"))
     values["base_model"], fallback_warning = resolve_base_model(values.get("base_model"))

@@ -93,7 +93,7 @@ def data_path(file) -> str:
 @ui_errors
 def inspect_columns(file):
     """Fill the column pickers from the file's header, pre-selecting the likeliest columns."""
-    from gpt2tune.data import read_table, suggest_columns
+    from gpt2tune.data.load import read_table, suggest_columns
 
     frame, info = read_table(data_path(file))
     question, answer = suggest_columns(info["columns_found"])
@@ -109,8 +109,8 @@ def inspect_columns(file):
 
 @ui_errors
 def preview_data(file, question_column=None, answer_column=None, eval_fraction=0.1, seed=42, max_length=256):
-    from gpt2tune.data import load_qa_data
-    from gpt2tune.report import dataset_report
+    from gpt2tune.data.load import load_qa_data
+    from gpt2tune.data.report import dataset_report
 
     data = load_qa_data(data_path(file), question_column or None, answer_column or None)
     report = dataset_report(data.frame, _tokenizer(), int(max_length), float(eval_fraction), int(seed))
@@ -176,7 +176,7 @@ def _tokenizer():
 
 
 def _write_rejected(data) -> str:
-    from gpt2tune.data import write_rejected_csv
+    from gpt2tune.data.load import write_rejected_csv
 
     folder = work_dir() / "downloads" / uuid.uuid4().hex[:12]
     folder.mkdir(parents=True, exist_ok=True)

@@ -64,14 +64,14 @@ def create_generate_tab(elems: dict) -> None:
 
 
 def refresh_run_choices(current=None):
-    from gpt2tune.runs import trained_runs
+    from gpt2tune.runs.store import trained_runs
 
     names = [run.name for run in trained_runs()]
     return gr.Dropdown(choices=names, value=current if current in names else (names[0] if names else None))
 
 
 def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
-    from gpt2tune.runs import run_dir, trained_runs
+    from gpt2tune.runs.store import run_dir, trained_runs
 
     if source == OTHER_MODEL:
         return resolve_model_reference(model_id)

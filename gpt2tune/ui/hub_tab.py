@@ -41,7 +41,7 @@ def create_hub_tab(elems: dict) -> None:
 
 @ui_errors
 def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
-    from gpt2tune.hub import push_to_hub, validate_repo_id
+    from gpt2tune.hub.push import push_to_hub, validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
     folder = chosen_model(TRAINED_RUN, run, None)

@@ -33,7 +33,7 @@ def create_runs_tab(elems: dict) -> None:
 def list_runs_view(chosen=None):
     import pandas as pd
 
-    from gpt2tune.runs import list_runs
+    from gpt2tune.runs.store import list_runs
 
     runs = list_runs()
     names = [run.name for run in runs]
@@ -57,7 +57,7 @@ def list_runs_view(chosen=None):
 def plot_runs(chosen):
     import pandas as pd
 
-    from gpt2tune.runs import load_run, loss_points
+    from gpt2tune.runs.store import load_run, loss_points
 
     points = loss_points([load_run(name) for name in chosen or []])
     if not points:

@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
-from gpt2tune.runner import FAILED, FINISHED, IDLE, RUNNING, STOPPED, STOPPING, RunSnapshot, default_runner
+from gpt2tune.runs.runner import FAILED, FINISHED, IDLE, RUNNING, STOPPED, STOPPING, RunSnapshot, default_runner
 from gpt2tune.ui.common import fmt_duration, resolve_base_model, stat_tile, ui_errors
 from gpt2tune.ui.data_tab import data_path
 from gpt2tune.ui.fields import build_config, field_component
@@ -98,7 +98,7 @@ def create_train_tab(elems: dict) -> None:
 
 # --- handlers ------------------------------------------------------------------------------------
 def _config(values: dict, resume: bool) -> TuneConfig:
-    from gpt2tune.runs import new_run_name, run_dir
+    from gpt2tune.runs.store import new_run_name, run_dir
 
     run_name = (values.pop("run_name", "") or "").strip()
     values["csv"] = data_path(values.get("csv"))
@@ -115,7 +115,7 @@ def start_training(**values):
 
 @ui_errors
 def resume_training(**values):
-    from gpt2tune import artifacts
+    from gpt2tune.runs import artifacts
 
     name = values["run_name"] = (values.get("run_name") or "").strip() or _last_resumable_run()
     config = _config(values, resume=True)
@@ -130,7 +130,7 @@ def resume_training(**values):
 
 def _last_resumable_run() -> str:
     """The run this app trained last, if it can be resumed; else the newest resumable one."""
-    from gpt2tune.runs import list_runs
+    from gpt2tune.runs.store import list_runs
 
     resumable = [run.name for run in list_runs() if run.resumable]
     if not resumable:

@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
-from gpt2tune import artifacts, results
+from gpt2tune.runs import artifacts
+
+from gpt2tune.training import results
 from gpt2tune.config import TuneConfig
 
 
@@ -32,7 +34,7 @@ def _noop(event):
 def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None = None,
           fallback_to_tiny: bool = False) -> TrainResult:
     """Run one fine-tune end to end and leave a loadable model in `config.output_dir`."""
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import (
         check_and_fix_vocabulary,
@@ -40,9 +42,9 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
         load_tokenizer,
         resolve_base_model,
     )
-    from gpt2tune.oom import train_with_oom_retry
-    from gpt2tune.prep import prepare_datasets, split_frame
-    from gpt2tune.tokcache import default_cache_dir
+    from gpt2tune.training.oom import train_with_oom_retry
+    from gpt2tune.data.prep import prepare_datasets, split_frame
+    from gpt2tune.data.tokcache import default_cache_dir
 
     config.validate()
     output_dir = Path(config.output_dir)
@@ -101,8 +103,8 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
 
 
 def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event):
-    from gpt2tune.callbacks import ProgressCallback, StopCallback
-    from gpt2tune.prep import PackedCollator
+    from gpt2tune.training.callbacks import ProgressCallback, StopCallback
+    from gpt2tune.data.prep import PackedCollator
 
     has_eval = eval_set is not None
     early_stopping = bool(has_eval and config.early_stopping_patience)
@@ -147,7 +149,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     stopper = StopCallback(stop_event.is_set)
     callbacks = [ProgressCallback(on_event), stopper]
     if config.probe_questions:
-        from gpt2tune.probes import ProbeCallback
+        from gpt2tune.evaluation.probes import ProbeCallback
 
         callbacks.append(ProbeCallback(config.probe_questions, tokenizer, on_event, config.output_dir))
     if early_stopping:

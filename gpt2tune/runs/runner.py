@@ -111,7 +111,7 @@ class TrainingRunner:
     # --- the job ----------------------------------------------------------------------------
     def _run(self, config: TuneConfig, fallback_to_tiny: bool, stop_event: threading.Event) -> None:
         try:
-            from gpt2tune.train import train  # noqa: I001  (torch and transformers: seconds, so only now)
+            from gpt2tune.training.train import train  # noqa: I001  (torch and transformers: seconds, so only now)
 
             result = train(config, on_event=self._on_event, stop_event=stop_event, fallback_to_tiny=fallback_to_tiny)
             final = STOPPED if result.stopped_early else FINISHED
@@ -165,7 +165,7 @@ def _finish(state: RunSnapshot, status: str, metrics: dict | None = None, error:
 
 def _history_before_resume(output_dir) -> tuple[list, list]:
     """The curve up to the checkpoint a resumed run continues from, so the plot starts where it left off."""
-    from gpt2tune.runs import checkpoint_history
+    from gpt2tune.runs.store import checkpoint_history
 
     history = checkpoint_history(output_dir)
     losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]

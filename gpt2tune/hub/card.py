@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gpt2tune import artifacts
-from gpt2tune.prompt import template_description
+from gpt2tune.runs import artifacts
+from gpt2tune.data.prompt import template_description
 
 CARD_FILE = "README.md"
 SAMPLES_FILE = "samples.json"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2tune.prompt import format_answer, format_prompt
+from gpt2tune.data.prompt import format_answer, format_prompt
 
 IGNORE_INDEX = -100  # label value the loss skips
 TOKENIZE_CHUNK_ROWS = 20_000  # rows per tokenizer call: big enough for Rust to shine, small enough for RAM
@@ -264,7 +264,7 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
 
     if cache_dir is None:
         return prepare(None)
-    from gpt2tune import tokcache
+    from gpt2tune.data import tokcache
 
     key = tokcache.prep_key(frames=(train_frame, eval_frame), tokenizer=tokenizer, max_length=max_length,
                             answers_only=answers_only, pack=pack)

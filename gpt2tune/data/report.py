@@ -69,8 +69,8 @@ class DatasetReport:
 
 def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed: int) -> DatasetReport:
     """Measure a cleaned question/answer frame (columns "question" and "answer")."""
-    from gpt2tune.prep import split_frame
-    from gpt2tune.prompt import format_answer, format_prompt
+    from gpt2tune.data.prep import split_frame
+    from gpt2tune.data.prompt import format_answer, format_prompt
 
     if len(frame) == 0:
         raise ValueError("the dataset has no rows to report on")

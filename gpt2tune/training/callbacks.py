@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from transformers import TrainerCallback
 
-from gpt2tune.metrics import perplexity
+from gpt2tune.evaluation.metrics import perplexity
 
 Event = dict
 EventSink = Callable[[Event], None]

@@ -1,7 +1,7 @@
 """Read a user's file into a raw table of strings: detect binary files, the text encoding,
 CSV/TSV/semicolon/pipe delimiters and JSON/JSONL, and explain unreadable input in one line.
 
-`gpt2tune.data` then picks the question/answer columns and cleans the rows.
+`gpt2tune.data.load` then picks the question/answer columns and cleans the rows.
 """
 
 from __future__ import annotations

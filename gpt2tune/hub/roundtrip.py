@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gpt2tune import artifacts
+from gpt2tune.runs import artifacts
 from gpt2tune.errors import first_line
 
 DEFAULT_QUESTIONS = ("What is the capital of France?", "How many days are in a week?")
@@ -57,7 +57,7 @@ def state_dict_hash(model) -> str:
 def verify_roundtrip(model_dir: str | Path, repo_id: str, token: str | None = None, revision: str | None = None,
                      questions: list[str] | None = None) -> RoundTripReport:
     """Download `repo_id` into a fresh cache and compare it with the model in `model_dir`."""
-    from gpt2tune.hub import validate_repo_id
+    from gpt2tune.hub.push import validate_repo_id
     from gpt2tune.model import load_model, load_tokenizer
 
     repo_id = validate_repo_id(repo_id)
@@ -71,7 +71,7 @@ def verify_roundtrip(model_dir: str | Path, repo_id: str, token: str | None = No
 
 def compare_models(repo_id: str, local, remote, questions: list[str]) -> RoundTripReport:
     """Weights hash, tokenizer and greedy answers of two (model, tokenizer) pairs."""
-    from gpt2tune.evaluate import answer_many, greedy_settings
+    from gpt2tune.evaluation.evaluate import answer_many, greedy_settings
 
     (local_model, local_tokenizer), (remote_model, remote_tokenizer) = local, remote
     local_hash, remote_hash = state_dict_hash(local_model), state_dict_hash(remote_model)
@@ -112,7 +112,7 @@ def _questions_for(model_dir: Path) -> list[str]:
     config = artifacts.read_json(model_dir / artifacts.CONFIG_FILE, {}) or {}
     if config.get("probe_questions"):
         return config["probe_questions"][:QUESTIONS_CHECKED]
-    from gpt2tune.card import SAMPLES_FILE
+    from gpt2tune.hub.card import SAMPLES_FILE
 
     samples = artifacts.read_json(model_dir / SAMPLES_FILE, []) or []
     return [s["question"] for s in samples[:QUESTIONS_CHECKED]] or list(DEFAULT_QUESTIONS)

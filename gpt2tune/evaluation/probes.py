@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from gpt2tune import artifacts
+from gpt2tune.runs import artifacts
 
 PROBES_FILE = "probes.json"
 PROBE_MAX_NEW_TOKENS = 48  # short: probing must not slow training down noticeably
@@ -37,7 +37,7 @@ class ProbeCallback(TrainerCallback):
             self._probe(state, model)
 
     def _probe(self, state, model) -> None:
-        from gpt2tune.evaluate import answer_many, greedy_settings
+        from gpt2tune.evaluation.evaluate import answer_many, greedy_settings
 
         if not self.questions or model is None or not state.is_world_process_zero:
             return

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 from gpt2tune.config import GenerationSettings
 from gpt2tune.generate import decoding_kwargs
-from gpt2tune.metrics import perplexity
-from gpt2tune.prompt import format_answer, format_prompt
+from gpt2tune.evaluation.metrics import perplexity
+from gpt2tune.data.prompt import format_answer, format_prompt
 
 MAX_ANSWER_TOKENS = 128  # answers are scored on at most this many generated tokens
 ANSWER_SLACK_TOKENS = 16  # room beyond the longest reference answer, so a near miss is not cut off
@@ -82,7 +82,7 @@ def answer_budget(tokenizer, references: list[str]) -> int:
 def score_answers(model, tokenizer, questions: list[str], references: list[str],
                   settings: GenerationSettings | None = None) -> tuple[dict, list[str]]:
     """(answer_metrics dict, the generated answers) for these questions."""
-    from gpt2tune.metrics import answer_metrics
+    from gpt2tune.evaluation.metrics import answer_metrics
 
     settings = settings or greedy_settings(answer_budget(tokenizer, references))
     generated = answer_many(model, tokenizer, questions, settings)
@@ -124,7 +124,7 @@ def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, s
     Train score far above eval score, with eval answers that copy training answers, is memorisation;
     both close and well above zero is learning (see `metrics.memorisation_verdict`).
     """
-    from gpt2tune.metrics import answer_metrics, copy_rate, memorisation_verdict
+    from gpt2tune.evaluation.metrics import answer_metrics, copy_rate, memorisation_verdict
 
     if samples < 1 or len(eval_frame) == 0 or len(train_frame) == 0:
         raise ValueError("answer evaluation needs at least one eval and one training question")
@@ -154,7 +154,7 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     import torch
     import torch.nn.functional as F
 
-    from gpt2tune.prep import IGNORE_INDEX, PackedCollator, rows_for
+    from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, rows_for
 
     examples, rows, _ = rows_for(frame, tokenizer, max_length, answers_only, pack=True)
     rows = rows.to_dict() if rows is not None else {"input_ids": []}
@@ -185,7 +185,7 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
                    question_column: str | None = None, answer_column: str | None = None,
                    allow_pickle: bool = False, batch_size: int = 4) -> dict:
     """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file."""
-    from gpt2tune.data import load_qa_data
+    from gpt2tune.data.load import load_qa_data
     from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer
 
     if max_samples < 0:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpt2tune.tables import (
+from gpt2tune.data.tables import (
     DELIMITERS,
     RawTable,
     delimiter_name,

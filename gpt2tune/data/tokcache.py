@@ -51,7 +51,7 @@ def frame_fingerprint(frame) -> str:
 
 
 def prep_key(frames, tokenizer, max_length: int, answers_only: bool, pack: bool) -> str:
-    from gpt2tune.prompt import template_description
+    from gpt2tune.data.prompt import template_description
 
     parts = [PREP_VERSION, tokenizer_fingerprint(tokenizer), template_description(),
              f"max_length={max_length}", f"answers_only={answers_only}", f"pack={pack}"]

@@ -1,6 +1,6 @@
 """What a finished run leaves behind: its metrics, loss history, answer scores and output folder.
 
-`gpt2tune.train` calls these once the Trainer is done; they only read the Trainer's state.
+`gpt2tune.training.train` calls these once the Trainer is done; they only read the Trainer's state.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gpt2tune import artifacts
+from gpt2tune.runs import artifacts
 from gpt2tune.config import TuneConfig
-from gpt2tune.metrics import perplexity
+from gpt2tune.evaluation.metrics import perplexity
 
 
 def collect_metrics(trainer, train_output, eval_set, prep, base_model, devices) -> dict:
@@ -99,7 +99,7 @@ def dataset_fingerprint(csv, rows: int) -> dict:
 
 def score_answers(config: TuneConfig, model, tokenizer, train_frame, eval_frame, metrics: dict, status) -> list[dict]:
     """Answer metrics and the memorisation verdict into `metrics`; returns a few eval Q&As."""
-    from gpt2tune.evaluate import answer_evaluation
+    from gpt2tune.evaluation.evaluate import answer_evaluation
 
     if not config.eval_answer_samples or len(eval_frame) == 0:
         return []
@@ -113,7 +113,7 @@ def score_answers(config: TuneConfig, model, tokenizer, train_frame, eval_frame,
 
 
 def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=()) -> None:
-    from gpt2tune.card import SAMPLES_FILE, write_loss_plot, write_model_card
+    from gpt2tune.hub.card import SAMPLES_FILE, write_loss_plot, write_model_card
 
     staging = output_dir / ".staging"
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crashed save must not be published

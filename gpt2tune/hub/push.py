@@ -41,7 +41,7 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
     """
     from huggingface_hub import HfApi
 
-    from gpt2tune.card import CARD_FILE, is_generated_card, write_model_card
+    from gpt2tune.hub.card import CARD_FILE, is_generated_card, write_model_card
 
     model_dir = Path(model_dir)
     repo_id = validate_repo_id(repo_id)
@@ -62,7 +62,7 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
     except Exception as error:
         raise ValueError(explain_hub_error(error, repo_id)) from None
     if verify:
-        from gpt2tune.roundtrip import verify_roundtrip
+        from gpt2tune.hub.roundtrip import verify_roundtrip
 
         return str(url), verify_roundtrip(model_dir, repo_id, token=token)
     return str(url)

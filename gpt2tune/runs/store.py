@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpt2tune import artifacts
+from gpt2tune.runs import artifacts
 from gpt2tune.paths import inside, work_dir
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

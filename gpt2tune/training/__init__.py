@@ -1,0 +1,6 @@
+"""Training: from a TuneConfig to a saved model.
+
+`checks` runs the set-up without training (the `check` command and the Checks tab), `train` owns the
+Trainer, its loop and the out-of-memory retry, `oom` is the policy that detects, explains and halves,
+`callbacks` turn the Trainer's life into events, and `results` records metrics, history and outputs.
+"""
