@@ -14,6 +14,7 @@ import sys
 import threading
 import typing
 
+from gpt2tune import events
 from gpt2tune.config import GenerationSettings, TuneConfig
 
 ALIASES = {"learning_rate": ["--lr"], "csv": ["--data"]}
@@ -210,29 +211,30 @@ class ProgressPrinter:
         self.prefix = prefix
         self.lines_only = lines_only
 
-    def __call__(self, event: dict) -> None:
-        kind = event["kind"]
-        if kind == "log":
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.Progress):
             if not self.lines_only:
                 self._update_bar(event)
-        elif kind == "eval":
-            self.write(f"step {event['step']}: eval loss {event['eval_loss']:.4f}, perplexity {event['perplexity']:.2f}")
-        elif kind in ("status", "warning"):
-            self.write(("warning: " if kind == "warning" else "") + event["message"])
-        elif kind == "checkpoint":
-            self.write(f"checkpoint saved: {event['path']}")
-        elif kind == "probe":
-            self.write(f"step {event['step']} probe: {event['question']!r} -> {event['answer']!r}")
+        elif isinstance(event, events.Eval):
+            self.write(f"step {event.step}: eval loss {event.eval_loss:.4f}, perplexity {event.perplexity:.2f}")
+        elif isinstance(event, events.Status):
+            self.write(event.message)
+        elif isinstance(event, events.Warning):
+            self.write("warning: " + event.message)
+        elif isinstance(event, events.Checkpoint):
+            self.write(f"checkpoint saved: {event.path}")
+        elif isinstance(event, events.Probe):
+            self.write(f"step {event.step} probe: {event.question!r} -> {event.answer!r}")
 
-    def _update_bar(self, event: dict) -> None:
+    def _update_bar(self, event: events.Progress) -> None:
         from tqdm.auto import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=event["max_steps"], unit="step", dynamic_ncols=True, file=sys.stderr)
-        self.bar.n = event["step"]
-        postfix = {"loss": f"{event['loss']:.4f}", "epoch": f"{event['epoch']:.2f}"}
-        if event.get("tokens_per_s"):
-            postfix["tok/s"] = f"{event['tokens_per_s']:.0f}"
+            self.bar = tqdm(total=event.max_steps, unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.bar.n = event.step
+        postfix = {"loss": f"{event.loss:.4f}", "epoch": f"{event.epoch or 0:.2f}"}
+        if event.tokens_per_s:
+            postfix["tok/s"] = f"{event.tokens_per_s:.0f}"
         self.bar.set_postfix(postfix, refresh=True)
 
     def write(self, message: str) -> None:

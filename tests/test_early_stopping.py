@@ -23,7 +23,7 @@ def overfit_run(tiny_model_dir, tmp_path_factory):
 def test_stops_before_max_steps_with_a_reason(overfit_run):
     result, events, config = overfit_run
     metrics = result.metrics
-    evals = [(e["step"], e["eval_loss"]) for e in events if e["kind"] == "eval"]
+    evals = [(e.step, e.eval_loss) for e in events if e.kind == "eval"]
     best_step, best_loss = min(evals, key=lambda point: point[1])
     assert metrics["global_step"] < config.max_steps
     assert metrics["best_step"] == best_step < metrics["global_step"]
@@ -31,7 +31,7 @@ def test_stops_before_max_steps_with_a_reason(overfit_run):
     assert [step for step, _ in evals if step > best_step] == [best_step + 2, best_step + 4]
     assert metrics["stopped_early_reason"].startswith(f"eval loss did not improve for 2 evals after step {best_step}")
     assert not result.stopped_early  # that flag means the user pressed stop
-    assert any("saving a checkpoint at every eval" in e.get("message", "") for e in events)
+    assert any("saving a checkpoint at every eval" in getattr(e, "message", "") for e in events)
     # the eval loss reported is the restored model's
     assert metrics["eval_loss"] == pytest.approx(best_loss, rel=1e-4)
 

@@ -29,7 +29,7 @@ def test_batched_answers_equal_one_at_a_time(trained):
     from gpt2tune.generate import answer
 
     _, _, model, tokenizer, _, eval_frame = trained
-    questions = list(eval_frame["question"][:3]) + ["Hi?"]  # different lengths: left padding matters
+    questions = list(eval_frame.question[:3]) + ["Hi?"]  # different lengths: left padding matters
     settings = greedy_settings(12)
     assert answer_many(model, tokenizer, questions, settings, batch_size=4) == [
         answer(model, tokenizer, q, settings) for q in questions
@@ -45,7 +45,7 @@ def test_answer_evaluation_is_wired_to_the_metrics(trained):
 
     _, _, model, tokenizer, train_frame, eval_frame = trained
     result = answer_evaluation(model, tokenizer, train_frame, eval_frame, samples=3, seed=0)
-    questions, references = list(eval_frame["question"][:3]), list(eval_frame["answer"][:3])
+    questions, references = list(eval_frame.question[:3]), list(eval_frame.answer[:3])
     generated = [s["generated"] for s in result.samples]
     assert [s["question"] for s in result.samples] == questions
     assert generated == answer_many(model, tokenizer, questions, greedy_settings(result_budget(tokenizer, train_frame, eval_frame)))
@@ -55,7 +55,7 @@ def test_answer_evaluation_is_wired_to_the_metrics(trained):
     assert recorded["answer_f1"] == pytest.approx(expected["f1"])
     assert recorded["answer_rouge_l"] == pytest.approx(expected["rouge_l"])
     assert recorded["answer_samples"] == 3
-    copies = metrics.copy_rate(generated, list(train_frame["answer"]))
+    copies = metrics.copy_rate(generated, list(train_frame.answer))
     verdict = metrics.memorisation_verdict(result.train_scores, expected, copies)
     assert recorded["memorisation"] == {"verdict": verdict["verdict"], "text": verdict["text"],
                                         "train_f1": result.train_scores["f1"], "eval_f1": expected["f1"],
@@ -66,7 +66,7 @@ def result_budget(tokenizer, train_frame, eval_frame):
     """The token budget answer_evaluation uses for 3 eval questions and the 3 sampled training ones."""
     from gpt2tune.evaluation.evaluate import answer_budget
 
-    references = list(eval_frame["answer"][:3]) + list(train_frame.sample(n=3, random_state=0)["answer"])
+    references = list(eval_frame.answer[:3]) + list(train_frame.sample(n=3, random_state=0)["answer"])
     return answer_budget(tokenizer, references)
 
 
@@ -116,15 +116,15 @@ def test_probes_are_answered_at_every_eval(tiny_model_dir, tmp_path):
     config = tiny_config(tiny_model_dir, tmp_path / "out", max_steps=4, eval_steps=2, save_steps=0,
                          eval_answer_samples=0, probe_questions=questions)
     result = train(config, on_event=events.append)
-    probes = [e for e in events if e["kind"] == "probe"]
-    assert [(e["step"], e["question"]) for e in probes] == [(2, questions[0]), (2, questions[1]),
+    probes = [e for e in events if e.kind == "probe"]
+    assert [(e.step, e.question) for e in probes] == [(2, questions[0]), (2, questions[1]),
                                                            (4, questions[0]), (4, questions[1])]
-    assert all(isinstance(e["answer"], str) for e in probes)
+    assert all(isinstance(e.answer, str) for e in probes)
     # each probe comes right after its eval, in the same event stream
-    kinds = [e["kind"] for e in events if e["kind"] in ("eval", "probe")]
+    kinds = [e.kind for e in events if e.kind in ("eval", "probe")]
     assert kinds == ["eval", "probe", "probe", "eval", "probe", "probe"]
     timeline = artifacts.read_json(result.output_dir / "probes.json")
-    assert timeline == [{k: e[k] for k in ("step", "question", "answer")} for e in probes]
+    assert timeline == [{"step": e.step, "question": e.question, "answer": e.answer} for e in probes]
     assert "answer_f1" not in result.metrics  # eval_answer_samples=0 turns answer scoring off
 
 

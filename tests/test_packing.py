@@ -164,7 +164,7 @@ def test_training_twice_on_the_same_csv_reuses_the_tokenized_data(tiny_model_dir
         events = []
         config = tiny_config(tiny_model_dir, tmp_path / run, max_steps=1, eval_fraction=0, save_steps=0)
         train(config, on_event=events.append)
-        statuses.append(" ".join(e["message"] for e in events if e["kind"] == "status"))
+        statuses.append(" ".join(e.message for e in events if e.kind == "status"))
     assert "reused from the cache" not in statuses[0]
     assert "reused from the cache" in statuses[1]
     assert any((tmp_path / ".prep-cache").iterdir())

@@ -11,11 +11,11 @@ from gpt2tune.runs import artifacts
 
 def test_loss_is_logged_and_falls(trained_run):
     result, events, _ = trained_run
-    losses = [e["loss"] for e in events if e["kind"] == "log"]
+    losses = [e.loss for e in events if e.kind == "log"]
     assert len(losses) >= 4
     assert losses[-1] < losses[0] - 0.2
-    assert any(e["kind"] == "eval" for e in events)
-    assert events[-1]["kind"] == "done"
+    assert any(e.kind == "eval" for e in events)
+    assert events[-1].kind == "done"
 
 
 def test_parameters_changed(trained_run, tiny_model_dir):
@@ -64,7 +64,7 @@ def test_stop_saves_a_usable_model(tiny_model_dir, tmp_path):
     stop = threading.Event()
 
     def on_event(event):
-        if event["kind"] == "log" and event["step"] >= 2:
+        if event.kind == "log" and event.step >= 2:
             stop.set()
 
     from gpt2tune.training.train import train

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from gpt2tune import events
 from gpt2tune.runs import artifacts
 
 PROBES_FILE = "probes.json"
@@ -45,8 +46,7 @@ class ProbeCallback(TrainerCallback):
         answers = answer_many(model, self.tokenizer, self.questions, greedy_settings(self.max_new_tokens))
         self.last_step = state.global_step
         for question, answer in zip(self.questions, answers):
-            event = {"kind": "probe", "step": state.global_step, "question": question, "answer": answer}
-            self.timeline.append({k: event[k] for k in ("step", "question", "answer")})
-            self.on_event(event)
+            self.timeline.append({"step": state.global_step, "question": question, "answer": answer})
+            self.on_event(events.Probe(step=state.global_step, question=question, answer=answer))
         if self.path is not None:
             artifacts.write_json(self.path, self.timeline)

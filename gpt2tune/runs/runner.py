@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from gpt2tune import events
 from gpt2tune.config import TuneConfig
 from gpt2tune.errors import first_line
 
@@ -125,7 +126,7 @@ class TrainingRunner:
     def _fail(self, message: str) -> None:
         self._update(lambda s: _finish(s, FAILED, error=message))
 
-    def _on_event(self, event: dict) -> None:
+    def _on_event(self, event: events.Event) -> None:
         self._update(lambda s: _apply_event(s, event))
 
     def _update(self, change) -> None:
@@ -135,22 +136,21 @@ class TrainingRunner:
             self._changed.notify_all()
 
 
-def _apply_event(state: RunSnapshot, event: dict) -> None:
-    kind = event.get("kind")
-    if kind == "log":
-        state.progress = dict(event)
-        state.losses.append((int(event["step"]), float(event["loss"])))
-    elif kind == "eval":
-        state.evals.append((int(event["step"]), float(event["eval_loss"])))
-    elif kind == "probe":
-        state.probes.append({k: event.get(k) for k in ("step", "question", "answer")})
-    elif kind == "status":
-        state.messages.extend(str(event.get("message", "")).splitlines())
-    elif kind == "warning":
-        state.warnings.append(str(event.get("message", "")))
-    elif kind == "done":
-        state.metrics = event.get("metrics")
-        state.stopped = bool(event.get("stopped"))
+def _apply_event(state: RunSnapshot, event: events.Event) -> None:
+    if isinstance(event, events.Progress):
+        state.progress = event.to_dict()
+        state.losses.append((event.step, float(event.loss)))
+    elif isinstance(event, events.Eval):
+        state.evals.append((event.step, float(event.eval_loss)))
+    elif isinstance(event, events.Probe):
+        state.probes.append({"step": event.step, "question": event.question, "answer": event.answer})
+    elif isinstance(event, events.Status):
+        state.messages.extend(event.message.splitlines())
+    elif isinstance(event, events.Warning):
+        state.warnings.append(event.message)
+    elif isinstance(event, events.Done):
+        state.metrics = event.metrics
+        state.stopped = event.stopped
 
 
 def _finish(state: RunSnapshot, status: str, metrics: dict | None = None, error: str | None = None,

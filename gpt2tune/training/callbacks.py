@@ -1,9 +1,6 @@
-"""TrainerCallbacks that turn the Trainer's life into plain progress events, and stop it on request.
+"""TrainerCallbacks that turn the Trainer's life into typed events (`gpt2tune.events`), and stop it on request.
 
-Events are dicts, so a CLI can print them and a UI can plot them without knowing the Trainer:
-  {"kind": "log",  "step", "max_steps", "epoch", "loss", "learning_rate", "tokens_per_s", "eta_s"}
-  {"kind": "eval", "step", "eval_loss", "perplexity"}
-  {"kind": "checkpoint", "step", "path"}
+A CLI prints the events and a UI plots them without knowing the Trainer.
 """
 
 from __future__ import annotations
@@ -13,10 +10,9 @@ from collections.abc import Callable
 
 from transformers import TrainerCallback
 
+from gpt2tune import events
 from gpt2tune.evaluation.metrics import perplexity
-
-Event = dict
-EventSink = Callable[[Event], None]
+from gpt2tune.events import EventSink
 
 
 class ProgressCallback(TrainerCallback):
@@ -39,37 +35,30 @@ class ProgressCallback(TrainerCallback):
         if "loss" in logs:
             self.on_event(self._train_event(state, logs))
         if "eval_loss" in logs:
-            self.on_event(
-                {
-                    "kind": "eval",
-                    "step": state.global_step,
-                    "epoch": state.epoch,
-                    "eval_loss": logs["eval_loss"],
-                    "perplexity": perplexity(logs["eval_loss"]),
-                }
-            )
+            self.on_event(events.Eval(step=state.global_step, epoch=state.epoch, eval_loss=logs["eval_loss"],
+                                      perplexity=perplexity(logs["eval_loss"])))
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             path = f"{args.output_dir}/checkpoint-{state.global_step}"
-            self.on_event({"kind": "checkpoint", "step": state.global_step, "path": path})
+            self.on_event(events.Checkpoint(step=state.global_step, path=path))
 
-    def _train_event(self, state, logs) -> Event:
+    def _train_event(self, state, logs) -> events.Progress:
         elapsed = time.perf_counter() - (self.start_time or time.perf_counter())
         steps_done = state.global_step - self.start_step
         tokens = state.num_input_tokens_seen - self.start_tokens
         eta = elapsed / steps_done * (state.max_steps - state.global_step) if steps_done else None
-        return {
-            "kind": "log",
-            "step": state.global_step,
-            "max_steps": state.max_steps,
-            "epoch": state.epoch,
-            "loss": logs["loss"],
-            "learning_rate": logs.get("learning_rate"),
-            "grad_norm": logs.get("grad_norm"),
-            "tokens_per_s": tokens / elapsed if elapsed > 0 else None,
-            "eta_s": eta,
-        }
+        return events.Progress(
+            step=state.global_step,
+            max_steps=state.max_steps,
+            epoch=state.epoch,
+            loss=logs["loss"],
+            learning_rate=logs.get("learning_rate"),
+            grad_norm=logs.get("grad_norm"),
+            tokens_per_s=tokens / elapsed if elapsed > 0 else None,
+            eta_s=eta,
+            tokens_seen=state.num_input_tokens_seen,
+        )
 
 
 class StopCallback(TrainerCallback):

@@ -13,6 +13,8 @@ import dataclasses
 import gc
 import os
 
+from gpt2tune import events
+
 GB = 2**30
 # Substrings of the RuntimeError texts torch raises when an allocation fails (CUDA/HIP/XPU, Apple
 # MPS, host RAM). Newer torch raises torch.OutOfMemoryError for CUDA, older a plain RuntimeError.
@@ -152,8 +154,8 @@ def train_with_oom_retry(config, model, build_trainer, resume_from, reload_model
     saved = []
 
     def record(event):
-        if event.get("kind") == "checkpoint":
-            saved.append(event["path"])
+        if isinstance(event, events.Checkpoint):
+            saved.append(event.path)
         on_event(event)
 
     while True:
@@ -178,9 +180,9 @@ def train_with_oom_retry(config, model, build_trainer, resume_from, reload_model
             resume_from = saved[-1] if saved else resume_from
             if resume_from is None:
                 model = reload_model()
-        on_event({"kind": "warning", "message": (
+        on_event(events.Warning((
             f"{message}. Retrying automatically with batch size {smaller.batch_size} and "
             f"{smaller.gradient_accumulation_steps} gradient accumulation steps (same effective batch)"
             + (f", from {resume_from}" if resume_from else ", from the start")
-        )})
+        )))
         config = smaller

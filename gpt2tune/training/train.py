@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
+from gpt2tune import events
 from gpt2tune.runs import artifacts
 
 from gpt2tune.training import results
@@ -27,11 +28,7 @@ class TrainResult:
     stopped_early: bool = False  # the user asked to stop; the model saved is the one at that step
 
 
-def _noop(event):
-    pass
-
-
-def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None = None,
+def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_event: threading.Event | None = None,
           fallback_to_tiny: bool = False) -> TrainResult:
     """Run one fine-tune end to end and leave a loadable model in `config.output_dir`."""
     from gpt2tune.data.load import load_qa_data
@@ -49,7 +46,7 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
     config.validate()
     output_dir = Path(config.output_dir)
     stop_event = stop_event or threading.Event()
-    status = lambda message: on_event({"kind": "status", "message": message})  # noqa: E731
+    status = lambda message: on_event(events.Status(message))  # noqa: E731
     resume_from = _resume_checkpoint(config, output_dir)  # a missing checkpoint fails before any loading
 
     data = load_qa_data(config.csv, config.question_column, config.answer_column)
@@ -59,7 +56,7 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
 
     base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
     if warning:
-        on_event({"kind": "warning", "message": warning})
+        on_event(events.Warning(warning))
     tokenizer = load_tokenizer(base_model)
     model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
     vocab = check_and_fix_vocabulary(model, tokenizer)
@@ -98,7 +95,7 @@ def train(config: TuneConfig, on_event=_noop, stop_event: threading.Event | None
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
         results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
-    on_event({"kind": "done", "metrics": metrics, "output_dir": str(output_dir), "stopped": stopped})
+    on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 
 
@@ -206,9 +203,8 @@ def _save_steps(config: TuneConfig, early_stopping: bool, on_event) -> int:
     saves one (only the best and the latest `save_total_limit` are kept)."""
     if not early_stopping or config.save_steps == config.eval_steps:
         return config.save_steps
-    on_event({"kind": "status", "message": f"early stopping: saving a checkpoint at every eval (every "
-                                           f"{config.eval_steps} steps, not {config.save_steps or 'never'}) "
-                                           "so the best one can be restored"})
+    on_event(events.Status(f"early stopping: saving a checkpoint at every eval (every {config.eval_steps} steps, "
+                           f"not {config.save_steps or 'never'}) so the best one can be restored"))
     return config.eval_steps
 
 
