@@ -55,14 +55,20 @@ class PrepReport:
         return "\n".join(lines)
 
 
-def split_frame(frame, eval_fraction: float, seed: int):
-    """Shuffle with `seed` and hold out `eval_fraction` of rows (at least 1 when asked for any)."""
-    n = len(frame)
+def split_positions(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, eval) row positions: shuffled with `seed`, `eval_fraction` held out (at least 1 when
+    asked for any). Positions, not frames, so what was computed per row once can follow the split."""
     if eval_fraction <= 0 or n < 2:
-        return frame.reset_index(drop=True), frame.iloc[0:0]
+        return np.arange(n), np.arange(0)
     n_eval = min(n - 1, max(1, round(n * eval_fraction)))
     order = np.random.default_rng(seed).permutation(n)
-    return frame.iloc[order[n_eval:]].reset_index(drop=True), frame.iloc[order[:n_eval]].reset_index(drop=True)
+    return order[n_eval:], order[:n_eval]
+
+
+def split_frame(frame, eval_fraction: float, seed: int):
+    """Shuffle with `seed` and hold out `eval_fraction` of rows (at least 1 when asked for any)."""
+    train, held_out = split_positions(len(frame), eval_fraction, seed)
+    return frame.iloc[train].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
 
 
 # --- tokenize -----------------------------------------------------------------------------------
@@ -116,9 +122,37 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only: bool) -> Examples:
-    prompts = _encode(tokenizer, [format_prompt(q) for q in questions])
-    replies = _encode(tokenizer, [format_answer(a) for a in answers])
+@dataclass
+class Encoded:
+    """Each row's templated prompt and answer as token ids, before EOS and truncation: what both the
+    training rows and the dataset report are made from, so one tokenizer pass serves both."""
+
+    prompts: list[list[int]]
+    replies: list[list[int]]
+
+    def take(self, positions) -> Encoded:
+        return Encoded([self.prompts[i] for i in positions], [self.replies[i] for i in positions])
+
+    def lengths(self) -> tuple[list[int], list[int]]:
+        return [len(p) for p in self.prompts], [len(r) for r in self.replies]
+
+
+def encode_pairs(questions, answers, tokenizer) -> Encoded:
+    """Tokenize the prompt template of every question and every answer, in large batches."""
+    questions, answers = list(questions), list(answers)
+    prompts, replies = [], []
+    for i in range(0, len(questions), TOKENIZE_CHUNK_ROWS):
+        prompts += _encode(tokenizer, [format_prompt(q) for q in questions[i:i + TOKENIZE_CHUNK_ROWS]])
+        replies += _encode(tokenizer, [format_answer(a) for a in answers[i:i + TOKENIZE_CHUNK_ROWS]])
+    return Encoded(prompts, replies)
+
+
+def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only: bool,
+                    encoded: Encoded | None = None) -> Examples:
+    if encoded is None:
+        encoded = Encoded(_encode(tokenizer, [format_prompt(q) for q in questions]),
+                          _encode(tokenizer, [format_answer(a) for a in answers]))
+    prompts, replies = encoded.prompts, encoded.replies
     eos = [tokenizer.eos_token_id]
     full = [p + a + eos for p, a in zip(prompts, replies)]
     full_lengths = np.fromiter(map(len, full), dtype=np.int64, count=len(full))
@@ -134,14 +168,16 @@ def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only
     return Examples(ids, labels, lengths, full_lengths > max_length)
 
 
-def tokenize_examples(questions, answers, tokenizer, max_length: int, answers_only: bool) -> Examples:
-    """Prompt + answer + EOS for every pair, truncated to max_length, tokenized in large batches."""
+def tokenize_examples(questions, answers, tokenizer, max_length: int, answers_only: bool,
+                      encoded: Encoded | None = None) -> Examples:
+    """Prompt + answer + EOS for every pair, truncated to max_length, tokenized in large batches
+    (or built from `encoded`, the same pairs already tokenized by `encode_pairs`)."""
     questions, answers = list(questions), list(answers)
-    parts = [
-        _tokenize_chunk(questions[i:i + TOKENIZE_CHUNK_ROWS], answers[i:i + TOKENIZE_CHUNK_ROWS],
-                        tokenizer, max_length, answers_only)
-        for i in range(0, max(len(questions), 1), TOKENIZE_CHUNK_ROWS)
-    ]
+    parts = []
+    for i in range(0, max(len(questions), 1), TOKENIZE_CHUNK_ROWS):
+        span = range(i, min(i + TOKENIZE_CHUNK_ROWS, len(questions)))
+        parts.append(_tokenize_chunk(questions[i:span.stop], answers[i:span.stop], tokenizer, max_length,
+                                     answers_only, None if encoded is None else encoded.take(span)))
     return Examples.concat(parts)
 
 
@@ -253,14 +289,15 @@ def _trainable(examples: Examples) -> np.ndarray:
 
 
 def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answers_only: bool, pack: bool,
-                     cache_dir: str | Path | None = None):
+                     cache_dir: str | Path | None = None, encoded: tuple[Encoded, Encoded] | None = None):
     """Build the train and eval `datasets.Dataset`s of packed rows, plus a report of what changed.
 
     With `cache_dir`, the result is stored there under a hash of the question/answer content, the
     tokenizer and these settings; a later call with the same inputs loads it instead of tokenizing.
+    `encoded`: the (train, eval) splits already tokenized by `encode_pairs`, not tokenized again.
     """
     def prepare(folder: Path | None):
-        return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder)
+        return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder, encoded)
 
     if cache_dir is None:
         return prepare(None)
@@ -277,21 +314,24 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
     return _load_prepared(folder, from_cache=hit)
 
 
-def rows_for(frame, tokenizer, max_length: int, answers_only: bool, pack: bool, path: Path | None = None):
+def rows_for(frame, tokenizer, max_length: int, answers_only: bool, pack: bool, path: Path | None = None,
+             encoded: Encoded | None = None):
     """(examples kept, their rows as a Dataset or None when none is left, examples dropped): one split,
     tokenized, stripped of examples with nothing left to learn, and packed."""
-    examples = tokenize_examples(frame["question"], frame["answer"], tokenizer, max_length, answers_only)
+    examples = tokenize_examples(frame["question"], frame["answer"], tokenizer, max_length, answers_only, encoded)
     keep = _trainable(examples)
     examples = examples.select(keep)
     rows = _rows_dataset(examples, max_length, pack, path) if len(examples) else None
     return examples, rows, int((~keep).sum())
 
 
-def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None):
+def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None,
+             encoded: tuple[Encoded, Encoded] | None = None):
     splits, counts = {}, {"truncated": 0, "dropped": 0}
-    for name, frame in (("train", train_frame), ("eval", eval_frame)):
+    encoded = encoded or (None, None)
+    for (name, frame), pairs in zip((("train", train_frame), ("eval", eval_frame)), encoded):
         path = folder / f"{name}.arrow" if folder is not None else None
-        examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path)
+        examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path, pairs)
         counts["dropped"] += dropped
         counts["truncated"] += int(examples.truncated.sum())
         splits[name] = (examples, rows)

@@ -67,17 +67,23 @@ class DatasetReport:
         return "\n".join(lines)
 
 
-def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed: int) -> DatasetReport:
-    """Measure a cleaned question/answer frame (columns "question" and "answer")."""
+def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed: int,
+                   encoded=None) -> DatasetReport:
+    """Measure a cleaned question/answer frame (columns "question" and "answer").
+
+    `encoded`: the frame's rows already tokenized (`prep.encode_pairs`), so they are not tokenized again."""
     from gpt2tune.data.prep import split_frame
     from gpt2tune.data.prompt import format_answer, format_prompt
 
     if len(frame) == 0:
         raise ValueError("the dataset has no rows to report on")
     questions, answers = list(frame["question"]), list(frame["answer"])
-    # One batched call each: the fast tokenizer runs the whole column in Rust.
-    prompt_lengths = _token_counts(tokenizer, [format_prompt(q) for q in questions])
-    answer_lengths = _token_counts(tokenizer, [format_answer(a) for a in answers])
+    if encoded is not None:
+        prompt_lengths, answer_lengths = encoded.lengths()
+    else:
+        # One batched call each: the fast tokenizer runs the whole column in Rust.
+        prompt_lengths = _token_counts(tokenizer, [format_prompt(q) for q in questions])
+        answer_lengths = _token_counts(tokenizer, [format_answer(a) for a in answers])
     token_lengths = [p + a + 1 for p, a in zip(prompt_lengths, answer_lengths)]  # + EOS
 
     normal_q, normal_a = normalise(frame["question"]), normalise(frame["answer"])

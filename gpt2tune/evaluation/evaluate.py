@@ -79,7 +79,7 @@ def answer_budget(tokenizer, references: list[str]) -> int:
     return max(1, min(MAX_ANSWER_TOKENS, longest + ANSWER_SLACK_TOKENS))
 
 
-def score_answers(model, tokenizer, questions: list[str], references: list[str],
+def score_questions(model, tokenizer, questions: list[str], references: list[str],
                   settings: GenerationSettings | None = None) -> tuple[dict, list[str]]:
     """(answer_metrics dict, the generated answers) for these questions."""
     from gpt2tune.evaluation.metrics import answer_metrics
@@ -199,7 +199,7 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
     result.update(eval_loss(model, tokenizer, data.frame, max_length, batch_size))
     if max_samples:
         part = data.frame.head(max_samples)
-        scores, generated = score_answers(model, tokenizer, list(part["question"]), list(part["answer"]))
+        scores, generated = score_questions(model, tokenizer, list(part["question"]), list(part["answer"]))
         result.update({"answer_exact_match": scores["exact_match"], "answer_f1": scores["f1"],
                        "answer_rouge_l": scores["rouge_l"], "answer_samples": scores["count"]})
         result["samples"] = [{"question": q, "reference": r, "generated": g}

@@ -96,7 +96,7 @@ def checkpoint_history(output_dir) -> list[dict]:
     return artifacts.loss_points(state.get("log_history", []))
 
 
-def loss_points(runs: list[RunInfo]) -> list[dict]:
+def overlay_rows(runs: list[RunInfo]) -> list[dict]:
     """Long-format rows {"run", "step", "loss", "split"} to overlay several runs' curves in one plot."""
     rows = []
     for run in runs:

@@ -30,27 +30,18 @@ class CheckReport:
 
 
 def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckReport:
-    from gpt2tune.data.load import load_qa_data
-    from gpt2tune.device import inspect_devices
-    from gpt2tune.model import check_and_fix_vocabulary, load_model_and_tokenizer, parameter_count, resolve_base_model
-    from gpt2tune.data.prep import prepare_datasets, split_frame
-    from gpt2tune.data.report import dataset_report
+    """The set-up of a training run (`prepare`), stopped before training and reported."""
+    from gpt2tune.model import parameter_count
+    from gpt2tune.training.prepare import prepare
 
-    config.validate()
-    data = load_qa_data(config.csv, config.question_column, config.answer_column)
-    base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
-    model, tokenizer = load_model_and_tokenizer(base_model, allow_pickle=config.allow_pickle)
-    vocab = check_and_fix_vocabulary(model, tokenizer)
-    train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
-    _, _, prep = prepare_datasets(train_frame, eval_frame, tokenizer, config.max_length,
-                                  config.train_on_answers_only, config.pack)
+    prepared = prepare(config, fallback_to_tiny=fallback_to_tiny, report=True)
     return CheckReport(
-        data=data.report,
-        prep=prep,
-        vocab=vocab,
-        devices=inspect_devices(config.device, config.precision),
-        base_model=base_model,
-        parameters=parameter_count(model),
-        warnings=[warning] if warning else [],
-        dataset=dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed),
+        data=prepared.data.report,
+        prep=prepared.prep,
+        vocab=prepared.vocab,
+        devices=prepared.devices,
+        base_model=prepared.base_model,
+        parameters=parameter_count(prepared.model),
+        warnings=prepared.warnings,
+        dataset=prepared.dataset,
     )

@@ -1,4 +1,4 @@
-"""Out of memory during training: recognise it, explain it with numbers, and retry smaller.
+"""Out of memory during training: recognise it, explain it with numbers, and say how to retry smaller.
 
 A bare "CUDA out of memory" tells a user nothing about what to change. Here the failure becomes
 one line with an estimate of what the batch needs, what the device has and which flags fit, and
@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-
-from gpt2tune import events
 
 GB = 2**30
 # Substrings of the RuntimeError texts torch raises when an allocation fails (CUDA/HIP/XPU, Apple
@@ -114,7 +112,7 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.0f}M" if n >= 10**7 else f"{n / 1e6:.1f}M"
 
 
-# --- retry ---------------------------------------------------------------------------------------
+# --- retry policy (the loop that retries is in train.py) ---------------------------------------------------------------------------------------
 
 def halved(config):
     """The same run with half the batch and twice the accumulation, or None at batch size 1."""
@@ -138,51 +136,8 @@ def free_memory(device: str) -> None:
         pass
 
 
-def train_with_oom_retry(config, model, build_trainer, resume_from, reload_model, on_event, devices):
-    """Run `trainer.train()`, turning out-of-memory into a smaller retry or an `OutOfMemory`.
-
-    build_trainer(config, model, on_event) -> (trainer, stopper); reload_model() -> fresh base
-    weights. Returns (trainer, stopper, train_output, config actually used).
-
-    Where a retry starts: before the first optimizer step the weights are untouched, so it simply
-    starts again; later, from the last checkpoint this run wrote (the Trainer restores weights,
-    optimizer and data position; the unchanged effective batch keeps steps and data order valid),
-    or, with no checkpoint yet, from freshly loaded base weights.
-    """
-    from gpt2tune.model import parameter_count
-
-    saved = []
-
-    def record(event):
-        if isinstance(event, events.Checkpoint):
-            saved.append(event.path)
-        on_event(event)
-
-    while True:
-        trainer, stopper = build_trainer(config, model, record)
-        try:
-            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-            return trainer, stopper, output, config
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            message = explain(config, model.config, parameter_count(model),
-                              devices.device, devices.precision)
-            steps_done = trainer.state.global_step
-        # Outside the except block: the traceback, and the tensors its frames hold, are gone.
-        smaller = halved(config) if getattr(config, "auto_reduce_batch_on_oom", False) else None
-        del trainer, stopper
-        model.zero_grad(set_to_none=True)
-        free_memory(devices.device)
-        if smaller is None:
-            raise OutOfMemory(message)
-        if steps_done:
-            resume_from = saved[-1] if saved else resume_from
-            if resume_from is None:
-                model = reload_model()
-        on_event(events.Warning((
-            f"{message}. Retrying automatically with batch size {smaller.batch_size} and "
+def retry_message(message: str, smaller, resume_from) -> str:
+    """The warning a retry shows: what ran out, and what the run does now."""
+    return (f"{message}. Retrying automatically with batch size {smaller.batch_size} and "
             f"{smaller.gradient_accumulation_steps} gradient accumulation steps (same effective batch)"
-            + (f", from {resume_from}" if resume_from else ", from the start")
-        )))
-        config = smaller
+            + (f", from {resume_from}" if resume_from else ", from the start"))

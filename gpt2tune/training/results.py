@@ -97,7 +97,7 @@ def dataset_fingerprint(csv, rows: int) -> dict:
     return {"file": Path(csv).name, "rows": rows, "sha256": digest.hexdigest()}
 
 
-def score_answers(config: TuneConfig, model, tokenizer, train_frame, eval_frame, metrics: dict, status) -> list[dict]:
+def record_answer_scores(config: TuneConfig, model, tokenizer, train_frame, eval_frame, metrics: dict, status) -> list[dict]:
     """Answer metrics and the memorisation verdict into `metrics`; returns a few eval Q&As."""
     from gpt2tune.evaluation.evaluate import answer_evaluation
 

@@ -31,17 +31,7 @@ class TrainResult:
 def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_event: threading.Event | None = None,
           fallback_to_tiny: bool = False) -> TrainResult:
     """Run one fine-tune end to end and leave a loadable model in `config.output_dir`."""
-    from gpt2tune.data.load import load_qa_data
-    from gpt2tune.device import inspect_devices
-    from gpt2tune.model import (
-        check_and_fix_vocabulary,
-        load_model,
-        load_tokenizer,
-        resolve_base_model,
-    )
-    from gpt2tune.training.oom import train_with_oom_retry
-    from gpt2tune.data.prep import prepare_datasets, split_frame
-    from gpt2tune.data.tokcache import default_cache_dir
+    from gpt2tune.training.prepare import prepare
 
     config.validate()
     output_dir = Path(config.output_dir)
@@ -49,54 +39,83 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     status = lambda message: on_event(events.Status(message))  # noqa: E731
     resume_from = _resume_checkpoint(config, output_dir)  # a missing checkpoint fails before any loading
 
-    data = load_qa_data(config.csv, config.question_column, config.answer_column)
-    status(data.report.summary())
-    devices = inspect_devices(config.device, config.precision)
-    status(f"device: {devices.device} ({devices.precision})")
-
-    base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
-    if warning:
-        on_event(events.Warning(warning))
-    tokenizer = load_tokenizer(base_model)
-    model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
-    vocab = check_and_fix_vocabulary(model, tokenizer)
-    status(vocab.action)
-    artifacts.check_writable(output_dir, needed_bytes=_bytes_needed(model, config))
-
-    train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
-    train_set, eval_set, prep = prepare_datasets(
-        train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
-        cache_dir=default_cache_dir(output_dir),  # a rerun on the same data skips tokenizing
-    )
-    status(prep.summary())
+    prepared = prepare(config, on_event, fallback_to_tiny, output_dir=output_dir)
     if resume_from:
         status(f"resuming from {resume_from}")
 
-    def build_trainer(config, model, on_event):
-        return _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event)
+    trainer, stopper, train_output, config = _train_with_retry(prepared, resume_from, on_event, stop_event)
 
-    def reload_model():
-        fresh = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
-        check_and_fix_vocabulary(fresh, tokenizer)
-        return fresh
-
-    # Out of memory becomes a retry with half the batch (same effective batch) or one clear line.
-    trainer, stopper, train_output, config = train_with_oom_retry(
-        config, model, build_trainer, resume_from, reload_model, on_event, devices
-    )
-
-    metrics = results.collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
+    tokenizer, train_frame, eval_frame = prepared.tokenizer, prepared.train_frame, prepared.eval_frame
+    metrics = results.collect_metrics(trainer, train_output, prepared.eval_set, prepared.prep, prepared.base_model,
+                                      prepared.devices)
     metrics.update(results.early_stopping_record(trainer))
-    metrics["dataset"] = results.dataset_fingerprint(config.csv, len(data.frame))
+    metrics["dataset"] = results.dataset_fingerprint(config.csv, len(prepared.data.frame))
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
-        samples = results.score_answers(config, trainer.model, tokenizer, train_frame, eval_frame, metrics, status)
+        samples = results.record_answer_scores(config, trainer.model, tokenizer, train_frame, eval_frame, metrics,
+                                               status)
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
         results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
     on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
+
+
+def _train_with_retry(prepared, resume_from, on_event, stop_event):
+    """Run `trainer.train()`; out of memory becomes a retry with half the batch (same effective
+    batch) or one clear line (`oom.OutOfMemory`). Returns (trainer, stopper, train output, config used).
+
+    Where a retry starts: before the first optimizer step the weights are untouched, so it simply
+    starts again; later, from the last checkpoint this run wrote (the Trainer restores weights,
+    optimizer and data position; the unchanged effective batch keeps steps and data order valid),
+    or, with no checkpoint yet, from freshly loaded base weights.
+    """
+    from gpt2tune.model import parameter_count
+    from gpt2tune.training import oom
+
+    config, model, devices = prepared.config, prepared.model, prepared.devices
+    saved = []
+
+    def record(event):
+        if isinstance(event, events.Checkpoint):
+            saved.append(event.path)
+        on_event(event)
+
+    while True:
+        trainer, stopper = _build_trainer(config, model, prepared.tokenizer, prepared.train_set, prepared.eval_set,
+                                          devices, record, stop_event)
+        try:
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            return trainer, stopper, output, config
+        except Exception as error:
+            if not oom.is_out_of_memory(error):
+                raise
+            message = oom.explain(config, model.config, parameter_count(model), devices.device, devices.precision)
+            steps_done = trainer.state.global_step
+        # Outside the except block: the traceback, and the tensors its frames hold, are gone.
+        smaller = oom.halved(config) if config.auto_reduce_batch_on_oom else None
+        del trainer, stopper
+        model.zero_grad(set_to_none=True)
+        oom.free_memory(devices.device)
+        if smaller is None:
+            raise oom.OutOfMemory(message)
+        if steps_done:
+            resume_from = saved[-1] if saved else resume_from
+            if resume_from is None:
+                model = _reload_base_model(prepared)
+        on_event(events.Warning(oom.retry_message(message, smaller, resume_from)))
+        config = smaller
+
+
+def _reload_base_model(prepared):
+    """Fresh base weights, for a retry that has no checkpoint to go back to."""
+    from gpt2tune.model import check_and_fix_vocabulary, load_model
+
+    config = prepared.config
+    model = load_model(prepared.base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
+    check_and_fix_vocabulary(model, prepared.tokenizer)
+    return model
 
 
 def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event):
@@ -206,9 +225,3 @@ def _save_steps(config: TuneConfig, early_stopping: bool, on_event) -> int:
     on_event(events.Status(f"early stopping: saving a checkpoint at every eval (every {config.eval_steps} steps, "
                            f"not {config.save_steps or 'never'}) so the best one can be restored"))
     return config.eval_steps
-
-
-def _bytes_needed(model, config: TuneConfig) -> int:
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    # final weights + each kept checkpoint (weights + two AdamW moments) + slack
-    return weights * (1 + 3 * config.save_total_limit) + 50 * 2**20

@@ -57,9 +57,9 @@ def list_runs_view(chosen=None):
 def plot_runs(chosen):
     import pandas as pd
 
-    from gpt2tune.runs.store import load_run, loss_points
+    from gpt2tune.runs.store import load_run, overlay_rows
 
-    points = loss_points([load_run(name) for name in chosen or []])
+    points = overlay_rows([load_run(name) for name in chosen or []])
     if not points:
         return gr.LinePlot(value=None)
     frame = pd.DataFrame(points, columns=["run", "step", "loss", "split"])

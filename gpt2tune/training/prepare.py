@@ -1,0 +1,99 @@
+"""Everything a run sets up before the first step: data, devices, model, vocabulary, split, rows.
+
+`prepare()` is the one set-up sequence: the `check` command (and the Checks tab) stops after it and
+reports; `train()` goes on to the Trainer. Each stage says what it found through `on_event`, and the
+data is tokenized once: the same token ids make the training rows and, for a check, the lengths
+of the dataset report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpt2tune import events
+from gpt2tune.config import TuneConfig
+
+
+@dataclass
+class Prepared:
+    config: TuneConfig
+    data: object  # data.load.QAData: the cleaned frame and its DataReport
+    devices: object  # device.DeviceReport
+    base_model: str  # what was loaded: the name asked for, its cached copy, or the offline tiny model
+    tokenizer: object
+    model: object
+    vocab: object  # model.VocabReport
+    train_frame: object  # pandas frames of the split, in training order
+    eval_frame: object
+    train_set: object  # datasets.Dataset of packed rows
+    eval_set: object  # same, or None without an eval split
+    prep: object  # data.prep.PrepReport
+    warnings: list[str] = field(default_factory=list)
+    dataset: object = None  # data.report.DatasetReport, when asked for (lengths, duplicates, leakage)
+
+
+def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fallback_to_tiny: bool = False,
+            output_dir: str | Path | None = None, report: bool = False) -> Prepared:
+    """Load and check everything a run needs, in the order a failure is cheapest to find.
+
+    output_dir: where a training run writes; its free space is checked before tokenizing, and its
+    token cache lets a rerun on the same data skip tokenizing. None (a check) writes nothing.
+    report: also measure the dataset (`data.report.dataset_report`) from the same token ids.
+    """
+    from gpt2tune.data.load import load_qa_data
+    from gpt2tune.data.prep import encode_pairs, prepare_datasets, split_positions
+    from gpt2tune.device import inspect_devices
+    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
+
+    config.validate()
+    status = lambda message: on_event(events.Status(message))  # noqa: E731
+    data = load_qa_data(config.csv, config.question_column, config.answer_column)
+    status(data.report.summary())
+    devices = inspect_devices(config.device, config.precision)
+    status(f"device: {devices.device} ({devices.precision})")
+
+    base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
+    if warning:
+        on_event(events.Warning(warning))
+    tokenizer = load_tokenizer(base_model)
+    model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
+    vocab = check_and_fix_vocabulary(model, tokenizer)
+    status(vocab.action)
+    if output_dir is not None:
+        from gpt2tune.runs import artifacts
+
+        artifacts.check_writable(Path(output_dir), needed_bytes=bytes_needed(model, config))
+
+    train_at, eval_at = split_positions(len(data.frame), config.eval_fraction, config.seed)
+    train_frame = data.frame.iloc[train_at].reset_index(drop=True)
+    eval_frame = data.frame.iloc[eval_at].reset_index(drop=True)
+    # A cached run tokenizes nothing; otherwise every row is tokenized here, once, for both uses.
+    encoded = None
+    if report or output_dir is None:
+        encoded = encode_pairs(data.frame["question"], data.frame["answer"], tokenizer)
+    cache_dir = None
+    if output_dir is not None:
+        from gpt2tune.data.tokcache import default_cache_dir
+
+        cache_dir = default_cache_dir(Path(output_dir))
+    train_set, eval_set, prep = prepare_datasets(
+        train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
+        cache_dir=cache_dir, encoded=None if encoded is None else (encoded.take(train_at), encoded.take(eval_at)),
+    )
+    status(prep.summary())
+    dataset = None
+    if report:
+        from gpt2tune.data.report import dataset_report
+
+        dataset = dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
+                                 encoded=encoded)
+    return Prepared(config=config, data=data, devices=devices, base_model=base_model, tokenizer=tokenizer,
+                    model=model, vocab=vocab, train_frame=train_frame, eval_frame=eval_frame, train_set=train_set,
+                    eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset)
+
+
+def bytes_needed(model, config: TuneConfig) -> int:
+    """Disk a run needs: final weights + each kept checkpoint (weights + two AdamW moments) + slack."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights * (1 + 3 * config.save_total_limit) + 50 * 2**20
