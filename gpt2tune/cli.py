@@ -45,6 +45,8 @@ def config_from_args(cls, args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gpt2tune.hub import push as hub_push  # its defaults; huggingface_hub itself loads only when pushing
+
     parser = argparse.ArgumentParser(prog="gpt2tune", description="Fine-tune GPT-2 on question/answer pairs.")
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks on errors.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     push = commands.add_parser("push", help="Upload a trained model folder to the Hugging Face Hub.")
     push.add_argument("--model", required=True, help="Output folder of a run.")
     push.add_argument("--repo-id", required=True, help="user/name on the Hub.")
-    push.add_argument("--private", action="store_true", help="Create the repo as private.")
+    push.add_argument("--private", action=argparse.BooleanOptionalAction, default=hub_push.PRIVATE_DEFAULT,
+                      help=f"Create the repo as private (default: {hub_push.PRIVATE_DEFAULT}).")
     push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the cached login; prefer "
                       "those: a token on the command line shows in the process list and shell history).")
-    push.add_argument("--commit-message", default="Upload fine-tuned GPT-2 (gpt2tune)")
+    push.add_argument("--commit-message", default=hub_push.COMMIT_MESSAGE)
     push.add_argument("--verify", action="store_true",
                       help="Download the pushed model into a fresh cache and check weights and answers match.")
 
@@ -269,13 +272,12 @@ def run_generate(args) -> int:
 def run_push(args) -> int:
     from gpt2tune.hub.push import push_to_hub
 
-    result = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
-                         commit_message=args.commit_message, verify=args.verify)
-    url, report = result if args.verify else (result, None)
+    url = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
+                      commit_message=args.commit_message)
     print(f"pushed to {url}")
-    if report is not None:
-        print(report.summary())
-        return 0 if report.ok else 1
+    if args.verify:
+        return run_verify(argparse.Namespace(model=args.model, repo_id=args.repo_id, token=args.token,
+                                             revision=None, question=None))
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gpt2tune.errors import first_line
 from gpt2tune.paths import TOKENIZER_DIR
+from gpt2tune.references import looks_like_path
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,7 @@ def locate_model(name_or_path: str) -> str:
 
 def _refuse_missing_folder(name_or_path: str) -> None:
     """A path that is not there gets a plain "does not exist", not a Hub repo-id error."""
-    looks_like_path = (Path(name_or_path).is_absolute() or name_or_path.startswith((".", "~"))
-                       or name_or_path.count("/") > 1 or "\\" in name_or_path)
-    if looks_like_path and not Path(name_or_path).is_dir():
+    if looks_like_path(name_or_path) and not Path(name_or_path).is_dir():
         raise ValueError(f"model folder {name_or_path!r} does not exist")
 
 

@@ -7,7 +7,6 @@ same card. The loss plot is a PNG beside it, which the Hub renders from the rela
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from gpt2tune.runs import artifacts
@@ -18,7 +17,6 @@ SAMPLES_FILE = "samples.json"
 LOSS_PLOT_FILE = "loss.png"
 CARD_MARKER = "<!-- written by gpt2tune: rewritten on push -->"
 SAMPLES_SHOWN = 5
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: str | None = None,
@@ -134,7 +132,9 @@ def _describe(base_model: str) -> str:
 
 def _is_hub_id(name: str) -> bool:
     # A local folder (even one that no longer exists here) is not something the Hub can link to.
-    return bool(HUB_ID.match(name)) and not Path(name).exists() and ".." not in name
+    from gpt2tune.references import is_repo_id
+
+    return is_repo_id(name) and not Path(name).exists()
 
 
 def _metadata(base_model: str, metrics: dict, config: dict, name: str, license: str):

@@ -6,18 +6,13 @@ The token comes from an argument, `HF_TOKEN`, or huggingface_hub's cached login.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+from gpt2tune.references import validate_repo_id
+
 UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin"]
-
-
-def validate_repo_id(repo_id: str) -> str:
-    repo_id = (repo_id or "").strip()
-    if not REPO_ID_PATTERN.match(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")):
-        raise ValueError(f"repo id {repo_id!r} is not of the form user/name (letters, digits, '-', '_', '.')")
-    return repo_id
+PRIVATE_DEFAULT = True  # a model trained on someone's data stays theirs until they choose to publish it
+COMMIT_MESSAGE = "Upload fine-tuned GPT-2 (gpt2tune)"
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -32,12 +27,11 @@ def resolve_token(token: str | None = None) -> str:
     return token
 
 
-def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False,
-                commit_message: str = "Upload fine-tuned GPT-2 (gpt2tune)", verify: bool = False):
+def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, private: bool = PRIVATE_DEFAULT,
+                commit_message: str = COMMIT_MESSAGE) -> str:
     """Create the repo if needed and upload the model, tokenizer, metrics and card. Returns its URL.
 
-    With `verify=True`, the model is then downloaded back into a fresh cache and compared with the
-    local one (weights hash and greedy answers); returns `(url, roundtrip.RoundTripReport)`.
+    To prove the Hub copy is the model trained, call `hub.roundtrip.verify_roundtrip` afterwards.
     """
     from huggingface_hub import HfApi
 
@@ -61,10 +55,6 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
         )
     except Exception as error:
         raise ValueError(explain_hub_error(error, repo_id)) from None
-    if verify:
-        from gpt2tune.hub.roundtrip import verify_roundtrip
-
-        return str(url), verify_roundtrip(model_dir, repo_id, token=token)
     return str(url)
 
 

@@ -57,8 +57,8 @@ def state_dict_hash(model) -> str:
 def verify_roundtrip(model_dir: str | Path, repo_id: str, token: str | None = None, revision: str | None = None,
                      questions: list[str] | None = None) -> RoundTripReport:
     """Download `repo_id` into a fresh cache and compare it with the model in `model_dir`."""
-    from gpt2tune.hub.push import validate_repo_id
     from gpt2tune.model import load_model, load_tokenizer
+    from gpt2tune.references import validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
     local_model = load_model(str(model_dir))

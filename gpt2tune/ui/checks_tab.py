@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
-from gpt2tune.ui.common import default_base_model, resolve_base_model, stat_tile, ui_errors
-from gpt2tune.ui.data_tab import data_path
+from gpt2tune.ui.common import data_path, default_base_model, resolve_base_model, stat_tile, ui_errors
 from gpt2tune.ui.fields import build_config, field_component
 
 
-def create_checks_tab(elems: dict) -> None:
+@dataclass
+class ChecksTab:
+    base_model: gr.Textbox
+    device: gr.Dropdown
+    precision: gr.Dropdown
+    allow_pickle: gr.Checkbox
+
+    def config_inputs(self) -> dict:
+        """The TuneConfig settings this tab holds, by field name."""
+        return dict(base_model=self.base_model, device=self.device, precision=self.precision,
+                    allow_pickle=self.allow_pickle)
+
+
+def create_checks_tab(data_inputs: dict) -> ChecksTab:
+    """data_inputs: the data settings (TuneConfig field name → component) set on the Data tab."""
     with gr.Tab("2 · Checks", id="checks"):
         gr.Markdown(
             "Pick the **pre-trained GPT-2** to start from and check it fits the data and this machine: "
@@ -24,7 +39,7 @@ def create_checks_tab(elems: dict) -> None:
                     info="Hub id (gpt2, distilgpt2, gpt2-medium, user/name) or a model folder in the working folder. "
                          "Offline, the tiny model stands in.")
                 with gr.Row():
-                    use_gpt2 = gr.Button("gpt2 (Hub)", size="sm", min_width=100)
+                    use_gpt2 = gr.Button(f"{TuneConfig.base_model} (Hub)", size="sm", min_width=100)
                     use_tiny = gr.Button("Offline tiny model", size="sm", min_width=100)
                 device = field_component(TuneConfig, "device")
                 precision = field_component(TuneConfig, "precision")
@@ -34,13 +49,12 @@ def create_checks_tab(elems: dict) -> None:
                 verdict = gr.HTML('<div class="stat-grid placeholder">Run the checks to see the report.</div>')
                 report = gr.Markdown(elem_classes="summary")
 
-    elems.update({"base_model": base_model, "device": device, "precision": precision, "allow_pickle": allow_pickle})
-    inputs = {name: elems[name] for name in ("question_column", "answer_column", "eval_fraction", "seed", "max_length",
-                                             "base_model", "device", "precision", "allow_pickle")}
-    run.click(run_checks, inputs_kwargs={"csv": elems["data.file"], **inputs}, outputs=[verdict, report],
+    tab = ChecksTab(base_model, device, precision, allow_pickle)
+    run.click(run_checks, inputs_kwargs={**data_inputs, **tab.config_inputs()}, outputs=[verdict, report],
               api_name="checks")
-    use_gpt2.click(lambda: "gpt2", outputs=base_model, api_visibility="private", queue=False)
+    use_gpt2.click(lambda: TuneConfig.base_model, outputs=base_model, api_visibility="private", queue=False)
     use_tiny.click(ui_errors(_tiny_model), outputs=base_model, api_name="tiny_model")
+    return tab
 
 
 def _tiny_model() -> str:

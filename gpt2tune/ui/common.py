@@ -1,4 +1,6 @@
-"""What every tab shares: the error wrapper, the model cache, and how a typed model name is resolved."""
+"""What more than one tab uses: the error wrapper, the model cache, how a typed model name is resolved,
+the uploaded data file, and which trained model a run picker means. Tabs import from here, never from
+each other; `interface.py` connects one tab's components to another's events."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import html
 import inspect
 import logging
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -17,12 +18,13 @@ import gradio as gr
 log = logging.getLogger("gpt2tune.ui")
 
 BASE_MODEL_ENV = "GPT2TUNE_BASE_MODEL"  # e.g. a local folder, for offline demos and tests
-HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 RESOLVE_TTL_S = 600  # how long a "Hub unreachable, using the tiny model" verdict is trusted
 
 
 def default_base_model() -> str:
-    return os.environ.get(BASE_MODEL_ENV, "").strip() or "gpt2"
+    from gpt2tune.config import TuneConfig
+
+    return os.environ.get(BASE_MODEL_ENV, "").strip() or TuneConfig.base_model
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -33,8 +35,11 @@ def _as_gradio_error(error: Exception) -> gr.Error:
         return gr.Error(str(error), print_exception=False)
     # Not the user's fault: the server log gets the traceback, the page one line.
     log.exception("unexpected error in a UI handler")
-    first = next((line for line in str(error).splitlines() if line.strip()), "")
-    return gr.Error(f"{type(error).__name__}: {first}".rstrip(": "), print_exception=False)
+    from gpt2tune.errors import first_line
+
+    text = first_line(error)
+    return gr.Error(type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}",
+                    print_exception=False)
 
 
 def ui_errors(fn):
@@ -97,6 +102,7 @@ def resolve_model_reference(text: str, what: str = "model") -> str:
     Folders elsewhere on the server are refused so that a public app can't be pointed at them.
     """
     from gpt2tune.paths import inside, work_dir
+    from gpt2tune.references import is_repo_id, looks_like_path
 
     text = (text or "").strip()
     if not text:
@@ -105,13 +111,12 @@ def resolve_model_reference(text: str, what: str = "model") -> str:
         return text
     root = work_dir()
     # "user/name" is a Hub id unless such a folder exists in the working folder
-    looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
-    if looks_like_path or (root / text).is_dir():
+    if looks_like_path(text) or (root / text).is_dir():
         folder = inside(root, os.path.expanduser(text))
         if not folder.is_dir():
             raise ValueError(f"{what} folder {text!r} does not exist under the working folder {root}")
         return str(folder)
-    if not HUB_ID_PATTERN.match(text) or ".." in text:
+    if not is_repo_id(text):
         raise ValueError(f"{what} {text!r} is neither a Hub id (name or user/name) nor a folder")
     return text
 
@@ -149,6 +154,42 @@ def warm_up(base_model: str) -> None:
             log.warning("could not resolve the base model %r in the background", base_model, exc_info=True)
 
     threading.Thread(target=run, name="gpt2tune-warm-up", daemon=True).start()
+
+
+# --- what handlers on several tabs read ------------------------------------------------------------
+TRAINED_RUN, OTHER_MODEL = "Trained run", "Folder or Hub id"  # the two ways to pick a model to answer with
+
+
+def data_path(file) -> str:
+    """The file a handler got from the upload box (a per-session upload copy, or the sample)."""
+    if not file:
+        raise ValueError("no data file: upload a CSV (or TSV/JSON/JSONL) or click 'Use the sample dataset'")
+    return str(file)
+
+
+def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
+    """The model folder or Hub id a run picker (or a typed name) means; the newest trained run by default."""
+    from gpt2tune.runs.store import run_dir, trained_runs
+
+    if source == OTHER_MODEL:
+        return resolve_model_reference(model_id)
+    if not run:
+        runs = trained_runs()
+        if not runs:
+            raise ValueError("no trained model yet: train one on the Train tab, or answer with a folder or Hub id")
+        run = runs[0].name
+    folder = run_dir(run)
+    if not (folder / "model.safetensors").exists():
+        raise ValueError(f"run {run!r} has no saved model yet (still training, or it failed)")
+    return str(folder)
+
+
+def refresh_run_choices(current=None):
+    """A run picker listing the runs with a saved model, keeping the current pick if it is still there."""
+    from gpt2tune.runs.store import trained_runs
+
+    names = [run.name for run in trained_runs()]
+    return gr.Dropdown(choices=names, value=current if current in names else (names[0] if names else None))
 
 
 # --- formatting --------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass
 
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, work_dir
-from gpt2tune.ui.common import stat_tile, ui_errors
+from gpt2tune.ui.common import data_path, stat_tile, ui_errors
 from gpt2tune.ui.fields import field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
@@ -19,7 +20,28 @@ HISTOGRAM_BINS = 30
 LENGTH_VIEWS = {"whole example": "token_lengths", "question": "question_lengths", "answer": "answer_lengths"}
 
 
-def create_data_tab(elems: dict) -> None:
+@dataclass
+class DataTab:
+    file: gr.File
+    question_column: gr.Dropdown
+    answer_column: gr.Dropdown
+    eval_fraction: gr.Slider
+    seed: gr.Number
+    max_length: gr.Slider
+    preview_outputs: list  # what `preview_data` fills: a fresh page shows the preview at once
+
+    def config_inputs(self) -> dict:
+        """The TuneConfig settings this tab holds, by field name (`csv` is the file)."""
+        return dict(csv=self.file, question_column=self.question_column, answer_column=self.answer_column,
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length)
+
+    def preview_inputs(self) -> dict:
+        """`preview_data`'s keyword arguments."""
+        return dict(file=self.file, question_column=self.question_column, answer_column=self.answer_column,
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length)
+
+
+def create_data_tab() -> DataTab:
     with gr.Tab("1 · Data", id="data"):
         gr.Markdown(
             "Upload a table of **questions and answers** (CSV, TSV, JSON or JSONL), or keep the bundled sample. "
@@ -56,14 +78,9 @@ def create_data_tab(elems: dict) -> None:
                     download = gr.DownloadButton("Download rejected rows (CSV)", visible=False, size="sm")
         lengths = gr.State({})
 
-    elems.update({
-        "data.file": file, "question_column": question_column, "answer_column": answer_column,
-        "eval_fraction": eval_fraction, "seed": seed, "max_length": max_length,
-    })
-
-    preview_inputs = dict(file=file, question_column=question_column, answer_column=answer_column,
-                          eval_fraction=eval_fraction, seed=seed, max_length=max_length)
     preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
+    tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, preview_outputs)
+    preview_inputs = tab.preview_inputs()
     column_outputs = [question_column, answer_column, mapping]
 
     file.upload(inspect_columns, inputs=file, outputs=column_outputs, api_name="columns").success(
@@ -79,16 +96,10 @@ def create_data_tab(elems: dict) -> None:
         control.input(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
     view.change(length_histogram, inputs=[lengths, view, max_length], outputs=histogram, api_visibility="private",
                 queue=False)
-    elems["data.load_events"] = (preview_data, preview_inputs, preview_outputs)
+    return tab
 
 
 # --- handlers ------------------------------------------------------------------------------------
-def data_path(file) -> str:
-    """The file a handler got from the upload box (a per-session upload copy, or the sample)."""
-    if not file:
-        raise ValueError("no data file: upload a CSV (or TSV/JSON/JSONL) or click 'Use the sample dataset'")
-    return str(file)
-
 
 @ui_errors
 def inspect_columns(file):
@@ -108,7 +119,8 @@ def inspect_columns(file):
 
 
 @ui_errors
-def preview_data(file, question_column=None, answer_column=None, eval_fraction=0.1, seed=42, max_length=256):
+def preview_data(file, question_column=None, answer_column=None, eval_fraction=TuneConfig.eval_fraction,
+                 seed=TuneConfig.seed, max_length=TuneConfig.max_length):
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.report import dataset_report
 

@@ -4,18 +4,34 @@ next to the base model's answer to the same question."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import gradio as gr
 
-from gpt2tune.config import GenerationSettings
-from gpt2tune.ui.common import load_model, resolve_base_model, resolve_model_reference, ui_errors
+from gpt2tune.config import GenerationSettings, TuneConfig
+from gpt2tune.ui.common import (
+    OTHER_MODEL,
+    TRAINED_RUN,
+    chosen_model,
+    load_model,
+    refresh_run_choices,
+    resolve_base_model,
+    ui_errors,
+)
 from gpt2tune.ui.fields import build_config, field_component
 
-TRAINED_RUN, OTHER_MODEL = "Trained run", "Folder or Hub id"
 GENERATE_CONCURRENCY = 2  # more would only share the same CPU cores; the rest wait in the queue
 
 
-def create_generate_tab(elems: dict) -> None:
+@dataclass
+class GenerateTab:
+    source: gr.Radio  # answer with a trained run or a typed folder / Hub id
+    run: gr.Dropdown
+    model_id: gr.Textbox
+
+
+def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> GenerateTab:
+    """base_model, allow_pickle: the Checks tab's, for the side-by-side answer and for loading."""
     settings: dict[str, gr.Component] = {}
     with gr.Tab("4 · Generate", id="generate") as tab:
         gr.Markdown(
@@ -48,46 +64,23 @@ def create_generate_tab(elems: dict) -> None:
                     base_answer = gr.Textbox(label="Base model", lines=10, max_lines=24, visible=False,
                                              buttons=["copy"])
 
-    elems.update({"generate.source": source, "generate.model_id": model_id, "generate.run": run})
     source.change(lambda choice: (gr.Dropdown(visible=choice == TRAINED_RUN), gr.Textbox(visible=choice == OTHER_MODEL)),
                   inputs=source, outputs=[run, model_id], api_visibility="private", queue=False)
     compare.change(lambda on: gr.Textbox(visible=on), inputs=compare, outputs=base_answer,
                    api_visibility="private", queue=False)
     inputs = dict(question=question, source=source, run=run, model_id=model_id, compare=compare,
-                  base_model=elems["base_model"], allow_pickle=elems["allow_pickle"], **settings)
+                  base_model=base_model, allow_pickle=allow_pickle, **settings)
     event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], concurrency_limit=GENERATE_CONCURRENCY,
                  concurrency_id="generate")
     generate.click(generate_answer, api_name="generate", **event)
     question.submit(generate_answer, api_visibility="private", **event)
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
-    elems["generate.refresh"] = (refresh_run_choices, run)
-
-
-def refresh_run_choices(current=None):
-    from gpt2tune.runs.store import trained_runs
-
-    names = [run.name for run in trained_runs()]
-    return gr.Dropdown(choices=names, value=current if current in names else (names[0] if names else None))
-
-
-def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
-    from gpt2tune.runs.store import run_dir, trained_runs
-
-    if source == OTHER_MODEL:
-        return resolve_model_reference(model_id)
-    if not run:
-        runs = trained_runs()
-        if not runs:
-            raise ValueError("no trained model yet: train one on the Train tab, or answer with a folder or Hub id")
-        run = runs[0].name
-    folder = run_dir(run)
-    if not (folder / "model.safetensors").exists():
-        raise ValueError(f"run {run!r} has no saved model yet (still training, or it failed)")
-    return str(folder)
+    return GenerateTab(source, run, model_id)
 
 
 @ui_errors
-def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compare=False, base_model="gpt2",
+def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compare=False,
+                    base_model=TuneConfig.base_model,
                     allow_pickle=False, **settings):
     from gpt2tune.generate import stream_answer
 

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from gpt2tune.ui.common import load_model, resolve_model_reference, ui_errors
-from gpt2tune.ui.generate_tab import OTHER_MODEL, TRAINED_RUN, chosen_model, refresh_run_choices
+from gpt2tune.hub.push import PRIVATE_DEFAULT
+from gpt2tune.ui.common import (
+    OTHER_MODEL,
+    TRAINED_RUN,
+    chosen_model,
+    load_model,
+    refresh_run_choices,
+    resolve_model_reference,
+    ui_errors,
+)
 
 
-def create_hub_tab(elems: dict) -> None:
+@dataclass
+class HubTab:
+    run: gr.Dropdown  # the trained run to publish
+
+
+def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generate_model_id: gr.Textbox) -> HubTab:
+    """allow_pickle: the Checks tab's; generate_source, generate_model_id: where a loaded model is
+    selected on the Generate tab."""
     with gr.Tab("5 · Hub", id="hub") as tab:
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -22,7 +38,10 @@ def create_hub_tab(elems: dict) -> None:
                 token = gr.Textbox(label="Access token (write)", type="password", placeholder="hf_…",
                                    info="Leave empty to use HF_TOKEN, the Space secret or your cached login. "
                                         "It is used for this upload only and never stored.")
-                private = gr.Checkbox(label="Private repository", value=True)
+                private = gr.Checkbox(label="Private repository", value=PRIVATE_DEFAULT)
+                verify = gr.Checkbox(label="Verify after pushing", value=False,
+                                     info="Download the model back into a fresh cache and check weights and "
+                                          "answers match.")
                 push = gr.Button("Push to the Hub", variant="primary")
                 push_result = gr.Markdown(elem_classes="summary")
             with gr.Column():
@@ -32,16 +51,17 @@ def create_hub_tab(elems: dict) -> None:
                 load = gr.Button("Load", variant="secondary")
                 load_result = gr.Markdown(elem_classes="summary")
 
-    push.click(push_run, inputs=[run, repo_id, token, private], outputs=push_result, api_name="push")
-    load.click(load_from_hub, inputs=[load_id, elems["allow_pickle"]],
-               outputs=[load_result, elems["generate.source"], elems["generate.model_id"]], api_name="load")
+    push.click(push_run, inputs=[run, repo_id, token, private, verify], outputs=push_result, api_name="push")
+    load.click(load_from_hub, inputs=[load_id, allow_pickle],
+               outputs=[load_result, generate_source, generate_model_id], api_name="load")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
-    elems["hub.run"] = run
+    return HubTab(run)
 
 
 @ui_errors
-def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
-    from gpt2tune.hub.push import push_to_hub, validate_repo_id
+def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, progress=gr.Progress()):
+    from gpt2tune.hub.push import push_to_hub
+    from gpt2tune.references import validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
     folder = chosen_model(TRAINED_RUN, run, None)
@@ -50,7 +70,14 @@ def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
     progress(1.0)
     gr.Info(f"Pushed to {repo_id}")
     visibility = "private" if private else "public"
-    return f"✅ Published as a {visibility} model: [{html.escape(url)}]({html.escape(url)})"
+    published = f"✅ Published as a {visibility} model: [{html.escape(url)}]({html.escape(url)})"
+    if not verify:
+        return published
+    from gpt2tune.hub.roundtrip import verify_roundtrip
+
+    progress(0.6, desc=f"Downloading {repo_id} back to compare…")
+    report = verify_roundtrip(folder, repo_id, token=token or None)
+    return f"{published}\n\n```\n{report.summary()}\n```"
 
 
 @ui_errors

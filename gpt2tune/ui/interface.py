@@ -1,7 +1,8 @@
 """The whole app: one Blocks with a tab per step, built from the tab modules.
 
-Tabs hand each other their components through one dict (`elems`), so the Train button can read the
-Data tab's file and the Checks tab's base model without global state.
+Each `create_*_tab` returns its components as a small dataclass; this module hands them to the tabs
+that read them (the Train button reads the Data tab's file and the Checks tab's base model), so no
+tab imports another and nothing is shared through global state.
 """
 
 from __future__ import annotations
@@ -12,43 +13,42 @@ import gradio as gr
 
 from gpt2tune.paths import SAMPLE_CSV, work_dir
 from gpt2tune.ui.checks_tab import create_checks_tab
-from gpt2tune.ui.data_tab import create_data_tab
-from gpt2tune.ui.generate_tab import create_generate_tab
-from gpt2tune.ui.hub_tab import create_hub_tab
+from gpt2tune.ui.common import refresh_run_choices
+from gpt2tune.ui.data_tab import DataTab, create_data_tab, preview_data
+from gpt2tune.ui.generate_tab import GenerateTab, create_generate_tab
+from gpt2tune.ui.hub_tab import HubTab, create_hub_tab
 from gpt2tune.ui.runs_tab import create_runs_tab
 from gpt2tune.ui.style import CSS, HEADER, theme
-from gpt2tune.ui.train_tab import create_train_tab, follow_training, training_status
+from gpt2tune.ui.train_tab import TrainTab, create_train_tab, follow_training, training_status
 
 MAX_UPLOAD_ENV = "GPT2TUNE_MAX_UPLOAD"  # e.g. "20mb"; Gradio refuses bigger uploads before they land
 
 
 def build_app() -> gr.Blocks:
-    elems: dict = {}
     with gr.Blocks(title="gpt2tune · fine-tune GPT-2 on your Q&A") as demo:
         gr.HTML(HEADER)
         with gr.Tabs():
-            create_data_tab(elems)
-            create_checks_tab(elems)
-            create_train_tab(elems)
-            create_generate_tab(elems)
-            create_hub_tab(elems)
-            create_runs_tab(elems)
-        _on_page_load(demo, elems)
+            data = create_data_tab()
+            checks = create_checks_tab(data_inputs=data.config_inputs())
+            train = create_train_tab(other_inputs={**data.config_inputs(), **checks.config_inputs()})
+            generate = create_generate_tab(base_model=checks.base_model, allow_pickle=checks.allow_pickle)
+            hub = create_hub_tab(allow_pickle=checks.allow_pickle, generate_source=generate.source,
+                                 generate_model_id=generate.model_id)
+            create_runs_tab()
+        _on_page_load(demo, data, train, generate, hub)
     return demo
 
 
-def _on_page_load(demo: gr.Blocks, elems: dict) -> None:
+def _on_page_load(demo: gr.Blocks, data: DataTab, train: TrainTab, generate: GenerateTab, hub: HubTab) -> None:
     """A fresh or reloaded page shows the current state: the running (or last) job, the runs."""
-    train_outputs = elems["train.outputs"]
-    demo.load(follow_training, outputs=train_outputs, api_visibility="private", concurrency_limit=None,
+    demo.load(follow_training, outputs=train.outputs, api_visibility="private", concurrency_limit=None,
               show_progress="hidden")
     status = gr.Button(visible=False)  # no button on the page: the endpoint is for API clients
-    status.click(training_status, outputs=train_outputs, api_name="status", concurrency_limit=None)
-    refresh_choices, generate_run = elems["generate.refresh"]
-    demo.load(lambda: (refresh_choices(), refresh_choices()), outputs=[generate_run, elems["hub.run"]],
+    status.click(training_status, outputs=train.outputs, api_name="status", concurrency_limit=None)
+    demo.load(lambda: (refresh_run_choices(), refresh_run_choices()), outputs=[generate.run, hub.run],
               api_visibility="private", show_progress="hidden")
-    preview, preview_inputs, preview_outputs = elems["data.load_events"]
-    demo.load(preview, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    demo.load(preview_data, inputs_kwargs=data.preview_inputs(), outputs=data.preview_outputs,
+              api_visibility="private")
 
 
 def launch_options() -> dict:

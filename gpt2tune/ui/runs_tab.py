@@ -11,7 +11,7 @@ from gpt2tune.ui.common import ui_errors
 COLUMNS = ["run", "model", "steps", "train loss", "eval loss", "perplexity", "learning rate", "base model", "modified"]
 
 
-def create_runs_tab(elems: dict) -> None:
+def create_runs_tab() -> None:
     with gr.Tab("Runs", id="runs") as tab:
         gr.Markdown("Every run in the working folder, newest first. Pick runs to compare their loss curves.",
                     elem_classes="tab-intro")
@@ -26,7 +26,6 @@ def create_runs_tab(elems: dict) -> None:
     refresh.click(list_runs_view, inputs=chosen, outputs=outputs, api_name="runs")
     tab.select(list_runs_view, inputs=chosen, outputs=outputs, api_visibility="private")
     chosen.input(plot_runs, inputs=chosen, outputs=curves, api_visibility="private")
-    elems["runs.refresh"] = (list_runs_view, chosen, outputs)
 
 
 @ui_errors

@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import html
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.runs.runner import FAILED, FINISHED, IDLE, RUNNING, STOPPED, STOPPING, RunSnapshot, default_runner
-from gpt2tune.ui.common import fmt_duration, resolve_base_model, stat_tile, ui_errors
-from gpt2tune.ui.data_tab import data_path
+from gpt2tune.ui.common import data_path, fmt_duration, resolve_base_model, stat_tile, ui_errors
 from gpt2tune.ui.fields import build_config, field_component
 
 # Set on other tabs (data, base model, hardware) or by the buttons (output_dir, resume).
@@ -36,7 +36,15 @@ REDRAW_EVERY_S = 0.5  # a fast run logs many times a second; the page needs two 
 LOG_LINES = 200
 
 
-def create_train_tab(elems: dict) -> None:
+@dataclass
+class TrainTab:
+    settings: dict  # TuneConfig field name → its component on this tab
+    run_name: gr.Textbox
+    outputs: list  # what a run's state is drawn into (`render`): a fresh page follows the run into them
+
+
+def create_train_tab(other_inputs: dict) -> TrainTab:
+    """other_inputs: the OTHER_TABS settings (TuneConfig field name → component) set on the Data and Checks tabs."""
     placed = set(OTHER_TABS) | set(SET_BY_BUTTONS) | set(BASICS) | {n for names in SECTIONS.values() for n in names}
     # a TuneConfig field added later still gets a box, in "More settings"
     unplaced = [f.name for f in dataclasses.fields(TuneConfig) if f.name not in placed]
@@ -84,16 +92,13 @@ def create_train_tab(elems: dict) -> None:
                 with gr.Accordion("Log", open=False):
                     log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True)
 
-    elems.update(settings)
-    elems["train.run_name"] = run_name
-    inputs = {"csv": elems["data.file"], **{name: elems[name] for name in OTHER_TABS if name != "csv"},
-              **settings, "run_name": run_name}
+    inputs = {**{name: other_inputs[name] for name in OTHER_TABS}, **settings, "run_name": run_name}
     outputs = [status, loss_plot, metrics_html, metrics_json, probes, log_box]
     # concurrency_limit=None: a second Start must get the "busy" answer at once, not wait in a queue
     start.click(start_training, inputs_kwargs=inputs, outputs=outputs, api_name="train", concurrency_limit=None)
     resume.click(resume_training, inputs_kwargs=inputs, outputs=outputs, api_name="resume", concurrency_limit=None)
     stop.click(stop_training, outputs=status, api_name="stop", concurrency_limit=None)
-    elems["train.outputs"] = outputs
+    return TrainTab(settings, run_name, outputs)
 
 
 # --- handlers ------------------------------------------------------------------------------------
