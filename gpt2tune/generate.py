@@ -27,14 +27,12 @@ class ModelCache:
         self.lock = threading.RLock()
 
     def get(self, name_or_path: str, allow_pickle: bool = False):
-        from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer
+        from gpt2tune.model import load_model_and_tokenizer
 
         with self.lock:
             if name_or_path not in self.models:
-                tokenizer = load_tokenizer(name_or_path)
-                model = load_model(name_or_path, allow_pickle=allow_pickle).eval()
-                check_and_fix_vocabulary(model, tokenizer)
-                self.models[name_or_path] = (model, tokenizer)
+                model, tokenizer = load_model_and_tokenizer(name_or_path, allow_pickle=allow_pickle)
+                self.models[name_or_path] = (model.eval(), tokenizer)
                 while len(self.models) > self.capacity:
                     self.models.popitem(last=False)
             self.models.move_to_end(name_or_path)
@@ -43,6 +41,19 @@ class ModelCache:
     def forget(self, name_or_path: str) -> None:
         with self.lock:
             self.models.pop(name_or_path, None)
+
+
+_shared: list[ModelCache] = []
+_shared_lock = threading.Lock()
+
+
+def shared_cache() -> ModelCache:
+    """The process's one model cache: the app's tabs and `compare_answers` asking for the same model
+    share its weights instead of loading it twice."""
+    with _shared_lock:
+        if not _shared:
+            _shared.append(ModelCache(capacity=3))
+        return _shared[0]
 
 
 def _generate_kwargs(model, tokenizer, question: str, settings: GenerationSettings) -> dict:

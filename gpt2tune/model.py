@@ -19,14 +19,15 @@ TINY_MODEL_NOTE = (
 )
 
 
-def load_tokenizer(name_or_path: str):
+def load_tokenizer(name_or_path: str, **hub_options):
+    """hub_options: cache_dir, token, revision, passed to `from_pretrained` for a Hub id."""
     from transformers import AutoTokenizer
 
     name_or_path = locate_model(name_or_path)
     try:
         # trust_remote_code=False, not the default None: None would offer an interactive prompt to
         # run the repo's own Python code when a tokenizer config asks for it.
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False, **hub_options)
     except (OSError, ValueError) as error:
         raise ValueError(f"could not load a tokenizer from {name_or_path!r}: {first_line(error)}") from None
     if tokenizer.pad_token is None:
@@ -37,8 +38,10 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
-def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None):
-    """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed."""
+def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None, **hub_options):
+    """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed.
+
+    hub_options: cache_dir, token, revision, passed to `from_pretrained` for a Hub id."""
     from transformers import AutoModelForCausalLM
 
     overrides = {}
@@ -51,6 +54,7 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
             name_or_path,
             use_safetensors=None if allow_pickle else True,
             trust_remote_code=False,
+            **hub_options,
             **overrides,
         )
     except pickle.UnpicklingError:
@@ -69,13 +73,16 @@ def locate_model(name_or_path: str) -> str:
     Failing fast matters: offline, transformers retries a dead network for about 30 s per file.
     """
     _refuse_missing_folder(name_or_path)
-    if Path(name_or_path).is_dir() or _hub_reachable():
+    if Path(name_or_path).is_dir():
+        return name_or_path
+    unreachable = hub_unreachable_reason()
+    if unreachable is None:
         return name_or_path
     cached = _cached_snapshot(name_or_path)
     if cached is None:
         raise ValueError(
-            f"could not load {name_or_path!r}: the Hugging Face Hub is unreachable and the model is not "
-            "in the local cache; connect to the internet or give a local model folder"
+            f"could not load {name_or_path!r}: the Hugging Face Hub is unreachable ({unreachable}) and the model "
+            "is not in the local cache; connect to the internet or give a local model folder"
         )
     return cached
 
@@ -102,9 +109,13 @@ def _refuse_pickle_only_folder(name_or_path: str, allow_pickle: bool) -> None:
         )
 
 
-def load_model_and_tokenizer(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None):
-    tokenizer = load_tokenizer(name_or_path)
-    model = load_model(name_or_path, allow_pickle=allow_pickle, dropout=dropout)
+def load_model_and_tokenizer(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None,
+                             **hub_options):
+    """(model, tokenizer) ready to use: the one way a model is loaded (training loads the two apart only
+    to report on the vocabulary); their vocabularies made to agree, pad and EOS ids set."""
+    tokenizer = load_tokenizer(name_or_path, **hub_options)
+    model = load_model(name_or_path, allow_pickle=allow_pickle, dropout=dropout, **hub_options)
+    check_and_fix_vocabulary(model, tokenizer)
     return model, tokenizer
 
 
@@ -200,33 +211,52 @@ def tiny_model_dir() -> Path:
 def resolve_base_model(name_or_path: str, fallback_to_tiny: bool) -> tuple[str, str | None]:
     """The model to load, and a warning when the Hub is unreachable and something else stands in:
     the cached copy of the Hub model if there is one, else the offline tiny model."""
-    if not fallback_to_tiny or Path(name_or_path).is_dir() or _hub_reachable():
+    if not fallback_to_tiny or Path(name_or_path).is_dir():
+        return name_or_path, None
+    unreachable = hub_unreachable_reason()
+    if unreachable is None:
         return name_or_path, None
     cached = _cached_snapshot(name_or_path)
     if cached:
-        return cached, f"the Hugging Face Hub is unreachable; using the cached copy of {name_or_path!r}"
+        return cached, f"the Hugging Face Hub is unreachable ({unreachable}); using the cached copy of {name_or_path!r}"
     tiny = tiny_model_dir()
     return str(tiny), (
-        f"could not reach {name_or_path!r} on the Hugging Face Hub (offline?); using the offline tiny "
+        f"could not reach {name_or_path!r} on the Hugging Face Hub ({unreachable}); using the offline tiny "
         f"model at {tiny} instead. {TINY_MODEL_NOTE}"
     )
 
 
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """One TCP connection instead of a download: huggingface_hub retries a dead network for ~30 s."""
-    import socket
-    from urllib.parse import urlparse
+HUB_PROBE_TIMEOUT_S = 3.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_unreachable_reason(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """None when the Hub answers, else why not, in a few words.
+
+    One request through huggingface_hub's own HTTP session (its offline mode, its endpoint, and the
+    proxy in HTTPS_PROXY, as every download would use) with a short timeout: a download would retry
+    a dead network for ~30 s per file. Any HTTP answer, even an error status, means it is reachable.
+    """
+    import os
 
     from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+    from huggingface_hub.utils import get_session
 
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
+    if constants.is_offline_mode():
+        return "offline mode is on: HF_HUB_OFFLINE is set"
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout_s).close()
-        return True
-    except OSError:
-        return False
+        get_session().head(constants.ENDPOINT, timeout=timeout_s, follow_redirects=False)
+        return None
+    except OfflineModeIsEnabled:
+        return "offline mode is on: HF_HUB_OFFLINE is set"
+    except Exception as error:  # connection refused, DNS, timeout, proxy: the kind is what helps
+        proxy = next((name for name in PROXY_VARIABLES if os.environ.get(name)), None)
+        # The proxy's URL is never shown: it may carry a user name and password.
+        through = f" through the proxy set in {proxy}" if proxy else ""
+        if "Timeout" in type(error).__name__:
+            return f"no answer from {constants.ENDPOINT}{through} within {timeout_s:g} s"
+        return f"could not connect to {constants.ENDPOINT}{through}: {type(error).__name__}"
 
 
 def _cached_snapshot(repo_id: str) -> str | None:

@@ -54,13 +54,82 @@ def test_pickle_only_folder_refused(tiny_model_dir, tmp_path):
     torch.save(load_file(tiny_model_dir / "model.safetensors"), folder / "pytorch_model.bin")
     with pytest.raises(ValueError, match="pickle"):
         load_model(str(folder))
-    assert load_model(str(folder), allow_pickle=True) is not None
+    allowed = load_model(str(folder), allow_pickle=True)
+    expected = load_file(tiny_model_dir / "model.safetensors")
+    assert torch.equal(allowed.transformer.wte.weight, expected["transformer.wte.weight"])
 
 
-def test_device_report_on_cpu():
+def test_device_report_follows_the_machine():
+    import torch
+
     report = inspect_devices()
-    assert report.device in ("cpu", "cuda", "mps")
-    assert report.cpu_threads >= 1
-    assert "Chosen:" in report.summary()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert report.device == expected
+    assert report.cpu_threads == torch.get_num_threads()
+    assert f"Chosen: {report.device} with {report.precision}" in report.summary()
     with pytest.raises(ValueError, match="not available"):
         inspect_devices("cuda" if not report.cuda_available else "mps")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_the_probe_goes_through_the_proxy(monkeypatch):
+    """In-process and fast: a fresh huggingface_hub session reads HTTPS_PROXY, and the probe uses it."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import close_session
+
+    from gpt2tune.model import hub_unreachable_reason
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    close_session()  # the next request builds a session from the environment above
+    try:
+        assert hub_unreachable_reason(timeout_s=2) == (
+            "could not connect to https://huggingface.co through the proxy set in HTTPS_PROXY: ConnectError")
+    finally:
+        monkeypatch.undo()
+        close_session()
+
+
+@pytest.mark.slow
+def test_unreachable_proxy_gives_one_line_quickly(tmp_path):
+    """Behind a proxy that does not answer, loading a Hub id fails at once with the reason, not
+    after ~30 s of retries (and not with a TCP probe that ignores the proxy and says "reachable")."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "NO_PROXY", "no_proxy")}
+    env.update(HTTPS_PROXY=f"http://user:secret@127.0.0.1:{_closed_port()}", HF_HOME=str(tmp_path / "hf"),
+               HF_ENDPOINT="https://huggingface.co")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "gpt2tune", "generate", "--model", "someone/some-model",
+                           "--question", "hi"], env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "error: could not load 'someone/some-model': the Hugging Face Hub is unreachable (could not connect to "
+        "https://huggingface.co through the proxy set in HTTPS_PROXY: ConnectError) and the model is not in the "
+        "local cache; connect to the internet or give a local model folder"
+    ]
+    assert "secret" not in done.stderr
+    assert elapsed < 30  # python start-up and imports included; a retried download takes ~30 s per file
+
+
+def test_offline_mode_is_named(monkeypatch):
+    from huggingface_hub import constants
+
+    from gpt2tune.model import hub_unreachable_reason
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: True)
+    assert hub_unreachable_reason() == "offline mode is on: HF_HUB_OFFLINE is set"

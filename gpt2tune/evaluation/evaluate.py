@@ -186,14 +186,12 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
                    allow_pickle: bool = False, batch_size: int = 4) -> dict:
     """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file."""
     from gpt2tune.data.load import load_qa_data
-    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer
+    from gpt2tune.model import load_model_and_tokenizer
 
     if max_samples < 0:
         raise ValueError(f"max_samples must be 0 or more (got {max_samples})")
     data = load_qa_data(csv, question_column, answer_column)
-    tokenizer = load_tokenizer(model_name_or_path)
-    model = load_model(model_name_or_path, allow_pickle=allow_pickle)
-    check_and_fix_vocabulary(model, tokenizer)
+    model, tokenizer = load_model_and_tokenizer(model_name_or_path, allow_pickle=allow_pickle)
     max_length = min(max_length or model.config.n_positions, model.config.n_positions)
     result = {"model": model_name_or_path, "csv": str(csv), "rows": len(data.frame), "max_length": max_length}
     result.update(eval_loss(model, tokenizer, data.frame, max_length, batch_size))
@@ -212,22 +210,11 @@ def compare_answers(question: str, base, finetuned, settings: GenerationSettings
 
     `base` and `finetuned` are (model, tokenizer) pairs or names/folders (loaded once and cached).
     """
-    from gpt2tune.generate import answer
+    from gpt2tune.generate import answer, shared_cache
 
     settings = settings or greedy_settings()
     answers = {}
     for role, which in (("base", base), ("finetuned", finetuned)):
-        model, tokenizer = _compare_cache().get(which) if isinstance(which, str) else which
+        model, tokenizer = shared_cache().get(which) if isinstance(which, str) else which
         answers[role] = answer(model, tokenizer, question, settings)
     return {"question": question, **answers, "same": answers["base"] == answers["finetuned"]}
-
-
-_CACHE = []  # one ModelCache, made on first use (importing generate's deps stays lazy)
-
-
-def _compare_cache():
-    if not _CACHE:
-        from gpt2tune.generate import ModelCache
-
-        _CACHE.append(ModelCache(capacity=2))
-    return _CACHE[0]

@@ -57,16 +57,15 @@ def state_dict_hash(model) -> str:
 def verify_roundtrip(model_dir: str | Path, repo_id: str, token: str | None = None, revision: str | None = None,
                      questions: list[str] | None = None) -> RoundTripReport:
     """Download `repo_id` into a fresh cache and compare it with the model in `model_dir`."""
-    from gpt2tune.model import load_model, load_tokenizer
+    from gpt2tune.model import load_model_and_tokenizer
     from gpt2tune.references import validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
-    local_model = load_model(str(model_dir))
-    local_tokenizer = load_tokenizer(str(model_dir))
+    local = load_model_and_tokenizer(str(model_dir))
     questions = list(questions or _questions_for(Path(model_dir)))
     with tempfile.TemporaryDirectory(prefix="gpt2tune-roundtrip-") as cache:
-        remote_model, remote_tokenizer = _load_from_hub(repo_id, cache, token, revision)
-    return compare_models(repo_id, (local_model, local_tokenizer), (remote_model, remote_tokenizer), questions)
+        remote = _load_from_hub(repo_id, cache, token, revision)
+    return compare_models(repo_id, local, remote, questions)
 
 
 def compare_models(repo_id: str, local, remote, questions: list[str]) -> RoundTripReport:
@@ -92,19 +91,16 @@ def compare_models(repo_id: str, local, remote, questions: list[str]) -> RoundTr
 
 
 def _load_from_hub(repo_id: str, cache_dir: str, token: str | None, revision: str | None):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The Hub copy, downloaded into `cache_dir` (fresh: never what an earlier download left)."""
+    from gpt2tune.model import load_model_and_tokenizer
 
-    options = dict(cache_dir=cache_dir, token=token or None, revision=revision)
     try:
-        model = AutoModelForCausalLM.from_pretrained(repo_id, use_safetensors=True, trust_remote_code=False,
-                                                     **options).eval()
-        tokenizer = AutoTokenizer.from_pretrained(repo_id, **options)
+        model, tokenizer = load_model_and_tokenizer(repo_id, cache_dir=cache_dir, token=token or None,
+                                                    revision=revision)
     except Exception as error:  # network, missing files, auth: one line, never the raw response
         raise ValueError(f"could not load {repo_id} back from the Hub: {type(error).__name__}: "
                          f"{first_line(error, limit=200)}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return model.eval(), tokenizer
 
 
 def _questions_for(model_dir: Path) -> list[str]:

@@ -68,25 +68,15 @@ def ui_errors(fn):
 
 
 # --- models ------------------------------------------------------------------------------------
-_cache = None
-_cache_lock = threading.Lock()
 _loaded_mtime: dict[str, float] = {}
 
 
-def model_cache():
-    """One cache per process: two tabs asking for the same model share its weights."""
-    global _cache
-    with _cache_lock:
-        if _cache is None:
-            from gpt2tune.generate import ModelCache
-
-            _cache = ModelCache(capacity=3)
-        return _cache
-
-
 def load_model(reference: str, allow_pickle: bool = False):
-    """(model, tokenizer) for a resolved reference; a folder retrained since it was cached is reloaded."""
-    cache = model_cache()
+    """(model, tokenizer) for a resolved reference, from the process's one model cache; a folder
+    retrained since it was cached is reloaded."""
+    from gpt2tune.generate import shared_cache
+
+    cache = shared_cache()
     weights = Path(reference) / "model.safetensors"
     if weights.exists():
         mtime = weights.stat().st_mtime
