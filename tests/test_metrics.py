@@ -162,39 +162,6 @@ def test_rouge_l_empty_or_untokenisable_scores_zero():
     assert rouge_l("日本語", "日本語") == 0.0
 
 
-ROUGE_PAIRS = [
-    ("the cat sat on the mat", "the cat lay on the mat"),
-    ("a b c d e", "a c e"),
-    ("paris", "Paris is the capital of France"),
-    ("The capital of France is Paris.", "Paris"),
-    ("it was the best of times", "it was the worst of times"),
-    ("police killed the gunman", "the gunman was shot down by police"),
-    ("the quick brown fox jumps over the lazy dog", "a quick brown dog jumps on the fox"),
-    ("yes", "no"),
-    ("yes", "yes"),
-    ("one two three four", "four three two one"),
-    ("Don't stop believing!", "do not stop believing"),
-    ("He's 42 years old (born 1982).", "he is 42 years old born in 1982"),
-    ("water boils at 100 degrees celsius", "at sea level water boils at 100 c"),
-    ("the the the", "the"),
-    ("Café au lait", "cafe au lait"),
-    ("New York-based company", "a company based in new york"),
-    ("x y z", "z y x y z"),
-    ("photosynthesis converts light into chemical energy",
-     "plants turn light energy into chemical energy by photosynthesis"),
-    ("", "something"),
-    ("!!!", "???"),
-]
-
-
-@pytest.mark.parametrize("prediction, reference", ROUGE_PAIRS)
-def test_rouge_l_matches_rouge_score_package(prediction, reference):
-    rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    expected = scorer.score(target=reference, prediction=prediction)["rougeL"].fmeasure
-    assert rouge_l(prediction, reference) == pytest.approx(expected)
-
-
 # --------------------------------------------------------------------------
 # answer_metrics
 # --------------------------------------------------------------------------

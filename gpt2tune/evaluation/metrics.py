@@ -1,12 +1,12 @@
 """Answer-quality metrics for the fine-tuned GPT-2 QA model.
 
-Pure Python on purpose: the training machines are offline, so
+Offline on purpose: the training machines cannot reach the Hub, so
 `evaluate.load("squad")` / `evaluate.load("rouge")` cannot download their
-scripts.  The functions below reproduce those metrics exactly:
+scripts.  Instead:
 
 * exact match and token F1 follow the official SQuAD v1.1 evaluation script
-  (with the SQuAD v2.0 rule for empty answers);
-* ROUGE-L follows Google's `rouge_score` package (`rougeL`, no stemmer).
+  (with the SQuAD v2.0 rule for empty answers), reproduced here;
+* ROUGE-L is Google's `rouge_score` package itself (`rougeL`, no stemmer).
 
 On top of them sits a small "memorisation meter": how often a generated
 answer is (nearly) a verbatim copy of some training answer, and a plain
@@ -91,50 +91,23 @@ def token_f1(prediction: str, reference: str) -> float:
 # ROUGE-L
 # --------------------------------------------------------------------------
 
-_NON_ALPHANUMERIC_RE = re.compile(r"[^a-z0-9]+")
 
+@lru_cache(maxsize=1)
+def _rouge_scorer():
+    # Imported on first use: rouge_score pulls in nltk (about a second), which most commands never need.
+    from rouge_score import rouge_scorer
 
-def _rouge_tokens(text: str) -> list[str]:
-    """rouge_score's default tokeniser: lowercase, non-[a-z0-9] become spaces.
-
-    Deliberately NOT the SQuAD normalisation (articles are kept), because the
-    goal is to match `rouge_score`'s numbers; non-ASCII letters vanish, as
-    they do there.
-    """
-    return _NON_ALPHANUMERIC_RE.sub(" ", text.lower()).split()
-
-
-def _lcs_length(first: list[str], second: list[str]) -> int:
-    """Length of the longest common subsequence, O(len1*len2) time, O(len2) memory."""
-    previous_row = [0] * (len(second) + 1)
-    for first_token in first:
-        current_row = [0]
-        for j, second_token in enumerate(second, start=1):
-            if first_token == second_token:
-                current_row.append(previous_row[j - 1] + 1)
-            else:
-                current_row.append(max(previous_row[j], current_row[j - 1]))
-        previous_row = current_row
-    return previous_row[-1]
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F-measure (beta=1) as `rouge_score`'s `rougeL` fmeasure.
+    """ROUGE-L F-measure (beta=1) from Google's `rouge_score` (`rougeL`, no stemmer).
 
-    Like rouge_score, an empty side (including both empty) scores 0.0; that
-    differs from token_f1's "both empty -> 1.0" on purpose, to stay comparable
-    with the reference implementation.
+    Its tokeniser lowercases and splits on anything but [a-z0-9] (articles are kept, non-ASCII
+    letters vanish); an empty side, including both empty, scores 0.0, unlike token_f1's
+    "both empty -> 1.0".
     """
-    prediction_tokens = _rouge_tokens(prediction)
-    reference_tokens = _rouge_tokens(reference)
-    if not prediction_tokens or not reference_tokens:
-        return 0.0
-    lcs = _lcs_length(reference_tokens, prediction_tokens)
-    if lcs == 0:
-        return 0.0
-    precision = lcs / len(prediction_tokens)
-    recall = lcs / len(reference_tokens)
-    return 2 * precision * recall / (precision + recall)
+    return _rouge_scorer().score(target=reference, prediction=prediction)["rougeL"].fmeasure
 
 
 # --------------------------------------------------------------------------
