@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
+    from gpt2tune.errors import first_line
     from gpt2tune.training.oom import is_out_of_memory
 
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = first_line(error)
     if isinstance(error, ValueError):
         return text
     if is_out_of_memory(error):
@@ -251,10 +252,10 @@ class ProgressPrinter:
 
 
 def run_generate(args) -> int:
-    from gpt2tune.generate import ModelCache, answer, stream_answer
+    from gpt2tune.generate import answer, shared_cache, stream_answer
 
     settings = config_from_args(GenerationSettings, args)
-    model, tokenizer = ModelCache().get(args.model, allow_pickle=args.allow_pickle)
+    model, tokenizer = shared_cache().get(args.model, allow_pickle=args.allow_pickle)
     for question in args.question:
         if len(args.question) > 1:
             print(f"Q: {question}")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2tune.runs import artifacts
+from gpt2tune.config import TuneConfig
 from gpt2tune.data.prompt import template_description
+from gpt2tune.runs import artifacts
 
 CARD_FILE = "README.md"
 SAMPLES_FILE = "samples.json"
@@ -28,7 +29,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
     config = artifacts.read_json(output_dir / artifacts.CONFIG_FILE, {}) or {}
     metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
     samples = artifacts.read_json(output_dir / SAMPLES_FILE, []) or []
-    base_model = str(metrics.get("base_model") or config.get("base_model") or "gpt2")
+    base_model = str(metrics.get("base_model") or config.get("base_model") or TuneConfig.base_model)
     name = repo_id or title or output_dir.name
     sections = [
         "---",
