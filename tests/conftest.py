@@ -23,6 +23,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GPT2TUNE_HOME", tempfile.mkdtemp(prefix="gpt2tune-test-home-"))
 
 
+def expected_device() -> tuple[str, str]:
+    """(device, precision) that `auto` should pick on this machine, worked out from the hardware:
+    CUDA with bf16 if the GPU has it (else fp16), Apple MPS in fp32, a CPU in bf16 only with AMX
+    tiles (the `amx_tile` flag Linux reports), else fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if torch.backends.mps.is_available():
+        return "mps", "fp32"
+    cpuinfo = Path("/proc/cpuinfo")
+    amx = cpuinfo.exists() and "amx_tile" in cpuinfo.read_text().split()
+    return "cpu", "bf16" if amx else "fp32"
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from gpt2tune.model import init_tiny

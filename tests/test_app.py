@@ -115,6 +115,7 @@ def test_checks_report_vocabulary_tokens_and_devices(client, tiny_model_dir):
     assert "CPU" in report and "**Chosen:** cpu with **fp32**" in report
 
 
+@pytest.mark.slow
 def test_training_streams_losses_then_final_metrics(finished_run):
     _, updates, final = finished_run
     point_counts = [len(loss_points(update)) for update in updates]
@@ -129,12 +130,14 @@ def test_training_streams_losses_then_final_metrics(finished_run):
     assert "train:" in log  # the preparation summary reached the log
 
 
+@pytest.mark.slow
 def test_a_reloaded_page_sees_the_last_run(client, finished_run):
     status, plot, *_ = client.predict(api_name="/status")
     assert "Finished" in status and "api-run" in status
     assert len(plot_rows(plot)) == len(loss_points(finished_run[2]))
 
 
+@pytest.mark.slow
 def test_runs_lists_the_trained_run(client, finished_run):
     table, chosen, curves = client.predict(chosen=[], api_name="/runs")
     names = [row[0] for row in table["data"]]
@@ -142,6 +145,7 @@ def test_runs_lists_the_trained_run(client, finished_run):
     assert {row[0] for row in plot_rows(curves)} >= {"api-run"}
 
 
+@pytest.mark.slow
 def test_second_start_is_busy_and_stop_saves_a_model(client, app_url):
     job = client.submit(run_name="stopped-run", max_steps=400, **QUICK, api_name="/train")
     for update in job:
@@ -160,6 +164,7 @@ def test_second_start_is_busy_and_stop_saves_a_model(client, app_url):
     assert fine
 
 
+@pytest.mark.slow
 def test_generate_streams_next_to_the_base_model(client, finished_run):
     job = client.submit(question="What is gpt2tune?", source="Trained run", run=finished_run[0], model_id="",
                         compare=True, max_new_tokens=12, seed=None, api_name="/generate")
@@ -171,6 +176,7 @@ def test_generate_streams_next_to_the_base_model(client, finished_run):
     assert all(final_fine.startswith(partial) for partial in answers if partial)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     (dict(question="  "), "the question is empty"),
     (dict(source="Folder or Hub id", model_id="/etc"), "leaves the working folder"),
@@ -191,6 +197,7 @@ def test_train_refuses_bad_settings(client):
         client.predict(run_name="a/b", **QUICK, api_name="/train")
 
 
+@pytest.mark.slow
 def test_push_uploads_the_run_without_the_token(client, finished_run, monkeypatch):
     from huggingface_hub import HfApi
 
@@ -218,6 +225,7 @@ def test_push_uploads_the_run_without_the_token(client, finished_run, monkeypatc
     assert not any(token.encode() in content for content in calls["files"].values())
 
 
+@pytest.mark.slow
 def test_push_without_a_repo_id_says_so(client, finished_run):
     with pytest.raises(AppError, match="is not of the form user/name"):
         client.predict(run=finished_run[0], repo_id="no-slash", token="", private=True, api_name="/push")
@@ -230,6 +238,7 @@ def test_checks_fall_back_to_the_tiny_model_offline(client):
     assert "tiny-gpt2" in report and "| tokenizer size | 50,257 tokens |" in report
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(client, finished_run):
     with pytest.raises(AppError, match="nothing to resume"):
         client.predict(run_name="never-trained", max_steps=8, **QUICK, api_name="/resume")
@@ -241,6 +250,7 @@ def test_resume_continues_from_the_last_checkpoint(client, finished_run):
     assert steps[0] == 1 and steps[-1] == 8  # the curve before the checkpoint is kept
 
 
+@pytest.mark.slow
 def test_load_from_the_hub_by_repo_id(tiny_model_dir, tmp_path):
     """The app in a subprocess (HF_ENDPOINT is read at import) against a local Hub serving the tiny model."""
     from hub_server import hub_env, serve_hub_repo

@@ -2,12 +2,15 @@
 
 import shutil
 
+import pytest
+
 from huggingface_hub import ModelCard
 
 from gpt2tune.runs import artifacts
 from gpt2tune.hub.card import CARD_FILE, LOSS_PLOT_FILE, is_generated_card, write_model_card
 
 
+@pytest.mark.slow
 def test_training_writes_a_card_the_hub_parses(trained_run):
     result, _, config = trained_run
     card = ModelCard.load(result.output_dir / CARD_FILE)
@@ -34,6 +37,7 @@ def test_training_writes_a_card_the_hub_parses(trained_run):
     assert is_generated_card(result.output_dir / CARD_FILE)
 
 
+@pytest.mark.slow
 def test_hub_base_model_repo_id_and_no_secret(trained_run, tmp_path, monkeypatch):
     result, _, _ = trained_run
     secret = "hf_" + "x" * 34

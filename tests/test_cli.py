@@ -43,6 +43,7 @@ def cli_run(tmp_path_factory):
     return root, out, err
 
 
+@pytest.mark.slow
 def test_train_prints_where_the_model_is_and_learns(cli_run):
     from safetensors.torch import load_file
 
@@ -64,10 +65,12 @@ def cli_answer(cli_run) -> str:
     return out.strip()
 
 
+@pytest.mark.slow
 def test_generate_prints_an_answer(cli_answer):
     assert cli_answer
 
 
+@pytest.mark.slow
 def test_stream_prints_the_same_answer(cli_run, cli_answer):
     code, out, err = run_cli("generate", "--model", cli_run[0] / "out", "--question", QUESTION,
                              "--max-new-tokens", NEW_TOKENS, "--stream")
@@ -75,6 +78,7 @@ def test_stream_prints_the_same_answer(cli_run, cli_answer):
     assert out.strip() == cli_answer
 
 
+@pytest.mark.slow
 def test_plain_transformers_load_gives_the_same_greedy_output(cli_run, cli_answer):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -98,6 +102,7 @@ def test_plain_transformers_load_gives_the_same_greedy_output(cli_run, cli_answe
     assert answer(model, tokenizer, QUESTION, plain) == by_hand
 
 
+@pytest.mark.slow
 def test_generate_from_a_hub_repo_over_http(cli_run, cli_answer, tmp_path):
     folder = cli_run[0] / "out"
     with serve_hub_repo(folder, "tester/tiny-gpt2", workdir=tmp_path / "hub") as endpoint:

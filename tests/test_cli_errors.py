@@ -259,6 +259,7 @@ def oom_on_calls(monkeypatch):
     return state
 
 
+@pytest.mark.slow
 def test_oom_without_retry_is_explained(oom_on_calls, tiny_model_dir, tmp_path, capsys):
     oom_on_calls["fail_on"] = {1}
     code, _, err = cli(capsys, "train", "--base-model", tiny_model_dir, "--output-dir", tmp_path / "out",
@@ -270,6 +271,7 @@ def test_oom_without_retry_is_explained(oom_on_calls, tiny_model_dir, tmp_path, 
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_oom_retries_with_half_the_batch(oom_on_calls, tiny_model_dir, tmp_path, capsys):
     oom_on_calls["fail_on"] = {1, 2}  # batch 4 fails, batch 2 fails, batch 1 (× 4 accumulation) runs
     out = tmp_path / "out"
@@ -284,6 +286,7 @@ def test_oom_retries_with_half_the_batch(oom_on_calls, tiny_model_dir, tmp_path,
     assert "model saved to" in stdout
 
 
+@pytest.mark.slow
 def test_oom_mid_run_resumes_from_the_last_checkpoint(oom_on_calls, tiny_model_dir, tmp_path, capsys):
     from gpt2tune.training.oom import is_out_of_memory
 
@@ -301,6 +304,7 @@ def test_oom_mid_run_resumes_from_the_last_checkpoint(oom_on_calls, tiny_model_d
     assert steps == [1, 2, 3, 4]  # nothing lost, nothing counted twice
 
 
+@pytest.mark.slow
 def test_other_errors_are_not_mistaken_for_oom(oom_on_calls, tiny_model_dir, tmp_path, capsys):
     oom_on_calls["fail_on"] = {1}
     oom_on_calls["error"] = lambda: RuntimeError("shape mismatch in attention")

@@ -20,6 +20,7 @@ def overfit_run(tiny_model_dir, tmp_path_factory):
     return train(config, on_event=events.append), events, config
 
 
+@pytest.mark.slow
 def test_stops_before_max_steps_with_a_reason(overfit_run):
     result, events, config = overfit_run
     metrics = result.metrics
@@ -36,6 +37,7 @@ def test_stops_before_max_steps_with_a_reason(overfit_run):
     assert metrics["eval_loss"] == pytest.approx(best_loss, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_saved_weights_are_the_best_checkpoint(overfit_run):
     result, _, _ = overfit_run
     best = result.metrics["best_step"]
@@ -49,6 +51,7 @@ def test_saved_weights_are_the_best_checkpoint(overfit_run):
     assert any(not saved[name].equal(last_weights[name]) for name in saved)  # not simply the last step
 
 
+@pytest.mark.slow
 def test_history_marks_the_best_step(overfit_run):
     result, _, _ = overfit_run
     history = artifacts.read_json(result.output_dir / artifacts.HISTORY_FILE)

@@ -24,6 +24,7 @@ def trained(trained_run):
     return result, config, model, tokenizer, train_frame, eval_frame
 
 
+@pytest.mark.slow
 def test_batched_answers_equal_one_at_a_time(trained):
     from gpt2tune.evaluation.evaluate import answer_many, greedy_settings
     from gpt2tune.generate import answer
@@ -40,6 +41,39 @@ def test_batched_answers_equal_one_at_a_time(trained):
     assert saved["padding"] is None and saved["truncation"] is None
 
 
+# An oracle written out from the official SQuAD v1.1 script and Google's rouge_score package, not
+# taken from gpt2tune: the recorded numbers must be the ones these give for the generated answers.
+def _squad_normal(text: str) -> list[str]:
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    return re.sub(r"\b(a|an|the)\b", " ", text).split()
+
+
+def _oracle_f1(prediction: str, reference: str) -> float:
+    from collections import Counter
+
+    p, r = _squad_normal(prediction), _squad_normal(reference)
+    if not p or not r:
+        return float(p == r)
+    common = sum((Counter(p) & Counter(r)).values())
+    return 0.0 if common == 0 else 2 * common / (len(p) + len(r))
+
+
+def _oracle_scores(generated: list[str], references: list[str]) -> dict:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    n = len(generated)
+    return {
+        "exact_match": sum(_squad_normal(g) == _squad_normal(r) for g, r in zip(generated, references)) / n,
+        "f1": sum(_oracle_f1(g, r) for g, r in zip(generated, references)) / n,
+        "rouge_l": sum(scorer.score(r, g)["rougeL"].fmeasure for g, r in zip(generated, references)) / n,
+    }
+
+
+@pytest.mark.slow
 def test_answer_evaluation_is_wired_to_the_metrics(trained):
     from gpt2tune.evaluation.evaluate import answer_evaluation, answer_many, greedy_settings
 
@@ -49,17 +83,19 @@ def test_answer_evaluation_is_wired_to_the_metrics(trained):
     generated = [s["generated"] for s in result.samples]
     assert [s["question"] for s in result.samples] == questions
     assert generated == answer_many(model, tokenizer, questions, greedy_settings(result_budget(tokenizer, train_frame, eval_frame)))
-    expected = metrics.answer_metrics(generated, references)
+    expected = _oracle_scores(generated, references)
     recorded = result.metrics()
-    assert recorded["answer_exact_match"] == expected["exact_match"]
+    assert recorded["answer_exact_match"] == pytest.approx(expected["exact_match"])
     assert recorded["answer_f1"] == pytest.approx(expected["f1"])
     assert recorded["answer_rouge_l"] == pytest.approx(expected["rouge_l"])
     assert recorded["answer_samples"] == 3
-    copies = metrics.copy_rate(generated, list(train_frame.answer))
-    verdict = metrics.memorisation_verdict(result.train_scores, expected, copies)
-    assert recorded["memorisation"] == {"verdict": verdict["verdict"], "text": verdict["text"],
-                                        "train_f1": result.train_scores["f1"], "eval_f1": expected["f1"],
-                                        "copy_rate": copies}
+    # a copy: an eval answer within F1 0.9 of some training answer
+    copies = sum(max(_oracle_f1(g, a) for a in train_frame.answer) >= 0.9 for g in generated) / len(generated)
+    memorisation = recorded["memorisation"]
+    assert memorisation["copy_rate"] == pytest.approx(copies)
+    assert memorisation["eval_f1"] == pytest.approx(expected["f1"])
+    assert memorisation["train_f1"] == result.train_scores["f1"]
+    assert memorisation["text"].startswith(f"Training F1 is {memorisation['train_f1']:.2f}")
 
 
 def result_budget(tokenizer, train_frame, eval_frame):
@@ -81,6 +117,7 @@ def test_a_copying_model_is_called_memorised():
     assert verdict["verdict"] == metrics.VERDICT_MEMORISED
 
 
+@pytest.mark.slow
 def test_training_writes_answer_metrics_and_verdict(trained):
     result, config, *_ = trained
     saved = artifacts.read_json(result.output_dir / artifacts.METRICS_FILE)
@@ -97,6 +134,7 @@ def test_training_writes_answer_metrics_and_verdict(trained):
     assert samples and set(samples[0]) == {"question", "reference", "generated"}
 
 
+@pytest.mark.slow
 def test_eval_loss_matches_the_trainers(trained):
     from gpt2tune.evaluation.evaluate import eval_loss
 
@@ -108,6 +146,7 @@ def test_eval_loss_matches_the_trainers(trained):
     assert ours["perplexity"] == pytest.approx(math.exp(ours["eval_loss"]))
 
 
+@pytest.mark.slow
 def test_probes_are_answered_at_every_eval(tiny_model_dir, tmp_path):
     from gpt2tune.training.train import train
 
@@ -119,7 +158,15 @@ def test_probes_are_answered_at_every_eval(tiny_model_dir, tmp_path):
     probes = [e for e in events if e.kind == "probe"]
     assert [(e.step, e.question) for e in probes] == [(2, questions[0]), (2, questions[1]),
                                                            (4, questions[0]), (4, questions[1])]
-    assert all(isinstance(e.answer, str) for e in probes)
+    # each answer is what greedy decoding gives at that step: the last ones, from the saved weights
+    from gpt2tune.evaluation.evaluate import greedy_settings
+    from gpt2tune.evaluation.probes import PROBE_MAX_NEW_TOKENS
+    from gpt2tune.generate import answer
+    from gpt2tune.model import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(str(result.output_dir))
+    settings = greedy_settings(PROBE_MAX_NEW_TOKENS)
+    assert [e.answer for e in probes[2:]] == [answer(model.eval(), tokenizer, q, settings) for q in questions]
     # each probe comes right after its eval, in the same event stream
     kinds = [e.kind for e in events if e.kind in ("eval", "probe")]
     assert kinds == ["eval", "probe", "probe", "eval", "probe", "probe"]
@@ -128,6 +175,7 @@ def test_probes_are_answered_at_every_eval(tiny_model_dir, tmp_path):
     assert "answer_f1" not in result.metrics  # eval_answer_samples=0 turns answer scoring off
 
 
+@pytest.mark.slow
 def test_eval_command_writes_json(trained, tmp_path, capsys):
     from gpt2tune.cli import main
 
@@ -151,6 +199,7 @@ def test_eval_command_rejects_a_missing_model(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
+@pytest.mark.slow
 def test_compare_answers_side_by_side(trained, tiny_model_dir):
     from gpt2tune.evaluation.evaluate import compare_answers
     from gpt2tune.generate import answer

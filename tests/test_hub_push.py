@@ -37,6 +37,7 @@ def hub_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_push_uploads_model_tokenizer_and_card(trained_run, hub_calls):
     result, _, _ = trained_run
     url = push_to_hub(result.output_dir, "tester/faq-gpt2", token=FAKE_TOKEN, private=True)
@@ -50,6 +51,7 @@ def test_push_uploads_model_tokenizer_and_card(trained_run, hub_calls):
         assert FAKE_TOKEN.encode() not in content, name
 
 
+@pytest.mark.slow
 def test_token_from_environment(trained_run, hub_calls, monkeypatch):
     result, _, _ = trained_run
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
@@ -57,6 +59,7 @@ def test_token_from_environment(trained_run, hub_calls, monkeypatch):
     assert hub_calls["create"]["token"] == FAKE_TOKEN
 
 
+@pytest.mark.slow
 def test_missing_token_is_explained(trained_run, monkeypatch, tmp_path):
     result, _, _ = trained_run
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -66,6 +69,7 @@ def test_missing_token_is_explained(trained_run, monkeypatch, tmp_path):
         push_to_hub(result.output_dir, "tester/faq-gpt2")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status, words", [(401, "rejected the token"), (403, "may not write"), (404, "not found")])
 def test_http_errors_become_one_clear_line(trained_run, monkeypatch, status, words):
     result, _, _ = trained_run

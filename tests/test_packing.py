@@ -156,6 +156,7 @@ def test_an_unwritable_cache_costs_the_cache_not_the_run(tokenizer, frame, tmp_p
     assert any("not cached" in warning for warning in report.warnings)
 
 
+@pytest.mark.slow
 def test_training_twice_on_the_same_csv_reuses_the_tokenized_data(tiny_model_dir, tmp_path):
     from gpt2tune.training.train import train
 

@@ -76,6 +76,7 @@ def logged_losses(output_dir: Path) -> dict[int, float]:
     return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_continues_the_same_run(tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     run = WatchedRun(train_args(tiny_model_dir, out))
@@ -118,6 +119,7 @@ def test_sigkill_then_resume_continues_the_same_run(tiny_model_dir, tmp_path):
     assert [resumed[s] for s in after_resume] == pytest.approx([reference[s] for s in after_resume], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_usable_model_and_says_where(tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     run = WatchedRun(train_args(tiny_model_dir, out, max_steps=300, save_steps=0))

@@ -54,6 +54,7 @@ def served_run(trained_run, tmp_path_factory):
         yield model_dir, endpoint, root
 
 
+@pytest.mark.slow
 def test_verify_and_push_verify_match_the_served_model(served_run):
     model_dir, endpoint, root = served_run
     done = _run(["-c", VERIFY_THEN_PUSH, str(model_dir), "tester/tuned", str(SAMPLE_CSV)], endpoint, root / "cache")
@@ -72,6 +73,7 @@ def test_verify_and_push_verify_match_the_served_model(served_run):
     assert re.search(r"eval_loss: \d+\.\d{4}", out) and "answer_samples: 1" in out
 
 
+@pytest.mark.slow
 def test_a_different_model_on_the_hub_is_reported(trained_run, tiny_model_dir, tmp_path):
     result, _, _ = trained_run
     model_dir = _model_files(result.output_dir, tmp_path / "model")

@@ -74,6 +74,7 @@ def files_holding(root: Path, secret: bytes) -> list[str]:
     return [str(path) for path in root.rglob("*") if path.is_file() and secret in path.read_bytes()]
 
 
+@pytest.mark.slow
 def test_token_never_leaks_from_train_and_push(tiny_model_dir, tmp_path):
     out, hf_home, record = tmp_path / "out", tmp_path / "hf-home", tmp_path / "record.json"
     env = {**os.environ, "HF_TOKEN": TOKEN, "TEST_TOKEN": TOKEN, "HF_HOME": str(hf_home),

@@ -9,6 +9,7 @@ from conftest import tiny_config
 from gpt2tune.runs import artifacts
 
 
+@pytest.mark.slow
 def test_loss_is_logged_and_falls(trained_run):
     result, events, _ = trained_run
     losses = [e.loss for e in events if e.kind == "log"]
@@ -18,6 +19,7 @@ def test_loss_is_logged_and_falls(trained_run):
     assert events[-1].kind == "done"
 
 
+@pytest.mark.slow
 def test_parameters_changed(trained_run, tiny_model_dir):
     result, _, _ = trained_run
     before = load_file(tiny_model_dir / "model.safetensors")
@@ -26,6 +28,7 @@ def test_parameters_changed(trained_run, tiny_model_dir):
     assert len(changed) > len(before) // 2
 
 
+@pytest.mark.slow
 def test_output_folder_is_complete_and_reloadable(trained_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,6 +46,7 @@ def test_output_folder_is_complete_and_reloadable(trained_run):
     AutoTokenizer.from_pretrained(out)
 
 
+@pytest.mark.slow
 def test_real_tokens_match_what_was_trained(trained_run):
     """train_real_tokens counts non-pad tokens of the rows actually fed, not padded widths."""
     result, events, config = trained_run
@@ -60,6 +64,7 @@ def test_real_tokens_match_what_was_trained(trained_run):
     assert sum(row_tokens[:steps_rows]) <= real <= sum(row_tokens[-steps_rows:])
 
 
+@pytest.mark.slow
 def test_stop_saves_a_usable_model(tiny_model_dir, tmp_path):
     stop = threading.Event()
 
