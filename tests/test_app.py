@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from app_server import app_url, launch_app_process  # noqa: F401  (app_url is a fixture)
 from bad_inputs import CASES, write_case
-from conftest import SAMPLE_CSV
+from conftest import SAMPLE_CSV, expected_device
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
@@ -46,6 +46,21 @@ def plot_rows(plot) -> list:
 def loss_points(update) -> list:
     """Rows of (step, loss, series) of the loss plot; a row without a loss only names a curve to come."""
     return [row for row in plot_rows(update[1]) if row[1] is not None]
+
+
+def greedy_by_hand(folder, question: str, max_new_tokens: int) -> str:
+    """What the app's default decoding (greedy, repetition penalty 1.1) should answer, with plain transformers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gpt2tune.data.prompt import format_prompt
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    encoded = tokenizer(format_prompt(question), return_tensors="pt")
+    with torch.inference_mode():
+        ids = model.generate(**encoded, do_sample=False, max_new_tokens=max_new_tokens, repetition_penalty=1.1,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(ids[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
 def test_view_api_lists_the_named_endpoints(client):
@@ -112,7 +127,8 @@ def test_checks_report_vocabulary_tokens_and_devices(client, tiny_model_dir):
     assert "Vocabulary" in verdict and "Precision" in verdict
     assert "| tokenizer size | 50,257 tokens |" in report
     assert "end of text (EOS) | 50256" in report
-    assert "CPU" in report and "**Chosen:** cpu with **fp32**" in report
+    device, precision = expected_device()
+    assert "| CPU |" in report and f"**Chosen:** {device} with **{precision}**" in report
 
 
 @pytest.mark.slow
@@ -161,18 +177,23 @@ def test_second_start_is_busy_and_stop_saves_a_model(client, app_url):
     # the model saved at that step is a usable one
     fine, _ = client.predict(question="Hi?", source="Trained run", run="stopped-run", model_id="", compare=False,
                              max_new_tokens=3, seed=None, api_name="/generate")
-    assert fine
+    from gpt2tune.runs.store import run_dir
+
+    assert fine == greedy_by_hand(run_dir("stopped-run"), "Hi?", 3)
 
 
 @pytest.mark.slow
-def test_generate_streams_next_to_the_base_model(client, finished_run):
+def test_generate_streams_next_to_the_base_model(client, finished_run, tiny_model_dir):
     job = client.submit(question="What is gpt2tune?", source="Trained run", run=finished_run[0], model_id="",
                         compare=True, max_new_tokens=12, seed=None, api_name="/generate")
     outputs = list(job)
     answers = [fine for fine, _ in outputs]
     assert len(set(answers)) >= 3  # it streamed: the answer grew in several steps
     final_fine, final_base = job.outputs()[-1]
-    assert final_fine and final_base
+    from gpt2tune.runs.store import run_dir
+
+    assert final_fine == greedy_by_hand(run_dir(finished_run[0]), "What is gpt2tune?", 12)
+    assert final_base == greedy_by_hand(tiny_model_dir, "What is gpt2tune?", 12)  # the app's base model here
     assert all(final_fine.startswith(partial) for partial in answers if partial)
 
 
@@ -267,6 +288,6 @@ def test_load_from_the_hub_by_repo_id(tiny_model_dir, tmp_path):
             assert (source["value"], model_id["value"]) == ("Folder or Hub id", "tester/tiny-gpt2")
             fine, _ = hub_client.predict(question="Hello?", source=source["value"], run=None, model_id=model_id["value"],
                                          compare=False, max_new_tokens=4, seed=None, api_name="/generate")
-            assert fine
+            assert fine == greedy_by_hand(tiny_model_dir, "Hello?", 4)
             with pytest.raises(AppError, match="tester/missing"):
                 hub_client.predict("tester/missing", False, api_name="/load")

@@ -66,8 +66,20 @@ def cli_answer(cli_run) -> str:
 
 
 @pytest.mark.slow
-def test_generate_prints_an_answer(cli_answer):
-    assert cli_answer
+def test_generate_prints_the_greedy_continuation(cli_run, cli_answer):
+    """The CLI's defaults are greedy with repetition penalty 1.1: the same as decoding by hand."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gpt2tune.data.prompt import format_prompt
+
+    folder = cli_run[0] / "out"
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    encoded = tokenizer(format_prompt(QUESTION), return_tensors="pt")
+    with torch.inference_mode():
+        ids = model.generate(**encoded, do_sample=False, max_new_tokens=NEW_TOKENS, repetition_penalty=1.1,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    assert cli_answer == tokenizer.decode(ids[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""Pushing to the Hub. No upload server exists offline, so the HfApi boundary is mocked here —
-the only thing mocked in the suite. Loading back over HTTP is real (see test_hub_server.py)."""
+"""Pushing to the Hub. No upload server exists offline, so the upload boundary (`HfApi.create_repo` /
+`HfApi.upload_folder`) is mocked here; loading back over HTTP is real (see test_hub_server.py). What
+else the suite patches, and why, is listed in tests/README.md."""
 
 
 import httpx
@@ -7,7 +8,8 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from gpt2tune.hub.push import push_to_hub, validate_repo_id
+from gpt2tune.hub.push import push_to_hub
+from gpt2tune.references import validate_repo_id
 
 FAKE_TOKEN = "hf_FakeTokenForTests1234567890abcdef"
 

@@ -152,7 +152,7 @@ def test_an_unwritable_cache_costs_the_cache_not_the_run(tokenizer, frame, tmp_p
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would go")
     rows, _, report = prepare_datasets(frame.head(20), frame.head(0), tokenizer, 128, True, True, cache_dir=blocker)
-    assert len(rows) > 0 and not report.from_cache
+    assert len(rows) == report.train_rows and report.train_examples == 20 and not report.from_cache
     assert any("not cached" in warning for warning in report.warnings)
 
 

@@ -5,7 +5,8 @@
 - A model's own Python code never runs (trust_remote_code stays off) and pickle weights are not
   unpickled unless explicitly allowed, and even then only plain tensors load.
 - Repo ids are validated before anything is sent to the Hub.
-Only the Hub's upload boundary (`HfApi.create_repo` / `HfApi.upload_folder`) is mocked.
+Here only the Hub's upload boundary (`HfApi.create_repo` / `HfApi.upload_folder`) is mocked (the
+whole suite's patches are listed in tests/README.md).
 """
 
 from __future__ import annotations
@@ -140,7 +141,10 @@ def test_pickle_weights_are_not_unpickled(tiny_model_dir, tmp_path):
     both = tmp_path / "both"
     shutil.copytree(tiny_model_dir, both)
     torch.save({"weights": _RunsCode(marker)}, both / "pytorch_model.bin")
-    assert load_model(str(both)) is not None  # safetensors beside a pickle: the safetensors load
+    from safetensors.torch import load_file
+
+    loaded = load_model(str(both))  # safetensors beside a pickle: the safetensors load
+    assert torch.equal(loaded.transformer.wte.weight, load_file(both / "model.safetensors")["transformer.wte.weight"])
 
     pickle_only = tmp_path / "pickle-only"
     shutil.copytree(tiny_model_dir, pickle_only, ignore=shutil.ignore_patterns("*.safetensors"))
@@ -173,6 +177,6 @@ def test_bad_repo_ids_never_reach_the_hub(repo_id, tiny_model_dir, monkeypatch):
 
 @pytest.mark.parametrize("repo_id", ["user/model", "Org-1/gpt2_faq.v2", "a/b"])
 def test_good_repo_ids_are_kept(repo_id):
-    from gpt2tune.hub.push import validate_repo_id
+    from gpt2tune.references import validate_repo_id
 
     assert validate_repo_id(f"  {repo_id} ") == repo_id
