@@ -1,6 +1,7 @@
 """Training: from a TuneConfig to a saved model.
 
-`checks` runs the set-up without training (the `check` command and the Checks tab), `train` owns the
-Trainer, its loop and the out-of-memory retry, `oom` is the policy that detects, explains and halves,
-`callbacks` turn the Trainer's life into events, and `results` records metrics, history and outputs.
+`prepare` is the one set-up (data, devices, model, vocabulary, split, token rows) that both `checks`
+(the `check` command and the Checks tab, which stops there and reports) and `train` use; `train` owns
+the Trainer, its loop and the out-of-memory retry; `oom` is the policy that detects, explains and
+halves; `callbacks` turn the Trainer's life into events; `results` records metrics, history and outputs.
 """
