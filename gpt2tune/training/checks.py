@@ -32,7 +32,13 @@ class CheckReport:
 def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckReport:
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.device import inspect_devices
-    from gpt2tune.model import check_and_fix_vocabulary, load_model_and_tokenizer, parameter_count, resolve_base_model
+    from gpt2tune.model import (
+        check_and_fix_vocabulary,
+        check_context,
+        load_model_and_tokenizer,
+        parameter_count,
+        resolve_base_model,
+    )
     from gpt2tune.data.prep import prepare_datasets, split_frame
     from gpt2tune.data.report import dataset_report
 
@@ -41,6 +47,7 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
     base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
     model, tokenizer = load_model_and_tokenizer(base_model, allow_pickle=config.allow_pickle)
     vocab = check_and_fix_vocabulary(model, tokenizer)
+    check_context(config.max_length, model, base_model)
     train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
     _, _, prep = prepare_datasets(train_frame, eval_frame, tokenizer, config.max_length,
                                   config.train_on_answers_only, config.pack)

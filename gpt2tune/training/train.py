@@ -17,6 +17,7 @@ from gpt2tune import events
 from gpt2tune.runs import artifacts
 
 from gpt2tune.training import results
+from gpt2tune.training.divergence import DivergenceCallback, check_final_losses
 from gpt2tune.config import TuneConfig
 
 
@@ -35,6 +36,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import (
         check_and_fix_vocabulary,
+        check_context,
         load_model,
         load_tokenizer,
         resolve_base_model,
@@ -61,6 +63,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
     vocab = check_and_fix_vocabulary(model, tokenizer)
     status(vocab.action)
+    check_context(config.max_length, model, base_model)
     artifacts.check_writable(output_dir, needed_bytes=_bytes_needed(model, config))
 
     train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
@@ -85,7 +88,11 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
         config, model, build_trainer, resume_from, reload_model, on_event, devices
     )
 
+    # A NaN/inf loss stops the run here: nothing below (scores, model, card, metrics) is written.
+    divergence = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DivergenceCallback))
+    divergence.check(config.learning_rate)
     metrics = results.collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
+    check_final_losses(metrics, trainer.state.global_step, config.learning_rate)
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.dataset_fingerprint(config.csv, len(data.frame))
     stopped = stopper.stopped_at is not None
@@ -120,6 +127,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         max_grad_norm=config.max_grad_norm,
         logging_steps=config.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN step loss must reach the log, where DivergenceCallback stops the run
         eval_strategy="steps" if has_eval and config.eval_steps else "no",
         eval_steps=config.eval_steps or None,
         save_strategy="steps" if save_steps else "no",
@@ -144,7 +152,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     )
     float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
     stopper = StopCallback(stop_event.is_set)
-    callbacks = [ProgressCallback(on_event), stopper]
+    callbacks = [ProgressCallback(on_event), stopper, DivergenceCallback()]
     if config.probe_questions:
         from gpt2tune.evaluation.probes import ProbeCallback
 
