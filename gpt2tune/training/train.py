@@ -14,7 +14,7 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from gpt2tune import events
-from gpt2tune.runs import artifacts
+from gpt2tune.runs import artifacts, diskspace
 
 from gpt2tune.training import results
 from gpt2tune.training.divergence import DivergenceCallback, check_final_losses
@@ -64,13 +64,18 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     vocab = check_and_fix_vocabulary(model, tokenizer)
     status(vocab.action)
     check_context(config.max_length, model, base_model)
-    artifacts.check_writable(output_dir, needed_bytes=_bytes_needed(model, config))
+    needed = _bytes_needed(model, config)
+    artifacts.check_writable(output_dir, needed_bytes=needed)
 
     train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
-    train_set, eval_set, prep = prepare_datasets(
-        train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
-        cache_dir=default_cache_dir(output_dir),  # a rerun on the same data skips tokenizing
-    )
+    cache_dir = default_cache_dir(output_dir)
+    # Upper bound of the prepared rows on disk: ids, labels and positions of every token (int32).
+    cache_bytes = len(data.frame) * config.max_length * 12
+    with diskspace.disk_full_as_one_line(cache_dir, "the prepared-data cache", cache_bytes):
+        train_set, eval_set, prep = prepare_datasets(
+            train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
+            cache_dir=cache_dir,  # a rerun on the same data skips tokenizing
+        )
     status(prep.summary())
     if resume_from:
         status(f"resuming from {resume_from}")
@@ -84,9 +89,11 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
         return fresh
 
     # Out of memory becomes a retry with half the batch (same effective batch) or one clear line.
-    trainer, stopper, train_output, config = train_with_oom_retry(
-        config, model, build_trainer, resume_from, reload_model, on_event, devices
-    )
+    with diskspace.disk_full_as_one_line(output_dir / artifacts.CHECKPOINTS_DIR, "a checkpoint", needed,
+                                         on_full=lambda: artifacts.remove_incomplete_checkpoints(output_dir)):
+        trainer, stopper, train_output, config = train_with_oom_retry(
+            config, model, build_trainer, resume_from, reload_model, on_event, devices
+        )
 
     # A NaN/inf loss stops the run here: nothing below (scores, model, card, metrics) is written.
     divergence = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DivergenceCallback))
@@ -101,7 +108,10 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
         samples = results.score_answers(config, trainer.model, tokenizer, train_frame, eval_frame, metrics, status)
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
-        results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
+        final_bytes = diskspace.space_needed(_weight_bytes(model), save_total_limit=0, saves_checkpoints=False)
+        with diskspace.disk_full_as_one_line(output_dir, "the model", final_bytes,
+                                             on_full=lambda: results.remove_staging(output_dir)):
+            results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
     on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 
@@ -216,7 +226,14 @@ def _save_steps(config: TuneConfig, early_stopping: bool, on_event) -> int:
     return config.eval_steps
 
 
+def _weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 def _bytes_needed(model, config: TuneConfig) -> int:
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    # final weights + each kept checkpoint (weights + two AdamW moments) + slack
-    return weights * (1 + 3 * config.save_total_limit) + 50 * 2**20
+    """Free space the run needs: the final weights and its checkpoints, less the checkpoints already
+    in the folder that rotation (save_total_limit) will delete as new ones are written."""
+    weights = _weight_bytes(model)
+    early_stopping = bool(config.eval_fraction and config.eval_steps and config.early_stopping_patience)
+    existing = diskspace.folder_bytes(Path(config.output_dir) / artifacts.CHECKPOINTS_DIR)
+    return diskspace.space_needed(weights, config.save_total_limit, bool(config.save_steps) or early_stopping, existing)
