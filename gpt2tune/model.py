@@ -7,8 +7,6 @@ import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from huggingface_hub.errors import StrictDataclassError
-
 from gpt2tune.errors import first_line
 from gpt2tune.paths import TOKENIZER_DIR
 
@@ -21,6 +19,7 @@ TINY_MODEL_NOTE = (
 
 
 def load_tokenizer(name_or_path: str):
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoTokenizer
 
     name_or_path = locate_model(name_or_path)
@@ -43,6 +42,7 @@ def load_tokenizer(name_or_path: str):
 
 def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None):
     """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoModelForCausalLM
 
     overrides = {}
