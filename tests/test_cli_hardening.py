@@ -143,6 +143,23 @@ def test_divergence_callback_stops_before_eval_and_save():
         callback.check(1e-3)
 
 
+@pytest.mark.slow
+def test_final_evaluation_shows_progress(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import re
+
+    monkeypatch.setattr("gpt2tune.training.callbacks.EVAL_PROGRESS_EVERY_S", 0.0)  # report every batch
+    code, _, err = cli(capsys, "train", "--base-model", tiny_model_dir, "--output-dir", tmp_path / "out", *QUICK,
+                       "--max-steps", "1", "--eval-fraction", "0.3")
+    assert code == 0, err
+    found = re.findall(r"evaluating at step 1: (\d+)/(\d+) batches \((\d+)%\) in \d+ s, about \d+ s left", err)
+    assert found, err
+    done, total = int(found[-1][0]), int(found[-1][1])
+    # 30% of the sample's 200 rows = 60 examples, packed into rows of 128 tokens, 4 rows a batch.
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["eval_examples"] == 60 and done == total and total >= 2
+    assert [int(d) for d, _, _ in found] == list(range(1, total + 1))
+
+
 # --- settings against the model ----------------------------------------------------------------------
 
 def test_max_length_beyond_the_models_context(tiny_model_dir, tmp_path, capsys):

@@ -19,12 +19,12 @@ EVAL_PROGRESS_EVERY_S = 15.0  # a long evaluation (a large eval split on a CPU) 
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, on_event: EventSink, eval_progress_every_s: float = EVAL_PROGRESS_EVERY_S):
+    def __init__(self, on_event: EventSink, eval_progress_every_s: float | None = None):
         self.on_event = on_event
         self.start_time = None
         self.start_step = 0
         self.start_tokens = 0
-        self.eval_progress_every_s = eval_progress_every_s
+        self.eval_progress_every_s = EVAL_PROGRESS_EVERY_S if eval_progress_every_s is None else eval_progress_every_s
         self.eval_batches = 0
         self.eval_started = None
         self.eval_reported = None
