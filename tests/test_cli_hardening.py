@@ -126,6 +126,24 @@ def test_nan_loss_stops_the_run_and_keeps_the_earlier_model(tiny_model_dir, tmp_
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
 
 
+@pytest.mark.slow
+def test_app_runner_marks_a_diverged_run_failed(tiny_model_dir, tmp_path):
+    """The app's background runner (what the Train tab shows) ends FAILED with the same one line."""
+    from conftest import tiny_config
+
+    from gpt2tune.runs.runner import FAILED, TrainingRunner
+
+    runner = TrainingRunner()
+    runner.start(tiny_config(tiny_model_dir, tmp_path / "out", learning_rate=1e30, max_steps=4, logging_steps=1,
+                             eval_steps=0, save_steps=0, eval_answer_samples=0))
+    runner.join(timeout=300)
+    snapshot = runner.snapshot()
+    assert snapshot.status == FAILED and snapshot.metrics is None
+    assert snapshot.error.startswith("training diverged at step ") and snapshot.error.endswith(
+        " (loss nan): try a lower --lr (now 1e30)"), snapshot.error
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
 def test_divergence_callback_stops_before_eval_and_save():
     from transformers import TrainerControl, TrainerState
 
