@@ -253,6 +253,11 @@ def test_generation_settings_name_themselves(flag, value, expected, tiny_model_d
     assert_one_line_error(code, err, expected)
 
 
+def test_eval_max_length_named(tiny_model_dir, capsys):
+    code, _, err = cli(capsys, "eval", "--model", tiny_model_dir, "--csv", SAMPLE_CSV, "--max-length", "-3")
+    assert_one_line_error(code, err, "max_length must be at least 8 tokens (got -3)")
+
+
 def test_settings_refused_by_the_real_process(tmp_path):
     """Exit code 2 and exactly one stderr line, from `python -m gpt2tune` itself."""
     for argv, line in [

@@ -190,6 +190,8 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
 
     if max_samples < 0:
         raise ValueError(f"max_samples must be 0 or more (got {max_samples})")
+    if max_length is not None and max_length < 8:
+        raise ValueError(f"max_length must be at least 8 tokens (got {max_length})")
     data = load_qa_data(csv, question_column, answer_column)
     tokenizer = load_tokenizer(model_name_or_path)
     model = load_model(model_name_or_path, allow_pickle=allow_pickle)
