@@ -108,6 +108,7 @@ class TuneConfig:
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),
             (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
             (self.max_steps >= 0, f"max_steps must be 0 or more (got {self.max_steps})"),
+            (self.epochs >= 0, f"epochs must be 0 or more (got {self.epochs})"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})"),
             (self.logging_steps >= 1, "logging_steps must be at least 1"),

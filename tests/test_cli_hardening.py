@@ -222,6 +222,7 @@ def test_folder_without_a_model_is_a_sentence(tmp_path, capsys):
 @pytest.mark.parametrize("flag, value, expected", [
     ("--epochs", "inf", "epochs must be a finite number (got inf)"),
     ("--epochs", "nan", "epochs must be a finite number (got nan)"),
+    ("--epochs=-1", "--max-steps=5", "epochs must be 0 or more (got -1.0)"),
     ("--lr", "inf", "learning_rate must be a finite number (got inf)"),
     ("--seed", "-1", "seed must be 0 or more (got -1)"),
     ("--seed", str(2**32), f"seed must be at most {2**32 - 1} (got {2**32})"),
