@@ -133,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    from gpt2tune.training.oom import is_out_of_memory
-
     from gpt2tune.errors import RunFailed
+    from gpt2tune.training.oom import is_out_of_memory
 
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, (ValueError, RunFailed)):

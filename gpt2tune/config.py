@@ -161,10 +161,11 @@ def _check_finite(settings) -> None:
 
 
 def _check_seed(seed) -> None:
-    if seed is None or isinstance(seed, bool) or not isinstance(seed, int):
-        if seed is not None:
-            raise ValueError(f"seed must be a whole number (got {seed!r})")
+    """None (generation: no seed) or a whole number numpy, torch and random all accept."""
+    if seed is None:
         return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be a whole number (got {seed!r})")
     if seed < 0:
         raise ValueError(f"seed must be 0 or more (got {seed})")
     if seed > MAX_SEED:

@@ -14,7 +14,6 @@ from gpt2tune import events
 from gpt2tune.evaluation.metrics import perplexity
 from gpt2tune.events import EventSink
 
-
 EVAL_PROGRESS_EVERY_S = 15.0  # a long evaluation (a large eval split on a CPU) says how far it is
 
 
