@@ -44,10 +44,19 @@ def config_from_args(cls, args: argparse.Namespace):
     return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage mistake (`--lr abc`) prints one line and where to look, not the 28-line usage.
+
+    Sub-command parsers inherit the class (argparse builds them with the parent's type)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {' '.join(message.split())} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpt2tune.hub import push as hub_push  # its defaults; huggingface_hub itself loads only when pushing
 
-    parser = argparse.ArgumentParser(prog="gpt2tune", description="Fine-tune GPT-2 on question/answer pairs.")
+    parser = OneLineParser(prog="gpt2tune", description="Fine-tune GPT-2 on question/answer pairs.")
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks on errors.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -127,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    from gpt2tune.errors import first_line
+    from gpt2tune.errors import RunFailed, first_line
     from gpt2tune.training.oom import is_out_of_memory
 
     text = first_line(error)
-    if isinstance(error, ValueError):
+    if isinstance(error, (ValueError, RunFailed)):
         return text
     if is_out_of_memory(error):
         return f"out of memory ({text[:200]}); try a smaller --max-length or --max-new-tokens"

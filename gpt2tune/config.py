@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class GenerationSettings:
     seed: int | None = _opt(None, "Seed for sampling, for reproducible samples.")
 
     def validate(self) -> None:
+        _check_finite(self)
+        _check_seed(self.seed)
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
         if self.temperature <= 0:
@@ -95,6 +98,8 @@ class TuneConfig:
 
     def validate(self) -> None:
         """Fail fast with one clear line, before any model is loaded."""
+        _check_finite(self)
+        _check_seed(self.seed)
         checks = [
             (0 <= self.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {self.eval_fraction})"),
             (self.max_length >= 8, f"max_length must be at least 8 tokens (got {self.max_length})"),
@@ -103,12 +108,17 @@ class TuneConfig:
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),
             (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
             (self.max_steps >= 0, f"max_steps must be 0 or more (got {self.max_steps})"),
+            (self.epochs >= 0, f"epochs must be 0 or more (got {self.epochs})"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})"),
             (self.logging_steps >= 1, "logging_steps must be at least 1"),
             (self.save_total_limit >= 1, "save_total_limit must be at least 1"),
             (self.eval_answer_samples >= 0, f"eval_answer_samples must be 0 or more (got {self.eval_answer_samples})"),
             (self.early_stopping_patience >= 0, "early_stopping_patience must be 0 or more"),
+            (self.eval_steps >= 0, f"eval_steps must be 0 or more (got {self.eval_steps})"),
+            (self.save_steps >= 0, f"save_steps must be 0 or more (got {self.save_steps})"),
+            (self.max_grad_norm > 0, f"max_grad_norm must be greater than 0 (got {self.max_grad_norm})"),
+            (self.weight_decay >= 0, f"weight_decay must be 0 or more (got {self.weight_decay})"),
             (not self.early_stopping_patience or (self.eval_fraction > 0 and self.eval_steps > 0),
              "early stopping needs an eval split and periodic evals: set eval_fraction > 0 and eval_steps > 0"),
         ]
@@ -137,6 +147,29 @@ class TuneConfig:
     @classmethod
     def load(cls, path: str | Path) -> "TuneConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+
+
+def _check_finite(settings) -> None:
+    """inf and nan pass every `>` and `<` test below the wrong way (or overflow later): refuse them first."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.type in ("float", float) and isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number (got {value})")
+
+
+def _check_seed(seed) -> None:
+    """None (generation: no seed) or a whole number numpy, torch and random all accept."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be a whole number (got {seed!r})")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more (got {seed})")
+    if seed > MAX_SEED:
+        raise ValueError(f"seed must be at most {MAX_SEED} (got {seed})")
 
 
 def _field_metadata(cls, name: str) -> dict:

@@ -8,3 +8,11 @@ def first_line(error: BaseException, limit: int | None = None) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else type(error).__name__
     return text[:limit] if limit else text
+
+
+class RunFailed(Exception):
+    """A run that could not finish, for a reason its message fully explains (diverged, disk full).
+
+    Not a ValueError: the settings were valid, the run failed (the CLI exits 1, not 2); but like a
+    ValueError it is shown as its one line, without a type name or a traceback.
+    """

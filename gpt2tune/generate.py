@@ -60,7 +60,8 @@ def _generate_kwargs(model, tokenizer, question: str, settings: GenerationSettin
     settings.validate()
     if not question or not question.strip():
         raise ValueError("the question is empty: type a question to answer")
-    encoded = tokenizer(format_prompt(question), return_tensors="pt").to(model.device)
+    # Special-token text in the question stays text, as it was in training (prep.encode_text).
+    encoded = tokenizer(format_prompt(question), return_tensors="pt", split_special_tokens=True).to(model.device)
     room = model.config.n_positions - encoded["input_ids"].shape[1]
     if room < 1:
         raise ValueError(f"the question is too long: {encoded['input_ids'].shape[1]} tokens fill the model's context")

@@ -21,13 +21,17 @@ TINY_MODEL_NOTE = (
 
 def load_tokenizer(name_or_path: str, **hub_options):
     """hub_options: cache_dir, token, revision, passed to `from_pretrained` for a Hub id."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoTokenizer
 
     name_or_path = locate_model(name_or_path)
+    _refuse_folder_without_tokenizer(name_or_path)
     try:
         # trust_remote_code=False, not the default None: None would offer an interactive prompt to
         # run the repo's own Python code when a tokenizer config asks for it.
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False, **hub_options)
+    except StrictDataclassError as error:
+        raise _invalid_config(name_or_path, error) from None
     except (OSError, ValueError) as error:
         raise ValueError(f"could not load a tokenizer from {name_or_path!r}: {first_line(error)}") from None
     if tokenizer.pad_token is None:
@@ -42,6 +46,7 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
     """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed.
 
     hub_options: cache_dir, token, revision, passed to `from_pretrained` for a Hub id."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoModelForCausalLM
 
     overrides = {}
@@ -63,8 +68,29 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
             f"could not load model {name_or_path!r}: its pickle (.bin) weights hold objects other than "
             "tensors (possibly code), so they were refused; convert the model to safetensors"
         ) from None
+    except StrictDataclassError as error:
+        raise _invalid_config(name_or_path, error) from None
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"could not load model {name_or_path!r}: {first_line(error)}") from None
+
+
+# Files any one of which makes a folder loadable as a tokenizer (fast tokenizer, or GPT-2's BPE pair).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+
+
+def _refuse_folder_without_tokenizer(name_or_path: str) -> None:
+    """A local folder with no tokenizer files gets a sentence, not transformers' "from one of:" list."""
+    folder = Path(name_or_path)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(f"{name_or_path!r} is not a model folder: it has no tokenizer files "
+                         f"({' or '.join(TOKENIZER_FILES)}); give the output folder of a run or a Hub id")
+
+
+def _invalid_config(name_or_path: str, error: Exception) -> ValueError:
+    """transformers validates config.json fields strictly (e.g. n_layer: "abc"): name the file, in one line."""
+    where = Path(name_or_path) / "config.json" if Path(name_or_path).is_dir() else f"config.json of {name_or_path!r}"
+    detail = " ".join(str(error).split())  # its message spans lines: field, then the cause
+    return ValueError(f"invalid value in {where}: {detail[:300]}")
 
 
 def locate_model(name_or_path: str) -> str:
@@ -107,6 +133,20 @@ def _refuse_pickle_only_folder(name_or_path: str, allow_pickle: bool) -> None:
             f"{name_or_path!r} holds only pickle (.bin) weights, which can run code when loaded; "
             "convert them to safetensors, or allow them (--allow-pickle, allow_pickle=True) if you trust the source"
         )
+
+
+def model_context(model) -> int | None:
+    """Positions the model has (GPT-2: n_positions, 1,024 for every released size)."""
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def check_context(max_length: int, model, name: str) -> None:
+    """An example longer than the model's positions would crash the first step that meets one."""
+    context = model_context(model)
+    if context and max_length > context:
+        raise ValueError(f"max_length {max_length} is more than the context of model {name!r} "
+                         f"({context} tokens, n_positions in its config.json); use --max-length {context} or less")
 
 
 def load_model_and_tokenizer(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None,

@@ -114,12 +114,23 @@ def _token_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - _starts(lengths), lengths) + np.arange(int(lengths.sum()))
 
 
-def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+def encode_text(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of data text, special-token text included as plain text.
+
+    A cell holding the literal `<|endoftext|>` must not become the end-of-text id: it would end the
+    example early and train whatever follows (a planted "Question: ... Answer: ...") outside the
+    answers-only mask. The only special id in an example is the EOS appended after the answer.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # the Rust tokenizer itself: skips building offsets and a BatchEncoding
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-        return [e.ids for e in encode(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+        before = backend.encode_special_tokens
+        backend.encode_special_tokens = True
+        try:
+            return [e.ids for e in encode(texts, add_special_tokens=False)]
+        finally:
+            backend.encode_special_tokens = before
+    return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
 @dataclass
@@ -142,16 +153,16 @@ def encode_pairs(questions, answers, tokenizer) -> Encoded:
     questions, answers = list(questions), list(answers)
     prompts, replies = [], []
     for i in range(0, len(questions), TOKENIZE_CHUNK_ROWS):
-        prompts += _encode(tokenizer, [format_prompt(q) for q in questions[i:i + TOKENIZE_CHUNK_ROWS]])
-        replies += _encode(tokenizer, [format_answer(a) for a in answers[i:i + TOKENIZE_CHUNK_ROWS]])
+        prompts += encode_text(tokenizer, [format_prompt(q) for q in questions[i:i + TOKENIZE_CHUNK_ROWS]])
+        replies += encode_text(tokenizer, [format_answer(a) for a in answers[i:i + TOKENIZE_CHUNK_ROWS]])
     return Encoded(prompts, replies)
 
 
 def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only: bool,
                     encoded: Encoded | None = None) -> Examples:
     if encoded is None:
-        encoded = Encoded(_encode(tokenizer, [format_prompt(q) for q in questions]),
-                          _encode(tokenizer, [format_answer(a) for a in answers]))
+        encoded = Encoded(encode_text(tokenizer, [format_prompt(q) for q in questions]),
+                          encode_text(tokenizer, [format_answer(a) for a in answers]))
     prompts, replies = encoded.prompts, encoded.replies
     eos = [tokenizer.eos_token_id]
     full = [p + a + eos for p, a in zip(prompts, replies)]

@@ -36,6 +36,10 @@ class DatasetReport:
     eval_rows: int = 0
     leakage_count: int = 0  # eval rows whose normalised question is also in the training split
     leakage_examples: list[str] = field(default_factory=list)
+    special_token_rows: int = 0  # rows whose question or answer holds a special token's text, e.g. <|endoftext|>
+    special_token_examples: list[str] = field(default_factory=list)
+    prompt_marker_rows: int = 0  # rows whose question or answer holds "Question:" or "Answer:"
+    prompt_marker_examples: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +68,17 @@ class DatasetReport:
             lines += [f"  e.g. {_quote(text)}" for text in self.leakage_examples]
         else:
             lines.append("leakage: no eval split")
+        lines.append(
+            f"special tokens: {self.special_token_rows:,} rows hold special-token text such as <|endoftext|> "
+            "(trained as plain text, never as the special token)"
+        )
+        lines += [f"  e.g. {_quote(text)}" for text in self.special_token_examples]
+        lines.append(
+            f"prompt markers: {self.prompt_marker_rows:,} rows hold 'Question:' or 'Answer:' inside a cell"
+            + (" (the model learns to write these markers itself; check they are meant)"
+               if self.prompt_marker_rows else "")
+        )
+        lines += [f"  e.g. {_quote(text)}" for text in self.prompt_marker_examples]
         return "\n".join(lines)
 
 
@@ -91,6 +106,8 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
     normalised = (normal_q + "\x00" + normal_a).duplicated()
     train_frame, eval_frame = split_frame(frame, eval_fraction, seed)
     leaked = normalise(eval_frame["question"]).isin(set(normalise(train_frame["question"])))
+    special = _cells_containing(frame, special_token_texts(tokenizer))
+    markers = _cells_containing(frame, prompt_marker_texts())
     return DatasetReport(
         rows=len(frame),
         max_length=max_length,
@@ -107,7 +124,40 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
         eval_rows=len(eval_frame),
         leakage_count=int(leaked.sum()),
         leakage_examples=list(eval_frame["question"].iloc[leaked.to_numpy()].head(EXAMPLES_SHOWN)),
+        special_token_rows=int(special.sum()),
+        special_token_examples=_row_examples(frame, special),
+        prompt_marker_rows=int(markers.sum()),
+        prompt_marker_examples=_row_examples(frame, markers),
     )
+
+
+def special_token_texts(tokenizer) -> list[str]:
+    """The text of every special or added token of the tokenizer (GPT-2: just <|endoftext|>)."""
+    texts = set(tokenizer.all_special_tokens)
+    texts.update(token.content for token in getattr(tokenizer, "added_tokens_decoder", {}).values())
+    return sorted(text for text in texts if text)
+
+
+def prompt_marker_texts() -> list[str]:
+    """The template's markers: a cell holding them looks, to the model, like a new question or answer."""
+    from gpt2tune.data.prompt import ANSWER_MARKER, QUESTION_MARKER
+
+    return [QUESTION_MARKER.strip(), ANSWER_MARKER.strip()]
+
+
+def _cells_containing(frame, needles: list[str]):
+    """Boolean per row: the question or the answer contains any of `needles` (literally)."""
+    import re
+
+    pattern = "|".join(re.escape(needle) for needle in needles)
+    hit = frame["question"].astype(str).str.contains(pattern, regex=True)
+    hit |= frame["answer"].astype(str).str.contains(pattern, regex=True)
+    return hit.reset_index(drop=True).to_numpy()
+
+
+def _row_examples(frame, mask) -> list[str]:
+    rows = frame.iloc[mask]
+    return [f"{q} -> {a}" for q, a in zip(rows["question"].head(EXAMPLES_SHOWN), rows["answer"].head(EXAMPLES_SHOWN))]
 
 
 def suggest_max_length(token_lengths: list[int]) -> int:
@@ -128,7 +178,9 @@ def normalise(values):
 
 
 def _token_counts(tokenizer, texts: list[str]) -> list[int]:
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    from gpt2tune.data.prep import encode_text
+
+    return [len(ids) for ids in encode_text(tokenizer, texts)]
 
 
 def _quote(text: str, limit: int = 80) -> str:

@@ -18,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-PREP_VERSION = "2"  # bump when the layout or content of prepared rows changes
+PREP_VERSION = "3"  # bump when the layout or content of prepared rows changes (3: special-token text as plain text)
 KEEP_ENTRIES = 4
 CACHE_FOLDER_NAME = ".prep-cache"  # hidden: it sits beside run folders and is not a run
 

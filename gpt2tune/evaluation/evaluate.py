@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from gpt2tune.config import GenerationSettings
 from gpt2tune.generate import decoding_kwargs
 from gpt2tune.evaluation.metrics import perplexity
+from gpt2tune.data.prep import encode_text
 from gpt2tune.data.prompt import format_answer, format_prompt
 
 MAX_ANSWER_TOKENS = 128  # answers are scored on at most this many generated tokens
@@ -56,7 +57,7 @@ def _generate_batch(model, tokenizer, prompts: list[str], settings: GenerationSe
 
     # Cut from the left if needed: the question's end (where "Answer:" is) must stay.
     room_for_prompt = model.config.n_positions - min(settings.max_new_tokens, 64)
-    ids = [x[-room_for_prompt:] for x in tokenizer(prompts)["input_ids"]]
+    ids = [x[-room_for_prompt:] for x in encode_text(tokenizer, prompts)]
     width = max(len(x) for x in ids)
     # Left padding: every prompt's last token sits in the last column, where generation continues.
     encoded = {
@@ -74,8 +75,7 @@ def answer_budget(tokenizer, references: list[str]) -> int:
     """Tokens worth generating: the longest reference answer plus slack, at most MAX_ANSWER_TOKENS."""
     if not references:
         return MAX_ANSWER_TOKENS
-    longest = max(len(ids) for ids in tokenizer([format_answer(r) for r in references],
-                                                add_special_tokens=False)["input_ids"])
+    longest = max(len(ids) for ids in encode_text(tokenizer, [format_answer(r) for r in references]))
     return max(1, min(MAX_ANSWER_TOKENS, longest + ANSWER_SLACK_TOKENS))
 
 
@@ -190,6 +190,8 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
 
     if max_samples < 0:
         raise ValueError(f"max_samples must be 0 or more (got {max_samples})")
+    if max_length is not None and max_length < 8:
+        raise ValueError(f"max_length must be at least 8 tokens (got {max_length})")
     data = load_qa_data(csv, question_column, answer_column)
     model, tokenizer = load_model_and_tokenizer(model_name_or_path, allow_pickle=allow_pickle)
     max_length = min(max_length or model.config.n_positions, model.config.n_positions)

@@ -77,6 +77,13 @@ def check_writable(output_dir: Path, needed_bytes: int) -> None:
         )
 
 
+def remove_incomplete_checkpoints(output_dir: Path) -> None:
+    """Delete checkpoints a failed save left without trainer_state.json (never resumable, only in the way)."""
+    for path in (Path(output_dir) / CHECKPOINTS_DIR).glob("checkpoint-*"):
+        if path.is_dir() and "global_step" not in (read_json(path / "trainer_state.json") or {}):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     folder = Path(output_dir) / CHECKPOINTS_DIR
     candidates = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]

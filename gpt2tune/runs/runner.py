@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gpt2tune import events
 from gpt2tune.config import TuneConfig
-from gpt2tune.errors import first_line
+from gpt2tune.errors import RunFailed, first_line
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class TrainingRunner:
             result = train(config, on_event=self._on_event, stop_event=stop_event, fallback_to_tiny=fallback_to_tiny)
             final = STOPPED if result.stopped_early else FINISHED
             self._update(lambda s: _finish(s, final, metrics=result.metrics, stopped=result.stopped_early))
-        except ValueError as error:
+        except (ValueError, RunFailed) as error:
             self._fail(first_line(error))
         except Exception as error:  # the UI gets one line; the server log gets the traceback
             log.exception("training run in %s failed", config.output_dir)

@@ -14,13 +14,19 @@ from gpt2tune import events
 from gpt2tune.evaluation.metrics import perplexity
 from gpt2tune.events import EventSink
 
+EVAL_PROGRESS_EVERY_S = 15.0  # a long evaluation (a large eval split on a CPU) says how far it is
+
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, on_event: EventSink):
+    def __init__(self, on_event: EventSink, eval_progress_every_s: float | None = None):
         self.on_event = on_event
         self.start_time = None
         self.start_step = 0
         self.start_tokens = 0
+        self.eval_progress_every_s = EVAL_PROGRESS_EVERY_S if eval_progress_every_s is None else eval_progress_every_s
+        self.eval_batches = 0
+        self.eval_started = None
+        self.eval_reported = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         # Measured from here (after resuming), so tokens/s and ETA describe this session's speed.
@@ -37,6 +43,29 @@ class ProgressCallback(TrainerCallback):
         if "eval_loss" in logs:
             self.on_event(events.Eval(step=state.global_step, epoch=state.epoch, eval_loss=logs["eval_loss"],
                                       perplexity=perplexity(logs["eval_loss"])))
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        """Called after each eval batch: a status line every `eval_progress_every_s` seconds, so
+        an evaluation of thousands of rows shows it is moving (short ones stay silent)."""
+        now = time.perf_counter()
+        if self.eval_started is None:
+            self.eval_started = self.eval_reported = now
+        self.eval_batches += 1
+        if not state.is_world_process_zero or now - self.eval_reported < self.eval_progress_every_s:
+            return
+        self.eval_reported = now
+        try:
+            total = len(eval_dataloader)
+        except TypeError:  # no length (an iterable dataset): count only
+            total = None
+        done = f"{self.eval_batches:,}/{total:,} batches ({100 * self.eval_batches / total:.0f}%)" if total \
+            else f"{self.eval_batches:,} batches"
+        elapsed = now - self.eval_started
+        eta = f", about {elapsed / self.eval_batches * (total - self.eval_batches):.0f} s left" if total else ""
+        self.on_event(events.Status(f"evaluating at step {state.global_step}: {done} in {elapsed:.0f} s{eta}"))
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.eval_batches, self.eval_started, self.eval_reported = 0, None, None
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:

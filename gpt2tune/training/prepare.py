@@ -44,7 +44,8 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.prep import encode_pairs, prepare_datasets, split_positions
     from gpt2tune.device import inspect_devices
-    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
+    from gpt2tune.model import check_and_fix_vocabulary, check_context, load_model, load_tokenizer, resolve_base_model
+    from gpt2tune.runs import diskspace
 
     config.validate()
     status = lambda message: on_event(events.Status(message))  # noqa: E731
@@ -60,6 +61,7 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
     vocab = check_and_fix_vocabulary(model, tokenizer)
     status(vocab.action)
+    check_context(config.max_length, model, base_model)
     if output_dir is not None:
         from gpt2tune.runs import artifacts
 
@@ -77,10 +79,13 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
         from gpt2tune.data.tokcache import default_cache_dir
 
         cache_dir = default_cache_dir(Path(output_dir))
-    train_set, eval_set, prep = prepare_datasets(
-        train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
-        cache_dir=cache_dir, encoded=None if encoded is None else (encoded.take(train_at), encoded.take(eval_at)),
-    )
+    # Upper bound of the prepared rows on disk: ids, labels and positions of every token (int32).
+    cache_bytes = len(data.frame) * config.max_length * 12
+    with diskspace.disk_full_as_one_line(cache_dir or Path("."), "the prepared-data cache", cache_bytes):
+        train_set, eval_set, prep = prepare_datasets(
+            train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
+            cache_dir=cache_dir, encoded=None if encoded is None else (encoded.take(train_at), encoded.take(eval_at)),
+        )
     status(prep.summary())
     dataset = None
     if report:
@@ -93,7 +98,16 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
                     eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset)
 
 
+def weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 def bytes_needed(model, config: TuneConfig) -> int:
-    """Disk a run needs: final weights + each kept checkpoint (weights + two AdamW moments) + slack."""
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    return weights * (1 + 3 * config.save_total_limit) + 50 * 2**20
+    """Free space the run needs: the final weights and its checkpoints, less the checkpoints already
+    in the folder that rotation (save_total_limit) will delete as new ones are written."""
+    from gpt2tune.runs import artifacts, diskspace
+
+    early_stopping = bool(config.eval_fraction and config.eval_steps and config.early_stopping_patience)
+    existing = diskspace.folder_bytes(Path(config.output_dir) / artifacts.CHECKPOINTS_DIR)
+    return diskspace.space_needed(weight_bytes(model), config.save_total_limit,
+                                  bool(config.save_steps) or early_stopping, existing)

@@ -112,6 +112,10 @@ def record_answer_scores(config: TuneConfig, model, tokenizer, train_frame, eval
     return result.samples
 
 
+def remove_staging(output_dir: Path) -> None:
+    shutil.rmtree(Path(output_dir) / ".staging", ignore_errors=True)
+
+
 def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=()) -> None:
     from gpt2tune.hub.card import SAMPLES_FILE, write_loss_plot, write_model_card
 

@@ -14,9 +14,10 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from gpt2tune import events
-from gpt2tune.runs import artifacts
+from gpt2tune.runs import artifacts, diskspace
 
 from gpt2tune.training import results
+from gpt2tune.training.divergence import DivergenceCallback, check_final_losses
 from gpt2tune.config import TuneConfig
 
 
@@ -31,7 +32,7 @@ class TrainResult:
 def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_event: threading.Event | None = None,
           fallback_to_tiny: bool = False) -> TrainResult:
     """Run one fine-tune end to end and leave a loadable model in `config.output_dir`."""
-    from gpt2tune.training.prepare import prepare
+    from gpt2tune.training.prepare import bytes_needed, prepare, weight_bytes
 
     config.validate()
     output_dir = Path(config.output_dir)
@@ -43,11 +44,20 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     if resume_from:
         status(f"resuming from {resume_from}")
 
-    trainer, stopper, train_output, config = _train_with_retry(prepared, resume_from, on_event, stop_event)
+    # Out of memory becomes a retry with half the batch (same effective batch) or one clear line.
+    model = prepared.model
+    with diskspace.disk_full_as_one_line(output_dir / artifacts.CHECKPOINTS_DIR, "a checkpoint",
+                                         bytes_needed(model, config),
+                                         on_full=lambda: artifacts.remove_incomplete_checkpoints(output_dir)):
+        trainer, stopper, train_output, config = _train_with_retry(prepared, resume_from, on_event, stop_event)
 
+    # A NaN/inf loss stops the run here: nothing below (scores, model, card, metrics) is written.
+    divergence = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DivergenceCallback))
+    divergence.check(config.learning_rate)
     tokenizer, train_frame, eval_frame = prepared.tokenizer, prepared.train_frame, prepared.eval_frame
     metrics = results.collect_metrics(trainer, train_output, prepared.eval_set, prepared.prep, prepared.base_model,
                                       prepared.devices)
+    check_final_losses(metrics, trainer.state.global_step, config.learning_rate)
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.dataset_fingerprint(config.csv, len(prepared.data.frame))
     stopped = stopper.stopped_at is not None
@@ -57,7 +67,10 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
                                                status)
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
-        results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
+        final_bytes = diskspace.space_needed(weight_bytes(model), save_total_limit=0, saves_checkpoints=False)
+        with diskspace.disk_full_as_one_line(output_dir, "the model", final_bytes,
+                                             on_full=lambda: results.remove_staging(output_dir)):
+            results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
     on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 
@@ -139,6 +152,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         max_grad_norm=config.max_grad_norm,
         logging_steps=config.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN step loss must reach the log, where DivergenceCallback stops the run
         eval_strategy="steps" if has_eval and config.eval_steps else "no",
         eval_steps=config.eval_steps or None,
         save_strategy="steps" if save_steps else "no",
@@ -163,7 +177,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     )
     float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
     stopper = StopCallback(stop_event.is_set)
-    callbacks = [ProgressCallback(on_event), stopper]
+    callbacks = [ProgressCallback(on_event), stopper, DivergenceCallback()]
     if config.probe_questions:
         from gpt2tune.evaluation.probes import ProbeCallback
 
