@@ -7,7 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from gpt2tune.ui.common import load_model, resolve_model_reference, ui_errors
+from gpt2tune.ui.common import current_caller, load_model, oauth_enabled, resolve_model_reference, ui_errors
 from gpt2tune.ui.generate_tab import OTHER_MODEL, TRAINED_RUN, chosen_model, refresh_run_choices
 
 
@@ -20,8 +20,11 @@ def create_hub_tab(elems: dict) -> None:
                 repo_id = gr.Textbox(label="Repository", placeholder="your-name/gpt2-faq",
                                      info="user/name or organisation/name on huggingface.co")
                 token = gr.Textbox(label="Access token (write)", type="password", placeholder="hf_…",
-                                   info="Leave empty to use HF_TOKEN, the Space secret or your cached login. "
+                                   info="Leave empty to use HF_TOKEN, the Space secret or the cached login: "
+                                        "only for the app's owner (signed in). "
                                         "It is used for this upload only and never stored.")
+                if oauth_enabled():  # a Space with `hf_oauth: true`: its author signs in to push with its secret
+                    gr.LoginButton(size="sm")
                 private = gr.Checkbox(label="Private repository", value=True)
                 push = gr.Button("Push to the Hub", variant="primary")
                 push_result = gr.Markdown(elem_classes="summary")
@@ -40,13 +43,15 @@ def create_hub_tab(elems: dict) -> None:
 
 
 @ui_errors
-def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
+def push_run(run, repo_id, token="", private=True, request: gr.Request = None, progress=gr.Progress()):
+    from gpt2tune.hub.access import token_for
     from gpt2tune.hub.push import push_to_hub, validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
+    token = token_for(current_caller(request), token)  # before anything is read: refused visitors stop here
     folder = chosen_model(TRAINED_RUN, run, None)
     progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
-    url = push_to_hub(folder, repo_id, token=token or None, private=bool(private))
+    url = push_to_hub(folder, repo_id, token=token, private=bool(private))
     progress(1.0)
     gr.Info(f"Pushed to {repo_id}")
     visibility = "private" if private else "public"
