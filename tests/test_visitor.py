@@ -316,3 +316,39 @@ def test_spreadsheet_safe(cell, written):
     from gpt2tune.data.load import spreadsheet_safe
 
     assert spreadsheet_safe(cell) == written
+
+
+# --- Hub ids -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_visitor_loads_only_public_models_with_the_server_token(tiny_model_dir, tmp_path):
+    """The app in a subprocess (HF_ENDPOINT is read at import) with HF_TOKEN set, against a local Hub that
+    serves one public repo. A repo the Hub does not show to an anonymous request (what it answers for a
+    private one) is refused for a visitor before anything downloads; the public one loads."""
+    from app_server import launch_app_process
+    from hub_server import hub_env, serve_hub_repo
+
+    cache = tmp_path / "hf-cache"
+    with serve_hub_repo(tiny_model_dir, "tester/tiny-gpt2", workdir=tmp_path / "hub") as endpoint:
+        env = {**os.environ, **hub_env(endpoint, cache), "HF_TOKEN": SERVER_TOKEN,
+               "GPT2TUNE_HOME": str(tmp_path / "home"), "GPT2TUNE_BASE_MODEL": str(tiny_model_dir)}
+        for name in ("GPT2TUNE_ALLOW_SERVER_TOKEN", "GPT2TUNE_OWNERS", "GPT2TUNE_LOGIN"):
+            env.pop(name, None)
+        with launch_app_process(env, tmp_path / "app.log") as (url, _):
+            visitor = Client(url, verbose=False)
+            refused = "'tester/owners-private' is not a public model on the Hugging Face Hub: this app downloads " \
+                      "private or gated models only for its owner"
+            with pytest.raises(AppError) as error:
+                visitor.predict("tester/owners-private", False, api_name="/load")
+            assert str(error.value) == f"repository {refused}"
+            with pytest.raises(AppError) as error:
+                visitor.predict(question="Hi?", source="Folder or Hub id", run=None, model_id="tester/owners-private",
+                                compare=False, max_new_tokens=2, seed=None, api_name="/generate")
+            assert str(error.value) == f"model {refused}"
+            with pytest.raises(AppError) as error:
+                visitor.predict(question_column=None, answer_column=None, base_model="tester/owners-private",
+                                api_name="/checks")
+            assert str(error.value) == f"base model {refused}"
+            assert not list(cache.rglob("*owners-private*"))  # nothing was downloaded
+
+            message, _, _ = visitor.predict("tester/tiny-gpt2", False, api_name="/load")
+            assert message.startswith("✅ Loaded `tester/tiny-gpt2`")

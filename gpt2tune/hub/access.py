@@ -12,12 +12,19 @@ No gradio here: the UI says who is calling with a `Caller`, this module decides.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 ALLOW_SERVER_TOKEN_ENV = "GPT2TUNE_ALLOW_SERVER_TOKEN"  # "1": every caller may use the server's token
 OWNER_ONLY_TRAINING_ENV = "GPT2TUNE_OWNER_ONLY_TRAINING"  # "1": only the owner may start a training run
 OWNERS_ENV = "GPT2TUNE_OWNERS"  # comma-separated user names that count as the owner
 SPACE_AUTHOR_ENV = "SPACE_AUTHOR_NAME"  # set by Hugging Face Spaces: the user or organisation owning it
+
+# GPT-2 checkpoints everyone can download: no need to ask the Hub (which may be unreachable) about them
+KNOWN_PUBLIC = frozenset({"gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "openai-community/gpt2",
+                          "openai-community/gpt2-medium", "openai-community/gpt2-large", "openai-community/gpt2-xl",
+                          "distilbert/distilgpt2"})
+PUBLIC_TTL_S = 600  # how long a "this repo is public" answer is trusted
 
 APP_LOGIN = "app login"  # Gradio's own username/password login
 HUGGING_FACE = "huggingface"  # "Sign in with Hugging Face" (OAuth) on a Space
@@ -85,3 +92,33 @@ def check_may_train(caller: Caller) -> None:
     if _flag(OWNER_ONLY_TRAINING_ENV) and not is_owner(caller):
         raise ValueError(f"training on this app is reserved for its owner ({OWNER_ONLY_TRAINING_ENV}=1): "
                          "sign in as the owner, or answer questions with the trained models on the Generate tab")
+
+
+_public_until: dict[str, float] = {}
+
+
+def check_public_model(repo_id: str, what: str = "model") -> None:
+    """Refuse a Hub repo that an anonymous user could not download.
+
+    Downloads go through huggingface_hub, which sends the server's token when there is one, so a
+    visitor naming the owner's private or gated repo would otherwise get it (and could then train
+    on it, generate from it, or push a copy). The Hub is asked without any token; a repo it does not
+    show to an anonymous user, or an answer that cannot be had, is refused before anything downloads.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if repo_id in KNOWN_PUBLIC or time.monotonic() < _public_until.get(repo_id, 0.0):
+        return
+    not_public = (f"{what} {repo_id!r} is not a public model on the Hugging Face Hub: this app downloads "
+                  "private or gated models only for its owner")
+    try:
+        info = HfApi().model_info(repo_id, token=False)
+    except (RepositoryNotFoundError, GatedRepoError):
+        raise ValueError(not_public) from None
+    except Exception as error:
+        raise ValueError(f"could not check that {what} {repo_id!r} is public on the Hugging Face Hub "
+                         f"({type(error).__name__}): this app downloads private or gated models only for its owner") from None
+    if info.private or info.gated:
+        raise ValueError(not_public)
+    _public_until[repo_id] = time.monotonic() + PUBLIC_TTL_S

@@ -182,7 +182,18 @@ def resolve_model_reference(text: str, what: str = "model") -> str:
         return str(folder)
     if not HUB_ID_PATTERN.match(text) or ".." in text:
         raise ValueError(f"{what} {text!r} is neither a Hub id (name or user/name) nor a folder")
+    _guard_server_token(text, what)
     return text
+
+
+def _guard_server_token(repo_id: str, what: str) -> None:
+    """Downloads send the server's token when it has one: for anyone but the owner, public repos only."""
+    from huggingface_hub import get_token
+
+    from gpt2tune.hub.access import check_public_model, may_use_server_token
+
+    if get_token() and not may_use_server_token(current_caller()):
+        check_public_model(repo_id, what)
 
 
 _resolved: dict[str, tuple[float, str, str | None]] = {}
