@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from app_server import app_env, app_url  # noqa: F401  (app_url is a fixture)
+from conftest import SAMPLE_CSV
 from gradio_client import Client, handle_file
 from gradio_client.client import Endpoint
 from gradio_client.exceptions import AppError
@@ -231,14 +232,22 @@ def test_owner_only_training_refuses_a_visitor(client, monkeypatch):
     monkeypatch.setenv("GPT2TUNE_OWNER_ONLY_TRAINING", "1")
     before = default_runner().snapshot().version
     with pytest.raises(AppError) as error:
-        client.predict(csv=handle_file(str(Path(__file__).parents[1] / "assets" / "sample_qa.csv")),
-                       question_column=None, answer_column=None, run_name="not-allowed", max_steps=1,
-                       api_name="/train")
-    assert str(error.value).startswith("training on this app is reserved for its owner (GPT2TUNE_OWNER_ONLY_TRAINING=1)")
+        client.predict(csv=handle_file(str(SAMPLE_CSV)), question_column=None, answer_column=None,
+                       run_name="not-allowed", max_steps=1, api_name="/train")
+    assert str(error.value).startswith("training on this app is reserved for its owner "
+                                       "(GPT2TUNE_OWNER_ONLY_TRAINING=1)")
     assert default_runner().snapshot().version == before  # no run was started
-    _, _, _, table, _, _ = client.predict(file=handle_file(str(Path(__file__).parents[1] / "assets" / "sample_qa.csv")),
-                                          api_name="/preview")
+    _, _, _, table, _, _ = client.predict(file=handle_file(str(SAMPLE_CSV)), api_name="/preview")
     assert len(table["data"]) == 20  # the rest of the app still answers visitors
+
+
+def test_owner_only_app_keeps_runs_from_visitors_pushes(client, trained_run, hub_calls, monkeypatch):
+    monkeypatch.setenv("GPT2TUNE_OWNER_ONLY_TRAINING", "1")
+    with pytest.raises(AppError) as error:
+        push(client, trained_run, token="hf_visitorsOwnToken")
+    assert str(error.value) == ("publishing runs on this app is reserved for its owner "
+                                "(GPT2TUNE_OWNER_ONLY_TRAINING=1): sign in as the owner")
+    assert hub_calls == []
 
 
 @pytest.mark.parametrize("caller, env, owner", [

@@ -94,6 +94,14 @@ def check_may_train(caller: Caller) -> None:
                          "sign in as the owner, or answer questions with the trained models on the Generate tab")
 
 
+def check_may_publish(caller: Caller) -> None:
+    """On an owner-only app every run is the owner's, so only the owner publishes one, whatever the token:
+    a visitor's own token would otherwise copy the owner's model (and what it learned) to their account."""
+    if _flag(OWNER_ONLY_TRAINING_ENV) and not is_owner(caller):
+        raise ValueError(f"publishing runs on this app is reserved for its owner ({OWNER_ONLY_TRAINING_ENV}=1): "
+                         "sign in as the owner")
+
+
 _public_until: dict[str, float] = {}
 
 
@@ -110,15 +118,15 @@ def check_public_model(repo_id: str, what: str = "model") -> None:
 
     if repo_id in KNOWN_PUBLIC or time.monotonic() < _public_until.get(repo_id, 0.0):
         return
-    not_public = (f"{what} {repo_id!r} is not a public model on the Hugging Face Hub: this app downloads "
-                  "private or gated models only for its owner")
+    owner_only = "this app downloads private or gated models only for its owner"
+    not_public = f"{what} {repo_id!r} is not a public model on the Hugging Face Hub: {owner_only}"
     try:
         info = HfApi().model_info(repo_id, token=False)
     except (RepositoryNotFoundError, GatedRepoError):
         raise ValueError(not_public) from None
-    except Exception as error:
+    except Exception as error:  # unreachable, offline, rate limited: unknown is not public
         raise ValueError(f"could not check that {what} {repo_id!r} is public on the Hugging Face Hub "
-                         f"({type(error).__name__}): this app downloads private or gated models only for its owner") from None
+                         f"({type(error).__name__}): {owner_only}") from None
     if info.private or info.gated:
         raise ValueError(not_public)
     _public_until[repo_id] = time.monotonic() + PUBLIC_TTL_S

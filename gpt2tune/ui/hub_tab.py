@@ -44,11 +44,13 @@ def create_hub_tab(elems: dict) -> None:
 
 @ui_errors
 def push_run(run, repo_id, token="", private=True, request: gr.Request = None, progress=gr.Progress()):
-    from gpt2tune.hub.access import token_for
+    from gpt2tune.hub.access import check_may_publish, token_for
     from gpt2tune.hub.push import push_to_hub, validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
-    token = token_for(current_caller(request), token)  # before anything is read: refused visitors stop here
+    caller = current_caller(request)
+    check_may_publish(caller)
+    token = token_for(caller, token)  # before anything is read: refused visitors stop here
     folder = chosen_model(TRAINED_RUN, run, None)
     progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
     url = push_to_hub(folder, repo_id, token=token, private=bool(private))
