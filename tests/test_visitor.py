@@ -361,3 +361,30 @@ def test_a_visitor_loads_only_public_models_with_the_server_token(tiny_model_dir
 
             message, _, _ = visitor.predict("tester/tiny-gpt2", False, api_name="/load")
             assert message.startswith("✅ Loaded `tester/tiny-gpt2`")
+
+
+@pytest.mark.parametrize("on_space, session, username, expected", [
+    (True, {"oauth_info": {"userinfo": {"preferred_username": "octocat"}, "expires_at": 4e9}}, None,
+     ("octocat", "huggingface")),
+    (True, {"oauth_info": {"userinfo": {"preferred_username": "octocat"}, "expires_at": 1}}, None, (None, None)),
+    # off a Space Gradio signs everyone in as the server's own account: never a sign-in
+    (False, {"oauth_info": {"userinfo": {"preferred_username": "octocat"}, "expires_at": 4e9}}, None, (None, None)),
+    (True, {}, None, (None, None)),
+    (False, {}, "owner", ("owner", "app login")),
+])
+def test_who_is_calling(on_space, session, username, expected, monkeypatch):
+    """How a handler learns its caller from Gradio's request: the app login's name, or the Hugging Face
+    sign-in Gradio keeps in the session (as its OAuth routes store it on a Space)."""
+    import gradio as gr
+    from starlette.requests import Request
+
+    from gpt2tune.ui.common import current_caller
+
+    for name, value in {"SPACE_ID": "octocat/gpt2tune", "OAUTH_CLIENT_ID": "client-id"}.items():
+        if on_space:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name, raising=False)
+    request = gr.Request(Request({"type": "http", "headers": [], "session": session}), username=username)
+    caller = current_caller(request)
+    assert (caller.username, caller.via) == expected
