@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_server import app_env, app_url  # noqa: F401  (app_url is a fixture)
+from app_server import app_env, app_url, launch_app_process  # noqa: F401  (app_url is a fixture)
 from conftest import SAMPLE_CSV
 from gradio_client import Client, handle_file
 from gradio_client.client import Endpoint
@@ -333,7 +333,6 @@ def test_a_visitor_loads_only_public_models_with_the_server_token(tiny_model_dir
     """The app in a subprocess (HF_ENDPOINT is read at import) with HF_TOKEN set, against a local Hub that
     serves one public repo. A repo the Hub does not show to an anonymous request (what it answers for a
     private one) is refused for a visitor before anything downloads; the public one loads."""
-    from app_server import launch_app_process
     from hub_server import hub_env, serve_hub_repo
 
     cache = tmp_path / "hf-cache"
@@ -380,7 +379,7 @@ def test_who_is_calling(on_space, session, username, expected, monkeypatch):
 
     from gpt2tune.ui.common import current_caller
 
-    for name, value in {"SPACE_ID": "octocat/gpt2tune", "OAUTH_CLIENT_ID": "client-id"}.items():
+    for name, value in {"SYSTEM": "spaces", "SPACE_ID": "octocat/gpt2tune", "OAUTH_CLIENT_ID": "client-id"}.items():
         if on_space:
             monkeypatch.setenv(name, value)
         else:
@@ -388,3 +387,65 @@ def test_who_is_calling(on_space, session, username, expected, monkeypatch):
     request = gr.Request(Request({"type": "http", "headers": [], "session": session}), username=username)
     caller = current_caller(request)
     assert (caller.username, caller.via) == expected
+
+
+# --- a Space with "Sign in with Hugging Face" ------------------------------------------------------------
+# The app as a Space runs it, with the Hub upload recorded instead of sent (the only mock).
+SPACE_APP = """
+import json, os, runpy
+from huggingface_hub import HfApi
+
+def record(name):
+    def call(self, repo_id, **kwargs):
+        with open(os.environ["UPLOAD_RECORD"], "a") as f:
+            f.write(json.dumps([name, repo_id, self.token == os.environ["HF_TOKEN"]]) + "\\n")
+        return "https://huggingface.co/" + repo_id
+    return call
+
+HfApi.create_repo, HfApi.upload_folder = record("create_repo"), record("upload_folder")
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def signed_in_cookie(secret: str, username: str) -> str:
+    """The session cookie Gradio's OAuth callback sets after a Hugging Face sign-in (Starlette's
+    SessionMiddleware format, signed with the key Gradio derives from the Space's OAuth secret)."""
+    import base64
+    import hashlib
+    import time
+
+    from itsdangerous import TimestampSigner
+
+    session = {"oauth_info": {
+        "access_token": "hf_oauth_user_token", "scope": "openid profile", "expires_at": int(time.time()) + 3600,
+        "userinfo": {"preferred_username": username, "name": username, "profile": f"https://huggingface.co/{username}",
+                     "picture": ""}}}
+    key = hashlib.sha256((secret + "-v4").encode()).hexdigest()
+    signed = TimestampSigner(key).sign(base64.b64encode(json.dumps(session).encode()))
+    return f"session={signed.decode()}"
+
+
+@pytest.mark.slow
+def test_on_a_space_the_signed_in_author_pushes_with_the_secret(tiny_model_dir, tmp_path):
+    pytest.importorskip("authlib", reason="Sign in with Hugging Face needs authlib (gradio[oauth])")
+    home, record, secret = tmp_path / "home", tmp_path / "uploads.jsonl", "oauth-client-secret"
+    shutil.copytree(tiny_model_dir, home / "runs" / "owned")
+    env = {**os.environ, "GPT2TUNE_HOME": str(home), "GPT2TUNE_BASE_MODEL": str(tiny_model_dir),
+           "HF_TOKEN": SERVER_TOKEN, "UPLOAD_RECORD": str(record), "HF_HUB_OFFLINE": "1",
+           # what a Space with `hf_oauth: true` sets
+           "SYSTEM": "spaces", "SPACE_ID": "octocat/gpt2tune", "SPACE_AUTHOR_NAME": "octocat",
+           "OAUTH_CLIENT_ID": "client-id", "OAUTH_CLIENT_SECRET": secret, "OAUTH_SCOPES": "openid profile",
+           "OPENID_PROVIDER_URL": "https://huggingface.co"}
+    for name in ("GPT2TUNE_ALLOW_SERVER_TOKEN", "GPT2TUNE_OWNERS", "GPT2TUNE_LOGIN", "GPT2TUNE_OWNER_ONLY_TRAINING"):
+        env.pop(name, None)
+    with launch_app_process(env, tmp_path / "app.log", argv=["-c", SPACE_APP]) as (url, _):
+        anonymous = Client(url, verbose=False)
+        visitor = Client(url, headers={"Cookie": signed_in_cookie(secret, "mallory")}, verbose=False)
+        author = Client(url, headers={"Cookie": signed_in_cookie(secret, "octocat")}, verbose=False)
+        for client in (anonymous, visitor):
+            with pytest.raises(AppError, match=PASTE_YOUR_OWN):
+                push(client, "owned")
+        assert not record.exists()  # nothing reached the Hub
+        assert "Published as a private model" in push(author, "owned")
+    assert [json.loads(line) for line in record.read_text().splitlines()] == [
+        ["create_repo", "visitor/gpt2", True], ["upload_folder", "visitor/gpt2", True]]  # with the server's token

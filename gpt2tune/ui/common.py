@@ -117,7 +117,9 @@ def current_caller(request: gr.Request | None = None):
 def oauth_enabled() -> bool:
     """"Sign in with Hugging Face" is real only on a Space with `hf_oauth: true`; elsewhere Gradio mocks
     it with the server's own account, so it must never count as a sign-in."""
-    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
+    from gradio.utils import get_space  # Gradio's own test for "running on a Space"
+
+    return bool(get_space() and os.environ.get("OAUTH_CLIENT_ID"))
 
 
 def _hugging_face_user(request) -> str | None:
@@ -126,7 +128,7 @@ def _hugging_face_user(request) -> str | None:
     scope = getattr(getattr(request, "request", None), "scope", None)
     session = scope.get("session") if isinstance(scope, dict) else None
     info = (session or {}).get("oauth_info") or {}  # where Gradio's OAuth keeps the signed-in user
-    if not info or (info.get("expires_at") or 0) < time.time():
+    if not info or (info.get("expires_at") is not None and info["expires_at"] < time.time()):
         return None
     return (info.get("userinfo") or {}).get("preferred_username") or None
 
