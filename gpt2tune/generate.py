@@ -100,13 +100,35 @@ def answer(model, tokenizer, question: str, settings: GenerationSettings | None 
     return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
 
+def _token_streamer(base):
+    """transformers' streamers hold text back until a space (whole words); a page showing an answer
+    as it grows wants every token, except the first bytes of a character not yet complete."""
+
+    class TokenStreamer(base):
+        def put(self, value):
+            if len(value.shape) > 1:
+                value = value[0]
+            if self.skip_prompt and self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            self.token_cache.extend(value.tolist())
+            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+            if text.endswith("\ufffd"):  # part of a multi-byte character: wait for the rest
+                return
+            self.on_finalized_text(text[self.print_len:])
+            self.print_len = len(text)
+
+    return TokenStreamer
+
+
 def stream_answer(model, tokenizer, question: str, settings: GenerationSettings | None = None) -> Iterator[str]:
     """Yield the answer so far, growing token by token, as the model produces it."""
     import torch
     from transformers import TextIteratorStreamer
 
     kwargs = _generate_kwargs(model, tokenizer, question, settings or GenerationSettings())
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+    streamer = _token_streamer(TextIteratorStreamer)(tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                                     timeout=120)
     errors = []
 
     def run():

@@ -133,14 +133,28 @@ def write_rejected_csv(data: QAData, path) -> str:
     """Write the rejected rows (row, reason, original columns) to CSV; returns the path.
 
     A folder as `path` gets "<source stem>_rejected.csv" inside it. The file is
-    UTF-8 with a BOM so that Excel shows accents right when a user opens it.
+    UTF-8 with a BOM so that Excel shows accents right when a user opens it, and
+    every text cell and header that a spreadsheet would run as a formula is
+    neutralised (see `spreadsheet_safe`).
     """
     path = Path(path)
     if path.is_dir():
         path = path / f"{Path(data.report.source).stem}_rejected.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    data.rejected.to_csv(path, index=False, encoding="utf-8-sig")
+    safe = data.rejected.map(spreadsheet_safe).rename(columns=spreadsheet_safe)
+    safe.to_csv(path, index=False, encoding="utf-8-sig")
     return str(path)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell a spreadsheet would evaluate (`=HYPERLINK(...)`, `+cmd|...`, `@SUM(...)`) gets a
+    leading `'`, so it shows as the text it is (the OWASP rule for CSV injection). Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 # -----------------------------------------------------------------------------
 # picking the question and answer columns

@@ -67,6 +67,77 @@ def ui_errors(fn):
     return call
 
 
+# --- what a visitor may hand the server -----------------------------------------------------------
+def visitor_file(file) -> str:
+    """The path of a file a visitor gave a handler, if it is one this app may read for them.
+
+    Only an upload Gradio stored for this app (its upload folder) or the bundled sample qualifies.
+    Gradio already refuses API inputs outside its upload folder, but not every route into a handler
+    goes through that check (static paths, direct calls, apps that embed these handlers), so each
+    handler that reads a visitor's file asks here first, and a refused path is never opened.
+    """
+    from gradio.utils import get_upload_folder
+
+    from gpt2tune.paths import SAMPLE_CSV
+
+    if not file:
+        raise ValueError("no data file: upload a CSV (or TSV/JSON/JSONL) or click 'Use the sample dataset'")
+    path = getattr(file, "path", file)  # a FileData, or the path a "filepath" component hands over
+    if isinstance(path, dict):
+        path = path.get("path")
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ValueError("the data file is not a file: upload a CSV (or TSV/JSON/JSONL) or use the sample")
+    # realpath on both sides: a symlink or `..` inside the upload folder that leads out of it is refused
+    real = os.path.realpath(path)
+    uploads = os.path.realpath(get_upload_folder())
+    if real != os.path.realpath(SAMPLE_CSV) and os.path.commonpath([real, uploads]) != uploads:
+        raise ValueError(f"{Path(path).name!r} was not uploaded to this app: only files uploaded here "
+                         "and the bundled sample are read")
+    return str(path)
+
+
+def training_file(file) -> str:
+    """`visitor_file` for a training run, which on an owner-only app the owner alone may start."""
+    from gpt2tune.hub.access import check_may_train
+
+    check_may_train(current_caller())
+    return visitor_file(file)
+
+
+def current_caller(request: gr.Request | None = None):
+    """Who is calling the running handler: an app login, a Hugging Face sign-in on a Space, or nobody."""
+    from gradio.context import LocalContext
+
+    from gpt2tune.hub.access import APP_LOGIN, HUGGING_FACE, Caller
+
+    request = request if request is not None else LocalContext.request.get(None)
+    if request is None:
+        return Caller()
+    if getattr(request, "username", None):
+        return Caller(request.username, APP_LOGIN)
+    signed_in = _hugging_face_user(request)
+    return Caller(signed_in, HUGGING_FACE) if signed_in else Caller()
+
+
+def oauth_enabled() -> bool:
+    """"Sign in with Hugging Face" is real only on a Space with `hf_oauth: true`; elsewhere Gradio mocks
+    it with the server's own account, so it must never count as a sign-in."""
+    from gradio.utils import get_space  # Gradio's own test for "running on a Space"
+
+    return bool(get_space() and os.environ.get("OAUTH_CLIENT_ID"))
+
+
+def _hugging_face_user(request) -> str | None:
+    if not oauth_enabled():
+        return None
+    scope = getattr(getattr(request, "request", None), "scope", None)
+    session = scope.get("session") if isinstance(scope, dict) else None
+    info = (session or {}).get("oauth_info") or {}  # where Gradio's OAuth keeps the signed-in user
+    if not info or (info.get("expires_at") is not None and info["expires_at"] < time.time()):
+        return None
+    return (info.get("userinfo") or {}).get("preferred_username") or None
+
+
 # --- models ------------------------------------------------------------------------------------
 _loaded_mtime: dict[str, float] = {}
 
@@ -108,7 +179,18 @@ def resolve_model_reference(text: str, what: str = "model") -> str:
         return str(folder)
     if not is_repo_id(text):
         raise ValueError(f"{what} {text!r} is neither a Hub id (name or user/name) nor a folder")
+    _guard_server_token(text, what)
     return text
+
+
+def _guard_server_token(repo_id: str, what: str) -> None:
+    """Downloads send the server's token when it has one: for anyone but the owner, public repos only."""
+    from huggingface_hub import get_token
+
+    from gpt2tune.hub.access import check_public_model, may_use_server_token
+
+    if get_token() and not may_use_server_token(current_caller()):
+        check_public_model(repo_id, what)
 
 
 _resolved: dict[str, tuple[float, str, str | None]] = {}
@@ -148,13 +230,6 @@ def warm_up(base_model: str) -> None:
 
 # --- what handlers on several tabs read ------------------------------------------------------------
 TRAINED_RUN, OTHER_MODEL = "Trained run", "Folder or Hub id"  # the two ways to pick a model to answer with
-
-
-def data_path(file) -> str:
-    """The file a handler got from the upload box (a per-session upload copy, or the sample)."""
-    if not file:
-        raise ValueError("no data file: upload a CSV (or TSV/JSON/JSONL) or click 'Use the sample dataset'")
-    return str(file)
 
 
 def chosen_model(source: str, run: str | None, model_id: str | None) -> str:

@@ -10,13 +10,14 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, work_dir
-from gpt2tune.ui.common import data_path, stat_tile, ui_errors
+from gpt2tune.ui.common import stat_tile, ui_errors, visitor_file
 from gpt2tune.ui.fields import field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
 FILE_TYPES = [".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".xls"]
 PREVIEW_ROWS = 20
 HISTOGRAM_BINS = 30
+KEEP_DOWNLOADS = 8  # rejected-rows folders kept under downloads/: enough for previews running at once
 LENGTH_VIEWS = {"whole example": "token_lengths", "question": "question_lengths", "answer": "answer_lengths"}
 
 
@@ -106,7 +107,7 @@ def inspect_columns(file):
     """Fill the column pickers from the file's header, pre-selecting the likeliest columns."""
     from gpt2tune.data.load import read_table, suggest_columns
 
-    frame, info = read_table(data_path(file))
+    frame, info = read_table(visitor_file(file))
     question, answer = suggest_columns(info["columns_found"])
     choices = list(frame.columns)
     # only ask when the header does not simply say question/answer
@@ -124,7 +125,7 @@ def preview_data(file, question_column=None, answer_column=None, eval_fraction=T
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.report import dataset_report
 
-    data = load_qa_data(data_path(file), question_column or None, answer_column or None)
+    data = load_qa_data(visitor_file(file), question_column or None, answer_column or None)
     report = dataset_report(data.frame, _tokenizer(), int(max_length), float(eval_fraction), int(seed))
     lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}
     has_rejected = len(data.rejected) > 0
@@ -190,9 +191,22 @@ def _tokenizer():
 def _write_rejected(data) -> str:
     from gpt2tune.data.load import write_rejected_csv
 
-    folder = work_dir() / "downloads" / uuid.uuid4().hex[:12]
+    root = work_dir() / "downloads"
+    folder = root / uuid.uuid4().hex[:12]  # one per preview: two visitors' files never collide
     folder.mkdir(parents=True, exist_ok=True)
-    return write_rejected_csv(data, folder)
+    path = write_rejected_csv(data, folder)
+    _prune_downloads(root, KEEP_DOWNLOADS)
+    return path
+
+
+def _prune_downloads(root, keep: int) -> None:
+    """Keep the newest `keep` download folders. Gradio copies a returned file into its own cache as the
+    handler returns, so older folders are no longer served from here; without this they pile up."""
+    import shutil
+
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # --- rendering -----------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from gpt2tune.ui.common import (
     OTHER_MODEL,
     TRAINED_RUN,
     chosen_model,
+    current_caller,
     load_model,
+    oauth_enabled,
     refresh_run_choices,
     resolve_model_reference,
     ui_errors,
@@ -36,8 +38,11 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                 repo_id = gr.Textbox(label="Repository", placeholder="your-name/gpt2-faq",
                                      info="user/name or organisation/name on huggingface.co")
                 token = gr.Textbox(label="Access token (write)", type="password", placeholder="hf_…",
-                                   info="Leave empty to use HF_TOKEN, the Space secret or your cached login. "
+                                   info="Leave empty to use HF_TOKEN, the Space secret or the cached login: "
+                                        "only for the app's owner (signed in). "
                                         "It is used for this upload only and never stored.")
+                if oauth_enabled():  # a Space with `hf_oauth: true`: its author signs in to push with its secret
+                    gr.LoginButton(size="sm")
                 private = gr.Checkbox(label="Private repository", value=PRIVATE_DEFAULT)
                 verify = gr.Checkbox(label="Verify after pushing", value=False,
                                      info="Download the model back into a fresh cache and check weights and "
@@ -59,14 +64,19 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
 
 
 @ui_errors
-def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, progress=gr.Progress()):
+def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, request: gr.Request = None,
+             progress=gr.Progress()):
+    from gpt2tune.hub.access import check_may_publish, token_for
     from gpt2tune.hub.push import push_to_hub
     from gpt2tune.references import validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
+    caller = current_caller(request)
+    check_may_publish(caller)
+    token = token_for(caller, token)  # before anything is read: refused visitors stop here
     folder = chosen_model(TRAINED_RUN, run, None)
     progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
-    url = push_to_hub(folder, repo_id, token=token or None, private=bool(private))
+    url = push_to_hub(folder, repo_id, token=token, private=bool(private))
     progress(1.0)
     gr.Info(f"Pushed to {repo_id}")
     visibility = "private" if private else "public"

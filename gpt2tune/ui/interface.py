@@ -22,6 +22,7 @@ from gpt2tune.ui.style import CSS, HEADER, theme
 from gpt2tune.ui.train_tab import TrainTab, create_train_tab, follow_training, training_status
 
 MAX_UPLOAD_ENV = "GPT2TUNE_MAX_UPLOAD"  # e.g. "20mb"; Gradio refuses bigger uploads before they land
+LOGIN_ENV = "GPT2TUNE_LOGIN"  # "name:password": the app asks for it, and whoever logs in counts as its owner
 
 
 def build_app() -> gr.Blocks:
@@ -60,4 +61,16 @@ def launch_options() -> dict:
         # handlers return the bundled sample and rejected-rows downloads; nothing else is served
         "allowed_paths": [str(SAMPLE_CSV), str(work_dir() / "downloads")],
         "footer_links": ["api", "gradio"],
+        "auth": app_login(),
     }
+
+
+def app_login() -> list[tuple[str, str]] | None:
+    """Gradio's own login from GPT2TUNE_LOGIN, or None (no login: every visitor is anonymous)."""
+    value = os.environ.get(LOGIN_ENV, "")
+    if not value:
+        return None
+    name, _, password = value.partition(":")
+    if not name.strip() or not password:
+        raise ValueError(f"{LOGIN_ENV} must be name:password (both non-empty)")
+    return [(name.strip(), password)]

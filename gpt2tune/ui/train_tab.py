@@ -17,7 +17,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.runs.runner import FAILED, FINISHED, IDLE, RUNNING, STOPPED, STOPPING, RunSnapshot, default_runner
-from gpt2tune.ui.common import data_path, fmt_duration, resolve_base_model, stat_tile, ui_errors
+from gpt2tune.ui.common import fmt_duration, resolve_base_model, stat_tile, training_file, ui_errors
 from gpt2tune.ui.fields import build_config, field_component
 
 # Set on other tabs (data, base model, hardware) or by the buttons (output_dir, resume).
@@ -106,7 +106,7 @@ def _config(values: dict, resume: bool) -> TuneConfig:
     from gpt2tune.runs.store import new_run_name, run_dir
 
     run_name = (values.pop("run_name", "") or "").strip()
-    values["csv"] = data_path(values.get("csv"))
+    values["csv"] = training_file(values.get("csv"))
     values["output_dir"] = str(run_dir(run_name or new_run_name()))
     values["base_model"], _ = resolve_base_model(values.get("base_model"))
     return build_config(TuneConfig, {**values, "resume": resume})
