@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 # Not the defaults anywhere: a resume that took the form's or the defaults' values would train differently.
 SETTINGS = dict(max_length=64, batch_size=2, learning_rate=3e-3, logging_steps=1, eval_steps=0, save_steps=100,
                 warmup_ratio=0.0, eval_answer_samples=0, seed=11, eval_fraction=0.1)
+DETECTED = dict(question_column=None, answer_column=None)  # the sample's question/answer header
 
 
 def faq_csv(path: Path) -> Path:
@@ -153,14 +154,14 @@ def test_stop_resume_keeps_its_data_and_settings(app_url, tiny_model_dir, tmp_pa
 
 def test_start_while_training_says_so_and_keeps_the_view(app_url):  # noqa: F811
     client = Client(app_url, verbose=False)
-    job = client.submit(run_name="long-run", max_steps=300, **{**SETTINGS, "save_steps": 0}, api_name="/train")
+    job = client.submit(run_name="long-run", max_steps=300, **DETECTED, **{**SETTINGS, "save_steps": 0}, api_name="/train")
     wait_until(lambda: "step " in status_of(client) and "long-run" in status_of(client))
-    outputs = Client(app_url, verbose=False).predict(run_name="other", max_steps=5, **SETTINGS, api_name="/train")
+    outputs = Client(app_url, verbose=False).predict(run_name="other", max_steps=5, **DETECTED, **SETTINGS, api_name="/train")
     assert "run 'long-run' is training (step" in alert_of(outputs)
     assert "stop it, or wait for it to end" in alert_of(outputs)
     client.predict(api_name="/stop")
     list(job)
-    again = client.predict(run_name="long-run", max_steps=5, **SETTINGS, api_name="/train")
+    again = client.predict(run_name="long-run", max_steps=5, **DETECTED, **SETTINGS, api_name="/train")
     assert "run 'long-run' already exists" in alert_of(again)
 
 
@@ -189,7 +190,7 @@ def test_killed_server_shows_the_run_interrupted_and_resumes_it(tiny_model_dir, 
     log = tmp_path / "app.log"
     with app_process(home, tiny_model_dir, log) as (process, url):
         client = Client(url, verbose=False)
-        client.submit(run_name="killed", max_steps=60, **{**SETTINGS, "save_steps": 4}, api_name="/train")
+        client.submit(run_name="killed", max_steps=60, **DETECTED, **{**SETTINGS, "save_steps": 4}, api_name="/train")
         wait_until(lambda: (home / "runs/killed/run.json").exists() and run_record(home, "killed")["step"] >= 9)
         process.send_signal(signal.SIGKILL)
         process.wait(30)
