@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import html
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,9 +30,9 @@ from gpt2tune.runs import artifacts
 pytestmark = pytest.mark.slow
 
 # Not the defaults anywhere: a resume that took the form's or the defaults' values would train differently.
-SETTINGS = dict(max_length=64, batch_size=2, learning_rate=3e-3, logging_steps=1, eval_steps=0, save_steps=100,
-                warmup_ratio=0.0, eval_answer_samples=0, seed=11, eval_fraction=0.1)
-DETECTED = dict(question_column=None, answer_column=None)  # the sample's question/answer header
+SETTINGS = {"max_length": 64, "batch_size": 2, "learning_rate": 3e-3, "logging_steps": 1, "eval_steps": 0,
+            "save_steps": 100, "warmup_ratio": 0.0, "eval_answer_samples": 0, "seed": 11, "eval_fraction": 0.1}
+DETECTED = {"question_column": None, "answer_column": None}  # the sample's question/answer header
 
 
 def faq_csv(path: Path) -> Path:

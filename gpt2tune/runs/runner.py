@@ -105,7 +105,7 @@ class TrainingRunner:
         from gpt2tune.errors import first_line
 
         try:
-            from gpt2tune.training.train import train  # noqa: I001  (torch and transformers: seconds, so only now)
+            from gpt2tune.training.train import train  # torch and transformers: seconds, so only now
 
             train(config, on_event=self._on_event, stop_event=stop_event, fallback_to_tiny=fallback_to_tiny)
         except ValueError as error:  # the run folder records it; kept here too in case it failed before that
@@ -129,7 +129,7 @@ class TrainingRunner:
         self._changed.notify_all()
 
 
-def auto_resume(runner: "TrainingRunner | None" = None) -> str | None:
+def auto_resume(runner: TrainingRunner | None = None) -> str | None:
     """With GPT2TUNE_AUTO_RESUME=1, resume the latest interrupted run that has a checkpoint; its name."""
     if os.environ.get(AUTO_RESUME_ENV, "").strip().lower() not in ("1", "true", "yes"):
         return None

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpt2tune.runs import artifacts, record
 from gpt2tune.paths import inside, work_dir
+from gpt2tune.runs import artifacts, record
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

@@ -69,7 +69,7 @@ def create_train_tab(elems: dict) -> None:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 with gr.Row():
-                    picker = gr.Dropdown(label="Run", choices=[], value=None, scale=4, elem_id="run-picker",
+                    picker = gr.Dropdown(label="Run", choices=[], value=None, scale=4, elem_id="run-picker", allow_custom_value=True,
                                          info="Every run in the working folder, newest first, with its state.")
                     refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
                 run_name = gr.Textbox(label="Run name", placeholder="automatic (run-date-time)",
@@ -150,7 +150,7 @@ def start_training(request: gr.Request = None, **values):
         config.validate()
         config.csv = str(record.adopt_data(folder, source))
         default_runner().start(config)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
         yield _refusal(error, session)
         return
     yield from _follow(folder, session, load_form=False, own=True)
@@ -175,7 +175,7 @@ def resume_training(run=None, max_steps=None, epochs=None, request: gr.Request =
         _, checkpoint = record.resume_config(config)  # refuses changed data, a finished run, no checkpoint
         default_runner().start(config)
         gr.Info(f"Resuming {name} from step {checkpoint.name.split('-')[-1]}")
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
         yield _refusal(error, session)
         return
     yield from _follow(folder, session, load_form=True, own=True)
@@ -198,7 +198,7 @@ def show_run(run=None, request: gr.Request = None):
     session = _session(request)
     try:
         folder = _chosen_run(run)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
         yield _refusal(error, session)
         return
     if folder is None:
