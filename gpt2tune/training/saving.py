@@ -26,7 +26,7 @@ class CheckpointTiming(TrainerCallback):
         self.last_save = time.monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.interval_s is not None and time.monotonic() - self.last_save >= self.interval_s:
+        if self.interval_s is not None and _any_process(args, time.monotonic() - self.last_save >= self.interval_s):
             control.should_save = True
         if control.should_training_stop:
             control.should_save = True  # a stop (the user's, or the last step) leaves a resumable checkpoint
@@ -36,3 +36,17 @@ class CheckpointTiming(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         self.last_save = time.monotonic()
+
+
+def _any_process(args, flag: bool) -> bool:
+    """The same answer on every process of a distributed run (a checkpoint is a collective step:
+    one process saving alone would wait for the others forever); the flag as is otherwise."""
+    import torch.distributed as dist
+
+    if args.world_size <= 1 or not dist.is_available() or not dist.is_initialized():
+        return flag
+    import torch
+
+    value = torch.tensor([int(flag)], device=args.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
