@@ -223,6 +223,8 @@ def test_push_uploads_the_run_without_the_token(client, finished_run, monkeypatc
     assert calls["upload"]["repo_id"] == "tester/faq-gpt2"
     assert {"model.safetensors", "config.json", "README.md"} <= set(calls["files"])
     assert "checkpoints/*" in calls["upload"]["ignore_patterns"]
+    # the run's record and its copy of the training data are not published with the model
+    assert {"data/*", "run.json", "events.jsonl"} <= set(calls["upload"]["ignore_patterns"])
     assert not any(token.encode() in content for content in calls["files"].values())
 
 

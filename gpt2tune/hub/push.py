@@ -10,7 +10,9 @@ import re
 from pathlib import Path
 
 REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin"]
+UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin",
+                 # the run's record stays on the server: the training data's copy, server paths, its pid
+                 "data/*", "run.json", "events.jsonl"]
 
 
 def validate_repo_id(repo_id: str) -> str:

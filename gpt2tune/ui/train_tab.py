@@ -229,7 +229,7 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool):
     runner = default_runner()
     token = _watching(session, folder)
     shown_warnings = 0
-    first = True
+    first, listed_state = True, None
     while True:
         version = runner.version
         view = _view(folder)
@@ -238,7 +238,9 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool):
                 _toast_once(session, warning)
             shown_warnings = len(view.warnings)
         form = _form_values(view) if first and load_form else [gr.skip()] * len(FORM_NAMES)
-        yield (*_render_view(view, folder), *form)
+        rendered = list(_render_view(view, folder, with_picker=view.state != listed_state))
+        listed_state = view.state  # the run list is read again only when this run's state changes
+        yield (*rendered, *form)
         first = False
         if not view.active or not _still_watching(session, token):
             break
@@ -260,10 +262,11 @@ def _view(folder: Path) -> RunView:
     return view
 
 
-def _render_view(view: RunView, folder: Path) -> tuple:
+def _render_view(view: RunView, folder: Path, with_picker: bool = True) -> tuple:
+    log = "\n".join((view.messages + [f"warning: {w}" for w in view.warnings])[-LOG_LINES:])
     return (render_status(view), loss_frame(view), render_metrics(view.metrics), _public_metrics(view.metrics),
-            probe_frame(view), _public("\n".join((view.messages + [f"warning: {w}" for w in view.warnings])[-LOG_LINES:])),
-            "", _picker(folder.name), render_summary(view))
+            probe_frame(view), _public(log), "", _picker(folder.name) if with_picker else gr.skip(),
+            render_summary(view))
 
 
 def _refusal(error: Exception, session: str) -> tuple:
