@@ -59,8 +59,8 @@ def load_view(folder, live_state: str | None = None) -> RunView:
         view.created = float(saved.get("created") or 0)
         if view.state == record.FAILED:
             view.error = saved.get("message") or "failed"
-    if live_state and (view.state in (None, *record.ALIVE)):
-        view.state = live_state
+    if live_state == record.QUEUED or (live_state and view.state in (None, *record.ALIVE)):
+        view.state = live_state  # queued: the folder still shows the run's previous segment
     _replay(view, record.read_events(folder))
     _add_runtime(view, saved)
     checkpoint = artifacts.latest_checkpoint(folder)
