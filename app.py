@@ -1,11 +1,13 @@
 """gpt2tune web app: `python app.py`, or the entry point of a Hugging Face Space.
 
 Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; GPT2TUNE_HOME is where runs go,
-GPT2TUNE_BASE_MODEL the default base model, GPT2TUNE_MAX_UPLOAD the upload size limit.
+GPT2TUNE_BASE_MODEL the default base model, GPT2TUNE_MAX_UPLOAD the upload size limit,
+GPT2TUNE_AUTO_RESUME=1 resumes the latest interrupted run at start-up.
 """
 
 import logging
 
+from gpt2tune.runs.runner import auto_resume
 from gpt2tune.ui import build_app, launch_options
 from gpt2tune.ui.common import default_base_model, warm_up
 
@@ -15,4 +17,5 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo.queue().launch(prevent_thread_lock=True, **launch_options())
     warm_up(default_base_model())  # once the page is served: is the Hub reachable, or is it the tiny model?
+    auto_resume()  # GPT2TUNE_AUTO_RESUME=1: continue the run a restart interrupted
     demo.block_thread()

@@ -81,6 +81,8 @@ class TuneConfig:
     logging_steps: int = _opt(5, "Log the training loss every N steps.")
     eval_steps: int = _opt(50, "Evaluate every N steps (0 = only at the end).")
     save_steps: int = _opt(100, "Write a resumable checkpoint every N steps (0 = never).")
+    save_minutes: float = _opt(10.0, "Also write a checkpoint every N minutes of training (0 = only by steps); "
+                                     "a stop always writes one.")
     save_total_limit: int = _opt(2, "Checkpoints kept; older ones are deleted.")
     resume: bool = _opt(False, "Continue from the latest checkpoint in output_dir.")
     early_stopping_patience: int = _opt(0, "Stop after N evals without eval-loss improvement (0 = off).")
@@ -113,6 +115,7 @@ class TuneConfig:
             (0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})"),
             (self.logging_steps >= 1, "logging_steps must be at least 1"),
             (self.save_total_limit >= 1, "save_total_limit must be at least 1"),
+            (self.save_minutes >= 0, f"save_minutes must be 0 or more (got {self.save_minutes})"),
             (self.eval_answer_samples >= 0, f"eval_answer_samples must be 0 or more (got {self.eval_answer_samples})"),
             (self.early_stopping_patience >= 0, "early_stopping_patience must be 0 or more"),
             (self.eval_steps >= 0, f"eval_steps must be 0 or more (got {self.eval_steps})"),

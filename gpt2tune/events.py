@@ -92,7 +92,32 @@ class Done(Event):
     stopped: bool = False
 
 
-KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (Status, Warning, Progress, Eval, Checkpoint, Probe, Done)}
+@dataclass
+class Settings(Event):
+    """The settings a run actually uses, once resolved: detected columns, the base model that was
+    loaded, and which data (file, rows, SHA-256). A run folder keeps them so that it can be resumed
+    without the page or the flags that started it."""
+
+    kind: ClassVar[str] = "settings"
+    config: dict
+    data: dict
+
+
+@dataclass
+class State(Event):
+    """The run's life: queued, running (from `step`), stopping, stopped, finished, failed, interrupted.
+    A `running` state opens a segment; on a resume `step` is the checkpoint it continues from, so
+    points logged after it by an earlier, killed segment are replaced by the new ones."""
+
+    kind: ClassVar[str] = "state"
+    state: str
+    step: int = 0
+    message: str = ""
+
+
+KINDS: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (Status, Warning, Progress, Eval, Checkpoint, Probe, Done, Settings, State)
+}
 
 EventSink = Callable[[Event], None]
 

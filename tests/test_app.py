@@ -36,6 +36,14 @@ def finished_run(client):
     return "api-run", updates, job.outputs()[-1]
 
 
+def alert_text(outputs) -> str:
+    """The Train tab's inline alert (its 7th output) as text."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", outputs[6] or "")).strip()
+
+
 def plot_rows(plot) -> list:
     """The rows of a plot output (a value, an update wrapping one, or nothing yet)."""
     if plot and plot.get("__type__") == "update":
@@ -138,7 +146,7 @@ def test_training_streams_losses_then_final_metrics(finished_run):
     assert len(set(point_counts)) >= 3, point_counts  # the curve grew while training ran
     assert point_counts == sorted(point_counts)
     assert any(row[2] == "eval" for row in loss_points(final))
-    status, _, metrics_html, metrics, probes, log = final
+    status, _, metrics_html, metrics, probes, log = final[:6]
     assert "Finished" in status and "Train loss" in metrics_html
     assert {row[1] for row in probes["data"]} == {"What is gpt2tune?"}  # the probe timeline
     assert {row[0] for row in probes["data"]} >= {3, 6}  # answered at every eval
@@ -167,11 +175,11 @@ def test_second_start_is_busy_and_stop_saves_a_model(client, app_url):
     for update in job:
         if loss_points(update):
             break  # it is training
-    with pytest.raises(AppError, match="a training run is already in progress"):
-        Client(app_url, verbose=False).predict(run_name="other", max_steps=5, **QUICK, api_name="/train")
+    busy = Client(app_url, verbose=False).predict(run_name="other", max_steps=5, **QUICK, api_name="/train")
+    assert "run 'stopped-run' is training (step" in alert_text(busy)
     client.predict(api_name="/stop")
     list(job)
-    status, _, _, metrics, _, _ = job.outputs()[-1]
+    status, _, _, metrics, _, _ = job.outputs()[-1][:6]
     assert "Stopped" in status
     assert 0 < metrics["global_step"] < 400
     # the model saved at that step is a usable one
@@ -212,10 +220,10 @@ def test_generate_refuses_bad_input_with_one_line(client, finished_run, override
 
 
 def test_train_refuses_bad_settings(client):
-    with pytest.raises(AppError, match="learning_rate must be greater than 0"):
-        client.predict(run_name="bad", **{**QUICK, "learning_rate": 0}, api_name="/train")
-    with pytest.raises(AppError, match="run name 'a/b' is not valid"):
-        client.predict(run_name="a/b", **QUICK, api_name="/train")
+    refused = client.predict(run_name="bad", **{**QUICK, "learning_rate": 0}, api_name="/train")
+    assert alert_text(refused) == "⚠️ learning_rate must be greater than 0 (got 0.0)"
+    refused = client.predict(run_name="a/b", **QUICK, api_name="/train")
+    assert alert_text(refused).startswith("⚠️ run name 'a/b' is not valid")
 
 
 @pytest.mark.slow
@@ -243,6 +251,8 @@ def test_push_uploads_the_run_without_the_token(client, finished_run, monkeypatc
     assert calls["upload"]["repo_id"] == "tester/faq-gpt2"
     assert {"model.safetensors", "config.json", "README.md"} <= set(calls["files"])
     assert "checkpoints/*" in calls["upload"]["ignore_patterns"]
+    # the run's record and its copy of the training data are not published with the model
+    assert {"data/*", "run.json", "events.jsonl"} <= set(calls["upload"]["ignore_patterns"])
     assert not any(token.encode() in content for content in calls["files"].values())
 
 
@@ -261,11 +271,11 @@ def test_checks_fall_back_to_the_tiny_model_offline(client):
 
 @pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(client, finished_run):
-    with pytest.raises(AppError, match="nothing to resume"):
-        client.predict(run_name="never-trained", max_steps=8, **QUICK, api_name="/resume")
-    job = client.submit(run_name=finished_run[0], max_steps=8, **QUICK, api_name="/resume")
+    refused = client.predict(run="never-trained", max_steps=8, epochs=3, api_name="/resume")
+    assert alert_text(refused) == "⚠️ no run named 'never-trained': pick one in the run list"
+    job = client.submit(run=finished_run[0], max_steps=8, epochs=3, api_name="/resume")
     list(job)
-    status, _, _, metrics, _, _ = job.outputs()[-1]
+    status, _, _, metrics, _, _ = job.outputs()[-1][:6]
     assert "Finished" in status and metrics["global_step"] == 8
     steps = sorted({row[0] for row in loss_points(job.outputs()[-1]) if row[2] == "train"})
     assert steps[0] == 1 and steps[-1] == 8  # the curve before the checkpoint is kept

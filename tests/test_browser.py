@@ -100,3 +100,44 @@ def test_upload_preview_train_and_generate(page):
     answer = page.locator("#answer textarea")
     expect(answer).not_to_have_value("")
     shoot(page, "3-generate")
+
+
+@pytest.mark.slow
+def test_a_reloaded_page_shows_the_runs_own_settings(page, tmp_path):
+    """Upload a file with other column names, train with non-default settings, reload mid-run: the
+    page shows that run with its settings (not the form's defaults), and Stop still reaches it."""
+    from playwright.sync_api import expect
+
+    data = tmp_path / "faq.csv"
+    lines = SAMPLE_CSV.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(["prompt,response", *lines[1:]]) + "\n", encoding="utf-8")
+    page.reload()
+    expect(page.locator("#preview-table")).to_contain_text("What is gpt2tune?", timeout=2 * STEP_TIMEOUT_MS)
+    page.locator("#data-file").get_by_role("button", name="Clear").click()
+    page.locator("#data-file input[type=file]").set_input_files(str(data))
+    expect(page.locator("#preview-table")).to_contain_text("What is gpt2tune?")
+    expect(page.get_by_label("Question column")).to_have_value("prompt")
+
+    page.get_by_role("tab", name="3 · Train").click()
+    page.get_by_label("Run name").fill("browser-faq")
+    fill_number(page, "Max steps (0 = use epochs)", 400)
+    fill_number(page, "Learning rate", 0.003)
+    fill_number(page, "Batch size", 2)
+    fill_number(page, "Log every N steps", 1)
+    page.locator("#start-button").click()
+    status = page.locator("#train-status")
+    expect(status).to_contain_text(re.compile(r"step \d+ / 400"), timeout=TRAINING_TIMEOUT_MS)
+
+    page.reload()
+    page.get_by_role("tab", name="3 · Train").click()
+    expect(status).to_contain_text("browser-faq")
+    expect(page.get_by_label("Run name")).to_have_value("browser-faq")
+    expect(page.get_by_label("Max steps (0 = use epochs)")).to_have_value("400")
+    expect(page.get_by_label("Learning rate")).to_have_value("0.003")
+    expect(page.get_by_label("Batch size")).to_have_value("2")
+    expect(page.locator("#run-summary")).to_contain_text("faq.csv")
+    expect(page.locator("#run-summary")).to_contain_text("question ← prompt")
+    shoot(page, "4-reloaded-run")
+    page.locator("#stop-button").click()
+    expect(status).to_contain_text("Stopped", timeout=TRAINING_TIMEOUT_MS)
+    expect(status).to_contain_text("Resume continues from step")

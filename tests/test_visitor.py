@@ -12,8 +12,10 @@ Only the Hub's upload boundary (`HfApi`) is mocked.
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -36,7 +38,6 @@ FILE_ENDPOINTS = {
     "/columns": (None, {}),  # one positional parameter
     "/checks": ("csv", {"question_column": None, "answer_column": None}),
     "/train": ("csv", {"question_column": None, "answer_column": None, "run_name": "visitor-run", "max_steps": 1}),
-    "/resume": ("csv", {"question_column": None, "answer_column": None, "run_name": "visitor-run", "max_steps": 1}),
 }
 
 # --- every file the app process opens, while a test watches for some --------------------------------
@@ -79,10 +80,18 @@ def client(app_url):
 
 
 def call(client, endpoint: str, file):
+    """Call an endpoint; a refusal is raised as the AppError the page's toast carries. The Train tab
+    shows its refusals in the inline alert beside its buttons (its 7th output) and keeps the rest
+    of the page, so that alert's text is raised in the same way."""
     name, extra = FILE_ENDPOINTS[endpoint]
     if name is None:
         return client.predict(file, api_name=endpoint)
-    return client.predict(**{name: file}, **extra, api_name=endpoint)
+    result = client.predict(**{name: file}, **extra, api_name=endpoint)
+    if endpoint == "/train":
+        alert = html.unescape(re.sub(r"<[^>]+>", "", result[6] or "")).strip().removeprefix("⚠️").strip()
+        if alert:
+            raise AppError(alert)
+    return result
 
 
 def raw_file(path) -> dict:
@@ -227,16 +236,19 @@ def test_the_owner_logged_in_pushes_with_the_server_token(owner_app, tiny_model_
 
 
 def test_owner_only_training_refuses_a_visitor(client, monkeypatch):
-    from gpt2tune.runs.runner import default_runner
+    from gpt2tune.runs.store import runs_root
 
     monkeypatch.setenv("GPT2TUNE_OWNER_ONLY_TRAINING", "1")
-    before = default_runner().snapshot().version
     with pytest.raises(AppError) as error:
-        client.predict(csv=handle_file(str(SAMPLE_CSV)), question_column=None, answer_column=None,
-                       run_name="not-allowed", max_steps=1, api_name="/train")
+        call(client, "/train", handle_file(str(SAMPLE_CSV)))
     assert str(error.value).startswith("training on this app is reserved for its owner "
                                        "(GPT2TUNE_OWNER_ONLY_TRAINING=1)")
-    assert default_runner().snapshot().version == before  # no run was started
+    assert not (runs_root() / "visitor-run").exists()  # no run was started
+    # nor may a visitor stop or resume the owner's runs
+    _, stop_alert = client.predict(api_name="/stop")
+    assert "reserved for its owner" in stop_alert
+    resumed = client.predict("visitor-run", None, None, api_name="/resume")
+    assert "reserved for its owner" in resumed[6]
     _, _, _, table, _, _ = client.predict(file=handle_file(str(SAMPLE_CSV)), api_name="/preview")
     assert len(table["data"]) == 20  # the rest of the app still answers visitors
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from gpt2tune.references import validate_repo_id
 
-UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin"]
+UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin",
+                 # the run's record stays on the server: the training data's copy, server paths, its pid
+                 "data/*", "run.json", "events.jsonl"]
 PRIVATE_DEFAULT = True  # a model trained on someone's data stays theirs until they choose to publish it
 COMMIT_MESSAGE = "Upload fine-tuned GPT-2 (gpt2tune)"
 

@@ -1,52 +1,26 @@
 """One background training job per process, that outlives the web request which started it.
 
-The app's Start button hands a TuneConfig to `TrainingRunner.start` and returns; the job runs in a
-thread of its own, collecting the trainer's events. Any page (the one that started it, a reloaded
-one, another visitor's) reads `snapshot()` to draw the curve so far, so closing the browser tab
-neither stops nor loses the run.
+The app's Start and Resume hand a TuneConfig to `TrainingRunner.start` and return; the job runs in
+a thread of its own and writes everything about itself into its run folder (`gpt2tune.runs.record`).
+Pages draw a run from that folder (`gpt2tune.runs.view`), so closing or reloading the page, opening
+a second one, or restarting the server neither stops nor loses what the run was doing. The runner
+only knows what the folder can't yet say: that a run is queued (before its record exists) or
+stopping (until its last step ends), and it wakes pages when something changed.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+import os
 import threading
-import time
-from dataclasses import dataclass, field
+from pathlib import Path
 
 from gpt2tune import events
 from gpt2tune.config import TuneConfig
-from gpt2tune.errors import RunFailed, first_line
 
 log = logging.getLogger(__name__)
 
-IDLE, RUNNING, STOPPING, FINISHED, STOPPED, FAILED = "idle", "running", "stopping", "finished", "stopped", "failed"
-ACTIVE = (RUNNING, STOPPING)
-
-
-@dataclass
-class RunSnapshot:
-    """Everything a UI needs to draw a run; a copy, safe to read while training goes on."""
-
-    status: str = IDLE
-    version: int = 0  # bumps on every event: a poller redraws only when it changed
-    output_dir: str | None = None
-    config: dict | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, train loss)
-    evals: list[tuple[int, float]] = field(default_factory=list)  # (step, eval loss)
-    probes: list[dict] = field(default_factory=list)  # {"step", "question", "answer"}
-    progress: dict | None = None  # the last "log" event: step, max_steps, epoch, tokens_per_s, eta_s
-    messages: list[str] = field(default_factory=list)  # status lines: data summary, device, ...
-    warnings: list[str] = field(default_factory=list)
-    metrics: dict | None = None
-    error: str | None = None  # one line, never a traceback
-    stopped: bool = False  # the user stopped it; the model saved is the one at that step
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
+AUTO_RESUME_ENV = "GPT2TUNE_AUTO_RESUME"  # "1": on start-up, resume the latest interrupted run
 
 
 class TrainingRunner:
@@ -54,38 +28,45 @@ class TrainingRunner:
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._state = RunSnapshot()
+        self._version = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._folder: Path | None = None
+        self._live: str | None = None  # queued / running / stopping while the thread runs
+        self.errors: dict[str, str] = {}  # run folder -> why it failed before it had a record
 
     # --- control ----------------------------------------------------------------------------
     def start(self, config: TuneConfig, fallback_to_tiny: bool = False) -> None:
+        """Start (or resume) the run in `config.output_dir`; a refused resume or bad settings are
+        a ValueError here, before anything runs."""
+        from gpt2tune.runs.record import resume_config
+
         config.validate()
+        if config.resume:
+            resume_config(config)
         with self._changed:
-            if self._state.active:
-                raise ValueError(
-                    f"a training run is already in progress ({self._state.output_dir}); "
-                    "wait for it to finish or stop it first"
-                )
+            if self._live is not None:
+                raise ValueError(f"run {self._folder.name!r} is {self._live}: stop it, or wait for it to end, "
+                                 "before starting another")
             self._stop = threading.Event()
-            self._state = RunSnapshot(
-                status=RUNNING, version=self._state.version + 1, output_dir=str(config.output_dir),
-                config=config.to_dict(), started_at=time.time(),
-            )
-            if config.resume:
-                self._state.losses, self._state.evals = _history_before_resume(config.output_dir)
+            self._folder = Path(config.output_dir)
+            self._live = "queued"
+            self.errors.pop(str(self._folder), None)
             self._thread = threading.Thread(
                 target=self._run, args=(config, fallback_to_tiny, self._stop), name="gpt2tune-train", daemon=True
             )
             self._thread.start()
+            self._bump()
 
     def stop(self) -> bool:
-        """Ask the job to stop after the current step (it then saves the model). False: nothing runs."""
+        """Ask the job to stop after the current step (it then saves the model and a checkpoint).
+        False: nothing runs."""
         with self._changed:
-            if self._state.status != RUNNING:
+            if self._live not in ("queued", "running"):
                 return False
             self._stop.set()
-            self._update(lambda s: setattr(s, "status", STOPPING))
+            self._live = "stopping"
+            self._bump()
             return True
 
     def join(self, timeout: float | None = None) -> None:
@@ -94,83 +75,78 @@ class TrainingRunner:
             thread.join(timeout)
 
     # --- reading ----------------------------------------------------------------------------
-    def snapshot(self) -> RunSnapshot:
-        with self._changed:
-            return copy.deepcopy(self._state)
+    @property
+    def version(self) -> int:
+        return self._version
 
-    def wait_for_change(self, version: int, timeout: float) -> RunSnapshot:
-        """Block until the state is newer than `version` (or `timeout` seconds), then snapshot it."""
+    def active_run(self) -> Path | None:
         with self._changed:
-            self._changed.wait_for(lambda: self._state.version != version, timeout=timeout)
-            return copy.deepcopy(self._state)
+            return self._folder if self._live else None
+
+    def live_state(self, folder) -> str | None:
+        """queued / stopping for the run this process is training, when the folder can't say it yet."""
+        with self._changed:
+            if self._live and self._folder and Path(folder).resolve() == self._folder.resolve():
+                return None if self._live == "running" else self._live
+            return None
+
+    def wait_for_change(self, version: int, timeout: float) -> int:
+        """Block until something happened after `version` (or `timeout` seconds); the new version."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version != version, timeout=timeout)
+            return self._version
 
     @property
     def busy(self) -> bool:
-        with self._changed:
-            return self._state.active
+        return self.active_run() is not None
 
     # --- the job ----------------------------------------------------------------------------
     def _run(self, config: TuneConfig, fallback_to_tiny: bool, stop_event: threading.Event) -> None:
+        from gpt2tune.errors import RunFailed, first_line
+
         try:
-            from gpt2tune.training.train import train  # noqa: I001  (torch and transformers: seconds, so only now)
+            from gpt2tune.training.train import train  # torch and transformers: seconds, so only now
 
-            result = train(config, on_event=self._on_event, stop_event=stop_event, fallback_to_tiny=fallback_to_tiny)
-            final = STOPPED if result.stopped_early else FINISHED
-            self._update(lambda s: _finish(s, final, metrics=result.metrics, stopped=result.stopped_early))
-        except (ValueError, RunFailed) as error:
-            self._fail(first_line(error))
-        except Exception as error:  # the UI gets one line; the server log gets the traceback
+            train(config, on_event=self._on_event, stop_event=stop_event, fallback_to_tiny=fallback_to_tiny)
+        except (ValueError, RunFailed) as error:  # the run folder records it; kept here too in case it failed before that
+            self.errors[str(config.output_dir)] = first_line(error)
+        except Exception as error:  # the page gets one line; the server log gets the traceback
             log.exception("training run in %s failed", config.output_dir)
-            self._fail(f"training failed: {type(error).__name__}: {first_line(error)}")
-
-    def _fail(self, message: str) -> None:
-        self._update(lambda s: _finish(s, FAILED, error=message))
+            self.errors[str(config.output_dir)] = f"training failed: {type(error).__name__}: {first_line(error)}"
+        finally:
+            with self._changed:
+                self._live = None
+                self._bump()
 
     def _on_event(self, event: events.Event) -> None:
-        self._update(lambda s: _apply_event(s, event))
-
-    def _update(self, change) -> None:
         with self._changed:
-            change(self._state)
-            self._state.version += 1
-            self._changed.notify_all()
+            if self._live == "queued":
+                self._live = "running"
+            self._bump()
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.notify_all()
 
 
-def _apply_event(state: RunSnapshot, event: events.Event) -> None:
-    if isinstance(event, events.Progress):
-        state.progress = event.to_dict()
-        state.losses.append((event.step, float(event.loss)))
-    elif isinstance(event, events.Eval):
-        state.evals.append((event.step, float(event.eval_loss)))
-    elif isinstance(event, events.Probe):
-        state.probes.append({"step": event.step, "question": event.question, "answer": event.answer})
-    elif isinstance(event, events.Status):
-        state.messages.extend(event.message.splitlines())
-    elif isinstance(event, events.Warning):
-        state.warnings.append(event.message)
-    elif isinstance(event, events.Done):
-        state.metrics = event.metrics
-        state.stopped = event.stopped
+def auto_resume(runner: TrainingRunner | None = None) -> str | None:
+    """With GPT2TUNE_AUTO_RESUME=1, resume the latest interrupted run that has a checkpoint; its name."""
+    if os.environ.get(AUTO_RESUME_ENV, "").strip().lower() not in ("1", "true", "yes"):
+        return None
+    from gpt2tune.runs.record import INTERRUPTED
+    from gpt2tune.runs.store import list_runs
 
-
-def _finish(state: RunSnapshot, status: str, metrics: dict | None = None, error: str | None = None,
-            stopped: bool = False) -> None:
-    state.status = status
-    state.finished_at = time.time()
-    state.stopped = stopped or state.stopped
-    if metrics is not None:
-        state.metrics = metrics
-    state.error = error
-
-
-def _history_before_resume(output_dir) -> tuple[list, list]:
-    """The curve up to the checkpoint a resumed run continues from, so the plot starts where it left off."""
-    from gpt2tune.runs.store import checkpoint_history
-
-    history = checkpoint_history(output_dir)
-    losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]
-    evals = [(int(h["step"]), float(h["eval_loss"])) for h in history if "eval_loss" in h]
-    return losses, evals
+    runner = runner or default_runner()
+    for run in list_runs():
+        if run.state == INTERRUPTED and run.resumable:
+            try:
+                runner.start(TuneConfig(output_dir=str(run.path), resume=True))
+            except ValueError as error:
+                log.warning("auto-resume of %s refused: %s", run.name, error)
+                continue
+            log.info("auto-resume: resuming interrupted run %s", run.name)
+            return run.name
+    return None
 
 
 _default_runner: TrainingRunner | None = None

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpt2tune.runs import artifacts
 from gpt2tune.paths import inside, work_dir
+from gpt2tune.runs import artifacts, record
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -26,6 +26,9 @@ class RunInfo:
     has_model: bool = False  # a loadable model.safetensors (written last, so it is complete)
     checkpoints: int = 0
     modified: float = 0.0
+    state: str | None = None  # from run.json; a dead process's `running` reads `interrupted`
+    step: int = 0
+    created: float = 0.0  # when the run was first started (the folder's time for older runs)
 
     @property
     def resumable(self) -> bool:
@@ -73,6 +76,7 @@ def load_run(name: str) -> RunInfo:
     if not path.is_dir():
         raise ValueError(f"no run named {name!r} under {runs_root()}")
     history = artifacts.read_json(path / artifacts.HISTORY_FILE)
+    saved = record.read_record(path)
     checkpoints = list((path / artifacts.CHECKPOINTS_DIR).glob("checkpoint-*"))
     return RunInfo(
         name=path.name,
@@ -84,6 +88,9 @@ def load_run(name: str) -> RunInfo:
         has_model=(path / artifacts.WEIGHTS_FILE).exists() and (path / "config.json").exists(),
         checkpoints=len(checkpoints),
         modified=max((p.stat().st_mtime for p in [path, *path.iterdir()]), default=0.0),
+        state=record.effective_state(saved, path),
+        step=int((saved or {}).get("step") or 0),
+        created=float((saved or {}).get("created") or path.stat().st_mtime),
     )
 
 

@@ -31,7 +31,22 @@ class TrainResult:
 
 def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_event: threading.Event | None = None,
           fallback_to_tiny: bool = False) -> TrainResult:
-    """Run one fine-tune end to end and leave a loadable model in `config.output_dir`."""
+    """Run one fine-tune end to end and leave a loadable model in `config.output_dir`.
+
+    The output folder records the run (`gpt2tune.runs.record`): its resolved settings, its data's
+    fingerprint, its state and every event. A resume (`config.resume`) continues that run with the
+    settings it recorded; only max_steps and epochs may be changed."""
+    from gpt2tune.runs.record import RunRecorder
+
+    config.validate()
+    recorder = RunRecorder(config, on_event)  # a refused resume fails here, before anything is written
+    with recorder:
+        return _train(recorder.config, recorder, stop_event, fallback_to_tiny)
+
+
+def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading.Event | None,
+           fallback_to_tiny: bool) -> TrainResult:
+    from gpt2tune.runs.record import totals_over_segments
     from gpt2tune.training.prepare import bytes_needed, prepare, weight_bytes
 
     config.validate()
@@ -41,6 +56,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     resume_from = _resume_checkpoint(config, output_dir)  # a missing checkpoint fails before any loading
 
     prepared = prepare(config, on_event, fallback_to_tiny, output_dir=output_dir)
+    on_event(_resolved_settings(config, prepared.data, prepared.base_model))
     if resume_from:
         status(f"resuming from {resume_from}")
 
@@ -60,6 +76,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     check_final_losses(metrics, trainer.state.global_step, config.learning_rate)
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.dataset_fingerprint(config.csv, len(prepared.data.frame))
+    metrics.update(totals_over_segments(output_dir, trainer.state.log_history, metrics))
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
@@ -131,6 +148,17 @@ def _reload_base_model(prepared):
     return model
 
 
+def _resolved_settings(config: TuneConfig, data, base_model: str) -> events.Settings:
+    """What this run really trains with: the columns detected, the model loaded, which data."""
+    import dataclasses
+
+    resolved = dataclasses.replace(config, csv=str(Path(config.csv).resolve()), base_model=base_model,
+                                   question_column=data.report.question_column,
+                                   answer_column=data.report.answer_column, resume=False)
+    fingerprint = results.dataset_fingerprint(config.csv, len(data.frame))
+    return events.Settings(config=resolved.to_dict(), data=fingerprint)
+
+
 def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event):
     from gpt2tune.training.callbacks import ProgressCallback, StopCallback
     from gpt2tune.data.prep import PackedCollator
@@ -155,7 +183,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         logging_nan_inf_filter=False,  # a NaN step loss must reach the log, where DivergenceCallback stops the run
         eval_strategy="steps" if has_eval and config.eval_steps else "no",
         eval_steps=config.eval_steps or None,
-        save_strategy="steps" if save_steps else "no",
+        save_strategy="steps" if save_steps else "no",  # "no" still saves when asked: by time, at a stop
         save_steps=save_steps or 500,
         save_total_limit=config.save_total_limit,
         load_best_model_at_end=early_stopping,
@@ -186,6 +214,9 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    from gpt2tune.training.saving import CheckpointTiming
+
+    callbacks.append(CheckpointTiming(config.save_minutes))  # last: it sees the stop and the flow's decisions
     trainer = PackedTrainer(
         model=model,
         args=args,

@@ -56,6 +56,9 @@ CSS = """
 .badge.running { background: #6366f1; } .badge.stopping { background: #f59e0b; }
 .badge.finished { background: #16a34a; } .badge.stopped { background: #0891b2; }
 .badge.failed { background: #dc2626; } .badge.idle { background: #94a3b8; }
+.badge.interrupted { background: #b45309; }
+.train-alert { padding: 8px 12px; border-radius: 10px; border: 1px solid #f97316; background: #fff7ed;
+  color: #9a3412; font-size: .9rem; }
 .run-status.idle .status-text { display: inline; margin-left: 8px; }
 .progress { height: 10px; border-radius: 999px; background: var(--border-color-primary); overflow: hidden; }
 .progress-fill { height: 100%; border-radius: 999px; background: linear-gradient(90deg, #6366f1, #8b5cf6);

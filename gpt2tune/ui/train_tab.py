@@ -1,46 +1,61 @@
-"""Train tab: hyper-parameters from TuneConfig, Start / Stop / Resume, a live loss curve.
+"""Train tab: a view of one run, picked from every run in the working folder, and the form to start one.
 
-The job belongs to the process-wide TrainingRunner, not to the page: Start streams the run's state
-while the page is open, and a page opened later (or reloaded) re-attaches through `demo.load`,
-which follows the run the same way until it ends.
+A run is its folder (`gpt2tune.runs.record`): the settings it trains with, its data, its state and
+its event log. Everything this tab shows is replayed from that folder (`gpt2tune.runs.view`), so a
+reloaded page, a second browser or a restarted server shows the same run, its curve and its
+numbers. Start makes a new run from the form; Resume continues the selected run with the settings
+it saved (only max steps and epochs are taken from the form) and loads them into the form.
+
+Errors never replace what is on screen: handlers here return the one-line message into the alert
+beside the buttons (and a toast) and leave the other outputs as they were.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
-import time
 from dataclasses import dataclass
+import html
+import re
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
-from gpt2tune.runs.runner import FAILED, FINISHED, IDLE, RUNNING, STOPPED, STOPPING, RunSnapshot, default_runner
-from gpt2tune.ui.common import fmt_duration, resolve_base_model, stat_tile, training_file, ui_errors
+from gpt2tune.runs import record
+from gpt2tune.runs.runner import default_runner
+from gpt2tune.runs.view import RunView, load_view
+from gpt2tune.ui.common import current_caller, fmt_duration, resolve_model_reference, stat_tile, training_file
 from gpt2tune.ui.fields import build_config, field_component
 
 # Set on other tabs (data, base model, hardware) or by the buttons (output_dir, resume).
 OTHER_TABS = ("csv", "question_column", "answer_column", "eval_fraction", "seed", "max_length",
               "base_model", "allow_pickle", "device", "precision")
 SET_BY_BUTTONS = ("output_dir", "resume")
+# Loaded back into the form when a run is shown (the data file and the base model are named in
+# the run's summary instead: their values are server paths).
+FORM_FROM_OTHER_TABS = ("question_column", "answer_column", "eval_fraction", "seed", "max_length", "allow_pickle",
+                        "device", "precision")
 BASICS = ("epochs", "max_steps", "learning_rate", "batch_size")
 SECTIONS = {
     "Watch it learn": ("probe_questions", "early_stopping_patience", "eval_steps", "logging_steps"),
     "Optimisation": ("gradient_accumulation_steps", "warmup_ratio", "weight_decay", "lr_scheduler", "dropout",
                      "max_grad_norm"),
     "What the model learns": ("train_on_answers_only", "pack"),
-    "Checkpoints and evaluation": ("save_steps", "save_total_limit", "eval_answer_samples", "torch_compile"),
+    "Checkpoints and evaluation": ("save_steps", "save_minutes", "save_total_limit", "eval_answer_samples",
+                                   "torch_compile"),
 }
 REDRAW_EVERY_S = 0.5  # a fast run logs many times a second; the page needs two frames a second at most
 LOG_LINES = 200
+N_VIEW = 9  # status, plot, metrics tiles, metrics JSON, probes, log, alert, run picker, run summary
 
 
 @dataclass
 class TrainTab:
     settings: dict  # TuneConfig field name → its component on this tab
     run_name: gr.Textbox
-    outputs: list  # what a run's state is drawn into (`render`): a fresh page follows the run into them
+    outputs: list  # what a run's state is drawn into: a fresh page follows the run into them
 
 
 def create_train_tab(other_inputs: dict) -> TrainTab:
@@ -52,15 +67,21 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
 
     with gr.Tab("3 · Train", id="train"):
         gr.Markdown(
-            "Set the hyper-parameters and press **Start**. Training runs on the server: you can close this page "
-            "and come back, the curve picks up where it is. **Stop** ends the run after the current step and saves "
-            "a usable model; **Resume** continues a run from its latest checkpoint.",
+            "Pick a run to see it, or set the hyper-parameters and press **Start** for a new one. Training runs on "
+            "the server: close or reload this page, come back later, even after a server restart — the run, its "
+            "curve and its settings are kept in its folder. **Stop** ends the run after the current step and saves "
+            "a usable model and a checkpoint; **Resume** continues the selected run with its own saved settings and "
+            "data (only *max steps* and *epochs* are taken from the form).",
             elem_classes="tab-intro",
         )
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
+                with gr.Row():
+                    picker = gr.Dropdown(label="Run", choices=[], value=None, scale=4, elem_id="run-picker", allow_custom_value=True,
+                                         info="Every run in the working folder, newest first, with its state.")
+                    refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
                 run_name = gr.Textbox(label="Run name", placeholder="automatic (run-date-time)",
-                                      info="Saved under runs/<name> in the working folder; Resume uses it too.")
+                                      info="Start saves a new run under runs/<name> in the working folder.")
                 for pair in (BASICS[:2], BASICS[2:]):
                     with gr.Row():
                         for name in pair:
@@ -74,9 +95,11 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
             with gr.Column(scale=3):
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", scale=2, min_width=80, elem_id="start-button")
-                    stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
-                    resume = gr.Button("Resume", variant="secondary", scale=1, min_width=80)
-                status = gr.HTML(render_status(RunSnapshot()), elem_id="train-status")
+                    stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop-button")
+                    resume = gr.Button("Resume", variant="secondary", scale=1, min_width=80, elem_id="resume-button")
+                alert = gr.HTML("", elem_id="train-alert")
+                status = gr.HTML(render_status(None), elem_id="train-status")
+                summary = gr.Markdown(elem_id="run-summary", elem_classes="summary")
                 loss_plot = gr.LinePlot(
                     x="step", y="loss", color="series", x_title="step", y_title="loss", label="Loss",
                     show_label=False, color_map={"train": "#6366f1", "eval": "#f97316"}, x_axis_format="d",
@@ -93,179 +116,407 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                     log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True)
 
     inputs = {**{name: other_inputs[name] for name in OTHER_TABS}, **settings, "run_name": run_name}
-    outputs = [status, loss_plot, metrics_html, metrics_json, probes, log_box]
-    # concurrency_limit=None: a second Start must get the "busy" answer at once, not wait in a queue
+    view = [status, loss_plot, metrics_html, metrics_json, probes, log_box, alert, picker, summary]
+    form = [run_name, *settings.values(), *(other_inputs[name] for name in FORM_FROM_OTHER_TABS)]
+    global FORM_NAMES
+    FORM_NAMES = ["run_name", *settings, *FORM_FROM_OTHER_TABS]
+    outputs = view + form
+    # concurrency_limit=None: a second Start must get its answer at once, not wait in a queue
     start.click(start_training, inputs_kwargs=inputs, outputs=outputs, api_name="train", concurrency_limit=None)
-    resume.click(resume_training, inputs_kwargs=inputs, outputs=outputs, api_name="resume", concurrency_limit=None)
-    stop.click(stop_training, outputs=status, api_name="stop", concurrency_limit=None)
+    resume.click(resume_training, inputs=[picker, settings["max_steps"], settings["epochs"]], outputs=outputs,
+                 api_name="resume", concurrency_limit=None)
+    stop.click(stop_training, outputs=[status, alert], api_name="stop", concurrency_limit=None)
+    picker.input(show_run, inputs=picker, outputs=outputs, api_name="show_run", concurrency_limit=None,
+                 show_progress="hidden")
+    refresh.click(show_run, inputs=picker, outputs=outputs, api_visibility="private", concurrency_limit=None,
+                  show_progress="hidden")
     return TrainTab(settings, run_name, outputs)
 
 
+FORM_NAMES: list[str] = []
+
+
 # --- handlers ------------------------------------------------------------------------------------
-def _config(values: dict, resume: bool) -> TuneConfig:
+def start_training(request: gr.Request = None, **values):
+    """Start a new run from the form; its data file is copied into the run folder first."""
     from gpt2tune.runs.store import new_run_name, run_dir
 
-    run_name = (values.pop("run_name", "") or "").strip()
-    values["csv"] = training_file(values.get("csv"))
-    values["output_dir"] = str(run_dir(run_name or new_run_name()))
-    values["base_model"], _ = resolve_base_model(values.get("base_model"))
-    return build_config(TuneConfig, {**values, "resume": resume})
+    session = _session(request)
+    try:
+        _refuse_while_busy()
+        name = (values.pop("run_name", "") or "").strip() or new_run_name()
+        folder = run_dir(name)
+        if _holds_a_run(folder):
+            raise ValueError(f"run {name!r} already exists: choose another run name, or pick it in the run list "
+                             "and press Resume")
+        source = training_file(values.get("csv"))  # a visitor's upload or the sample; owner-only apps: the owner
+        values["base_model"] = _base_model(values.get("base_model"), session)
+        config = build_config(TuneConfig, {**values, "csv": source, "output_dir": str(folder), "resume": False})
+        config.validate()
+        config.csv = str(record.adopt_data(folder, source))
+        default_runner().start(config)
+    except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
+        yield _refusal(error, session)
+        return
+    yield from _follow(folder, session, load_form=False, own=True)
 
 
-@ui_errors
-def start_training(**values):
-    default_runner().start(_config(values, resume=False))
-    yield from _follow()
+def resume_training(run=None, max_steps=None, epochs=None, request: gr.Request = None):
+    """Continue the selected run (or the newest resumable one) with its own settings and data."""
+    from gpt2tune.runs.store import run_dir
+
+    from gpt2tune.hub.access import check_may_train
+
+    session = _session(request)
+    try:
+        check_may_train(current_caller(request))
+        _refuse_while_busy()
+        name = (run or "").strip() or _last_resumable_run()
+        folder = run_dir(name)
+        if not folder.is_dir():
+            raise ValueError(f"no run named {name!r}: pick one in the run list")
+        config = TuneConfig(output_dir=str(folder), resume=True)
+        if max_steps not in (None, ""):
+            config.max_steps = int(float(max_steps))
+        if epochs not in (None, ""):
+            config.epochs = float(epochs)
+        _, checkpoint = record.resume_config(config)  # refuses changed data, a finished run, no checkpoint
+        default_runner().start(config)
+        gr.Info(f"Resuming {name} from step {checkpoint.name.split('-')[-1]}")
+    except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
+        yield _refusal(error, session)
+        return
+    yield from _follow(folder, session, load_form=True, own=True)
 
 
-@ui_errors
-def resume_training(**values):
+def stop_training(request: gr.Request = None):
+    from gpt2tune.hub.access import check_may_train
+
+    try:  # on an owner-only app a visitor may not stop the owner's run either
+        check_may_train(current_caller(request))
+    except ValueError as error:
+        gr.Warning(str(error))
+        return gr.skip(), render_alert(str(error))
+    runner = default_runner()
+    folder = runner.active_run()
+    if runner.stop():
+        gr.Info("Stopping after the current step; the model and a checkpoint at that step will be saved.")
+        return render_status(load_view(folder, runner.live_state(folder))), ""
+    message = "No training run is in progress."
+    gr.Warning(message)
+    return gr.skip(), render_alert(message)
+
+
+def show_run(run=None, request: gr.Request = None):
+    """Show a run (the picked one; else the one training, else the newest): its settings go into the
+    form, and while it trains, its curve follows it."""
+    session = _session(request)
+    try:
+        folder = _chosen_run(run)
+    except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
+        yield _refusal(error, session)
+        return
+    if folder is None:
+        yield (render_status(None), None, "", {}, probe_frame(None), "", "", _picker(None), "",
+               *[gr.skip()] * len(FORM_NAMES))
+        return
+    yield from _follow(folder, session, load_form=True, own=False)
+
+
+def follow_training(request: gr.Request = None):
+    """A page that opens (or reloads) shows the run training now, else the newest run."""
+    yield from show_run(None, request)
+
+
+def training_status(run=None):
+    """The run as it is now (for API clients that poll): the picked one, else the active or newest."""
+    folder = _chosen_run(run)
+    skip_form = [gr.skip()] * len(FORM_NAMES)
+    if folder is None:
+        return render_status(None), None, "", {}, probe_frame(None), "", "", _picker(None), "", *skip_form
+    return (*_render_view(_view(folder), folder), *skip_form)
+
+
+def _follow(folder: Path, session: str, load_form: bool, own: bool):
+    """Yield the run's view as it changes, until it is no longer active or this page shows another run.
+
+    `own`: this page started the run, so its warnings and its outcome pop up here as well."""
+    runner = default_runner()
+    token = _watching(session, folder)
+    shown_warnings = 0
+    first, listed_state = True, None
+    while True:
+        version = runner.version
+        view = _view(folder)
+        if own:
+            for warning in view.warnings[shown_warnings:]:
+                _toast_once(session, warning)
+            shown_warnings = len(view.warnings)
+        form = _form_values(view) if first and load_form else [gr.skip()] * len(FORM_NAMES)
+        rendered = list(_render_view(view, folder, with_picker=view.state != listed_state))
+        listed_state = view.state  # the run list is read again only when this run's state changes
+        yield (*rendered, *form)
+        first = False
+        if not view.active or not _still_watching(session, token):
+            break
+        time.sleep(REDRAW_EVERY_S)
+        runner.wait_for_change(version, timeout=5.0)
+    if own and view.state == record.FAILED and view.error:
+        gr.Warning(_public(view.error))
+    elif own and view.state == record.STOPPED:
+        gr.Info("Stopped: the model from the last step is saved (ready in Generate), and Resume continues it.")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _view(folder: Path) -> RunView:
+    runner = default_runner()
+    view = load_view(folder, runner.live_state(folder))
+    early_error = runner.errors.get(str(folder))
+    if early_error and view.state in (None, record.FAILED):
+        view.state, view.error = record.FAILED, early_error
+    return view
+
+
+def _render_view(view: RunView, folder: Path, with_picker: bool = True) -> tuple:
+    log = "\n".join((view.messages + [f"warning: {w}" for w in view.warnings])[-LOG_LINES:])
+    return (render_status(view), loss_frame(view), render_metrics(view.metrics), _public_metrics(view.metrics),
+            probe_frame(view), _public(log), "", _picker(folder.name) if with_picker else gr.skip(),
+            render_summary(view))
+
+
+def _refusal(error: Exception, session: str) -> tuple:
+    """One line in the alert and a toast; every other output stays as it was."""
+    from gpt2tune.errors import first_line
+
+    message = _public(first_line(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {first_line(error)}")
+    if not isinstance(error, ValueError):
+        import logging
+
+        logging.getLogger("gpt2tune.ui").error("train tab handler failed", exc_info=error)
+    gr.Warning(message)
+    return (*[gr.skip()] * 6, render_alert(message), gr.skip(), gr.skip(), *[gr.skip()] * len(FORM_NAMES))
+
+
+def _refuse_while_busy() -> None:
+    runner = default_runner()
+    folder = runner.active_run()
+    if folder is not None:
+        view = _view(folder)
+        where = f"step {view.step:,}" + (f" of {view.max_steps:,}" if view.max_steps else "")
+        raise ValueError(f"run {folder.name!r} is training ({where}): stop it, or wait for it to end, "
+                         "before starting or resuming another")
+
+
+def _holds_a_run(folder: Path) -> bool:
+    """A model, a checkpoint, or a live record: something a new run of this name would replace."""
     from gpt2tune.runs import artifacts
 
-    name = values["run_name"] = (values.get("run_name") or "").strip() or _last_resumable_run()
-    config = _config(values, resume=True)
-    checkpoint = artifacts.latest_checkpoint(config.output_dir)
-    if checkpoint is None:
-        raise ValueError(f"nothing to resume: run {name!r} has no checkpoint yet "
-                         "(one is written every 'Checkpoint every N steps' steps)")
-    gr.Info(f"Resuming {name} from {checkpoint.name}")
-    default_runner().start(config)
-    yield from _follow()
+    saved = record.read_record(folder)
+    return ((folder / artifacts.WEIGHTS_FILE).exists() or artifacts.latest_checkpoint(folder) is not None
+            or record.effective_state(saved, folder) in record.ALIVE)
+
+
+def _chosen_run(run) -> Path | None:
+    from gpt2tune.runs.store import list_runs, run_dir
+
+    if run:
+        folder = run_dir(run)
+        if not folder.is_dir():
+            raise ValueError(f"no run named {run!r}: pick one in the run list")
+        return folder
+    active = default_runner().active_run()
+    if active is not None:
+        return active
+    runs = list_runs()
+    return runs[0].path if runs else None
 
 
 def _last_resumable_run() -> str:
-    """The run this app trained last, if it can be resumed; else the newest resumable one."""
     from gpt2tune.runs.store import list_runs
 
-    resumable = [run.name for run in list_runs() if run.resumable]
-    if not resumable:
-        raise ValueError("nothing to resume: no run has a checkpoint yet; type the run name or start a new run")
-    last = default_runner().snapshot().output_dir
-    return Path(last).name if last and Path(last).name in resumable else resumable[0]
+    for run in list_runs():
+        if run.resumable and run.state not in (record.FINISHED, *record.ALIVE):
+            return run.name
+    raise ValueError("nothing to resume: no stopped or interrupted run has a checkpoint; pick a run or start a new one")
 
 
-def _follow(report_outcome: bool = True):
-    """Yield the run's state as it changes, until it ends; a failed run raises its one-line error
-    (only to the page that started it: a page re-attaching shows the error in the status line)."""
-    runner = default_runner()
-    snapshot = runner.snapshot()
-    warned = 0
-    while True:
-        if report_outcome:
-            for warning in snapshot.warnings[warned:]:
-                gr.Warning(warning)
-            warned = len(snapshot.warnings)
-        yield render(snapshot)
-        if not snapshot.active:
-            break
-        time.sleep(REDRAW_EVERY_S)
-        snapshot = runner.wait_for_change(snapshot.version, timeout=5.0)
-    if not report_outcome:
-        return
-    if snapshot.status == FAILED:
-        raise ValueError(snapshot.error)
-    if snapshot.status == STOPPED:
-        gr.Info("Stopped: the model from the last step is saved and ready in the Generate tab.")
+def _base_model(text, session: str) -> str:
+    """The base model to train: as typed, or the offline stand-in (said once per page)."""
+    from gpt2tune.ui import common
+
+    resolved, warning = common._resolve_remembered(resolve_model_reference(text, "base model"))
+    if warning:
+        _toast_once(session, warning)
+    return resolved
 
 
-@ui_errors
-def stop_training():
-    runner = default_runner()
-    if runner.stop():
-        gr.Info("Stopping after the current step; the model at that step will be saved.")
-    else:
-        gr.Warning("No training run is in progress.")
-    return render_status(runner.snapshot())
+def _picker(selected: str | None):
+    from gpt2tune.runs.store import list_runs
+
+    runs = list_runs()
+    choices = [(f"{run.name} · {run.state or 'no record'}" + (f" · step {run.step:,}" if run.step else ""), run.name)
+               for run in runs]
+    return gr.Dropdown(choices=choices, value=selected if selected in {r.name for r in runs} else None)
 
 
-def follow_training():
-    """For a page that did not start the run (reloaded, or another visitor): follow it to its end."""
-    yield from _follow(report_outcome=False)
+def _form_values(view: RunView) -> list:
+    """The run's saved settings, for the form (a field the run does not have keeps the page's value)."""
+    values = {"run_name": view.name, **view.config}
+    out = []
+    for name in FORM_NAMES:
+        if name not in values:
+            out.append(gr.skip())
+        elif name == "probe_questions":
+            out.append("\n".join(values[name] or []))
+        else:
+            out.append(values[name])
+    return out
 
 
-def training_status():
-    """The run as it is now (for API clients that poll)."""
-    return render(default_runner().snapshot())
+# --- one page, one run; warnings once per page ----------------------------------------------------
+_watch: dict[str, tuple[int, str]] = {}
+_warned: dict[str, set[str]] = {}
+_watch_lock = threading.Lock()
+_counter = [0]
+
+
+def _session(request) -> str:
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
+def _watching(session: str, folder: Path) -> int:
+    """This page now shows `folder`: an older stream of the same page (another run) ends."""
+    with _watch_lock:
+        _counter[0] += 1
+        _watch[session] = (_counter[0], str(folder))
+        return _counter[0]
+
+
+def _still_watching(session: str, token: int) -> bool:
+    with _watch_lock:
+        return _watch.get(session, (token,))[0] == token
+
+
+def _toast_once(session: str, message: str) -> None:
+    with _watch_lock:
+        seen = _warned.setdefault(session, set())
+        if message in seen:
+            return
+        seen.add(message)
+    gr.Warning(_public(message))
 
 
 # --- rendering -----------------------------------------------------------------------------------
-def render(snapshot: RunSnapshot) -> tuple:
-    return (
-        render_status(snapshot),
-        loss_frame(snapshot),
-        render_metrics(snapshot.metrics),
-        snapshot.metrics or {},
-        probe_frame(snapshot),
-        "\n".join((snapshot.messages + [f"warning: {w}" for w in snapshot.warnings])[-LOG_LINES:]),
-    )
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)*([^\s/'\"]+)")
 
 
-def loss_frame(snapshot: RunSnapshot):
+def _public(text: str) -> str:
+    """No server paths on the page: an absolute path is shown by its last part."""
+    return _ABSOLUTE_PATH.sub(r"\1", text or "")
+
+
+def _public_metrics(metrics: dict | None) -> dict:
+    return {k: (_public(v) if isinstance(v, str) else v) for k, v in (metrics or {}).items()}
+
+
+def render_alert(message: str) -> str:
+    return f'<div class="train-alert" role="alert">⚠️ {html.escape(message)}</div>' if message else ""
+
+
+def loss_frame(view: RunView | None):
     import pandas as pd
 
-    rows = [(step, loss, "train") for step, loss in snapshot.losses]
-    rows += [(step, loss, "eval") for step, loss in snapshot.evals]
+    if view is None:
+        return None
+    rows = [(step, loss, "train") for step, loss in view.losses]
+    rows += [(step, loss, "eval") for step, loss in view.evals]
     if not rows:
         return None  # an empty table would break the axes; None draws a blank
-    config = snapshot.config or {}
-    if not snapshot.evals and config.get("eval_fraction") and config.get("eval_steps"):
+    config = view.config or {}
+    if not view.evals and config.get("eval_fraction") and config.get("eval_steps"):
         # The plot fixes its colours at its first draw (often in a hidden tab) and later only swaps
         # the data: a valueless "eval" row names the eval curve from the start, so it gets a colour.
         rows.append((rows[0][0], None, "eval"))
     return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
-def probe_frame(snapshot: RunSnapshot):
+def probe_frame(view: RunView | None):
     import pandas as pd
 
-    return pd.DataFrame(snapshot.probes, columns=["step", "question", "answer"])
+    return pd.DataFrame(view.probes if view else [], columns=["step", "question", "answer"])
 
 
 BADGES = {
-    RUNNING: ("running", "Training"), STOPPING: ("stopping", "Stopping"), FINISHED: ("finished", "Finished"),
-    STOPPED: ("stopped", "Stopped"), FAILED: ("failed", "Failed"),
+    record.QUEUED: ("running", "Starting"), record.RUNNING: ("running", "Training"),
+    record.STOPPING: ("stopping", "Stopping"), record.FINISHED: ("finished", "Finished"),
+    record.STOPPED: ("stopped", "Stopped"), record.FAILED: ("failed", "Failed"),
+    record.INTERRUPTED: ("interrupted", "Interrupted"),
 }
 
 
-def render_status(snapshot: RunSnapshot) -> str:
-    if snapshot.status == IDLE:
+def render_status(view: RunView | None) -> str:
+    if view is None or view.state is None:
         return ('<div class="run-status idle"><span class="badge idle">Ready</span>'
                 '<span class="status-text">No training run yet: press Start.</span></div>')
-    badge_class, badge = BADGES[snapshot.status]
-    name = html.escape(_run_name(snapshot))
-    progress = snapshot.progress or {}
-    step, total = progress.get("step", 0), progress.get("max_steps") or 0
-    done = snapshot.status in (FINISHED, STOPPED)
-    fraction = 1.0 if snapshot.status == FINISHED else (step / total if total else 0.0)
-    if snapshot.status == FAILED:
-        detail = html.escape(snapshot.error or "unknown error")
-    elif not progress and snapshot.active:
-        detail = "Preparing: " + html.escape(snapshot.messages[-1] if snapshot.messages else "loading data and model…")
-    elif snapshot.status == RUNNING and total and step >= total:
-        detail = "Finishing: " + html.escape(snapshot.messages[-1] if snapshot.messages else "saving the model…")
+    badge_class, badge = BADGES.get(view.state, ("idle", view.state))
+    name = html.escape(view.name)
+    step, total = view.step, view.max_steps or 0
+    fraction = 1.0 if view.state == record.FINISHED else (step / total if total else 0.0)
+    resume_hint = (f"Resume continues from step {view.checkpoint_step:,}" if view.checkpoint_step
+                   else "no checkpoint to resume from")
+    if view.state == record.FAILED:
+        detail = html.escape(_public(view.error or "unknown error"))
+    elif view.state == record.QUEUED or (view.active and not view.losses):
+        detail = "Preparing: " + html.escape(_public(view.messages[-1]) if view.messages else "loading data and model…")
+    elif view.state == record.RUNNING and total and step >= total:
+        detail = "Finishing: " + html.escape(_public(view.messages[-1]) if view.messages else "saving the model…")
     else:
         parts = [f"step {step:,} / {total:,}" if total else f"step {step:,}"]
-        if progress.get("epoch") is not None:
-            parts.append(f"epoch {progress['epoch']:.2f}")
-        if progress.get("loss") is not None:
-            parts.append(f"loss {progress['loss']:.4f}")
-        if progress.get("tokens_per_s"):
-            parts.append(f"{progress['tokens_per_s']:,.0f} tokens/s")
-        if snapshot.active:
-            parts.append(f"ETA {fmt_duration(progress.get('eta_s'))}")
-        elif snapshot.finished_at and snapshot.started_at:
-            parts.append(f"took {fmt_duration(snapshot.finished_at - snapshot.started_at)}")
-        if snapshot.status == STOPPING:
-            parts.append("saving the model at this step…")
-        if done:
+        if view.epoch is not None:
+            parts.append(f"epoch {view.epoch:.2f}")
+        if view.loss is not None:
+            parts.append(f"loss {view.loss:.4f}")
+        if view.tokens_per_s:
+            parts.append(f"{view.tokens_per_s:,.0f} tokens/s")
+        if view.active:
+            parts.append(f"ETA {fmt_duration(view.eta_s)}" if view.eta_s is not None else "ETA: measuring…")
+        else:
+            parts.append(f"took {fmt_duration(view.runtime_s)}")
+        if view.segments > 1:
+            parts.append(f"{view.segments} segments")
+        if view.state == record.STOPPING:
+            parts.append("saving the model and a checkpoint at this step…")
+        elif view.state == record.FINISHED:
             parts.append("model saved, ready in Generate")
-        detail = " · ".join(parts)
-    indeterminate = snapshot.active and not progress
+        elif view.state == record.STOPPED:
+            parts.append("model saved · " + resume_hint)
+        elif view.state == record.INTERRUPTED:
+            parts.insert(0, "the server stopped while it trained")
+            parts.append(resume_hint)
+        detail = html.escape(" · ".join(parts))
+    indeterminate = view.active and not view.losses
     bar = (f'<div class="progress {"indeterminate" if indeterminate else ""} {badge_class}">'
            f'<div class="progress-fill" style="width:{100 * min(1.0, fraction):.1f}%"></div></div>')
     return (f'<div class="run-status {badge_class}"><div class="status-head"><span class="badge {badge_class}">'
             f'{badge}</span><span class="run-name">{name}</span></div>{bar}'
             f'<div class="status-text">{detail}</div></div>')
+
+
+def render_summary(view: RunView) -> str:
+    """The run's own settings in two lines: what Resume will train with."""
+    config, data = view.config or {}, view.data or {}
+    if not config:
+        return ""
+    file = data.get("file") or Path(str(config.get("csv", ""))).name
+    rows = f", {data['rows']:,} rows" if data.get("rows") else ""
+    digest = f", SHA-256 {data['sha256'][:12]}…" if data.get("sha256") else ""
+    steps = f"{config.get('max_steps'):,} steps" if config.get("max_steps") else f"{config.get('epochs')} epochs"
+    base = Path(str(config.get("base_model", ""))).name if str(config.get("base_model", "")).startswith("/") \
+        else config.get("base_model", "")
+    return (f"**Data** `{html.escape(file)}`{rows}{digest} · question ← `{config.get('question_column')}`, "
+            f"answer ← `{config.get('answer_column')}`  \n**Settings** base model `{html.escape(str(base))}` · {steps} · "
+            f"learning rate {config.get('learning_rate')} · batch {config.get('batch_size')} · "
+            f"max length {config.get('max_length')} · seed {config.get('seed')}")
 
 
 METRIC_TILES = (  # (key, label, format); tiles show only the metrics a run has
@@ -291,7 +542,3 @@ def render_metrics(metrics: dict | None) -> str:
     note = (f'<div class="verdict"><b>{html.escape(str(verdict.get("verdict", "")))}</b>: '
             f'{html.escape(str(verdict.get("text", "")))}</div>' if verdict else "")
     return f'<div class="stat-grid">{"".join(tiles)}</div>{note}'
-
-
-def _run_name(snapshot: RunSnapshot) -> str:
-    return Path(snapshot.output_dir).name if snapshot.output_dir else ""
