@@ -35,6 +35,10 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, .
             parser.add_argument("--probe-question", dest=f.name, action="append", default=[], help=help_text)
         else:
             base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
+            if f.metadata.get("auto"):
+                from gpt2tune.config import parse_auto_int
+
+                base = parse_auto_int  # "--max-length auto" or 0
             parser.add_argument(*flags, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),
                                 help=f"{help_text} (default: {default})")
 
