@@ -77,6 +77,18 @@ def choose_max_length(token_lengths, context: int = GPT2_CONTEXT, requested: int
     )
 
 
+def example_lengths(tokenizer, questions, answers) -> list[int]:
+    """Whole training length of each example in tokens: prompt + answer + end-of-text, as prep builds it."""
+    from gpt2tune.data.prompt import format_answer, format_prompt
+
+    def counts(texts):
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    prompts = counts([format_prompt(q) for q in questions])
+    replies = counts([format_answer(a) for a in answers])
+    return [p + a + 1 for p, a in zip(prompts, replies)]
+
+
 def auto_length(lengths) -> int:
     """The smallest multiple of LENGTH_STEP that at least COVERAGE of `lengths` fit (uncapped)."""
     lengths = np.sort(np.asarray(lengths, dtype=np.int64))

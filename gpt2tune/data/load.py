@@ -71,9 +71,9 @@ class DataReport:
         lines = [
             f"{self.source} ({layout}, {self.encoding}): kept {self.rows_kept:,} of {self.rows_read:,} rows",
             f"columns: question <- '{short(self.question_column)}', answer <- '{short(self.answer_column)}'",
-            f"dropped: {self.dropped_empty:,} empty, {self.dropped_duplicates:,} duplicate; "
-            f"kept but noted: {self.conflicting_questions:,} conflicting questions, "
-            f"{self.question_equals_answer:,} question == answer",
+            f"dropped rows: {self.dropped_empty:,} empty, {self.dropped_duplicates:,} duplicate; "
+            f"kept but noted: {self.conflicting_questions:,} distinct questions with different answers, "
+            f"{self.question_equals_answer:,} rows with question == answer",
         ]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)

@@ -35,15 +35,21 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
     from gpt2tune.model import check_and_fix_vocabulary, load_model_and_tokenizer, parameter_count, resolve_base_model
     from gpt2tune.data.prep import prepare_datasets, split_frame
     from gpt2tune.data.report import dataset_report
+    from gpt2tune.data.answers import expand_answers
 
     config.validate()
-    data = load_qa_data(config.csv, config.question_column, config.answer_column)
+    data = load_qa_data(config.csv, config.question_column, config.answer_column, strip_html=config.strip_html)
     base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
     model, tokenizer = load_model_and_tokenizer(base_model, allow_pickle=config.allow_pickle)
     vocab = check_and_fix_vocabulary(model, tokenizer)
+    # the length policy first: with max_length 0 (auto) it picks the length the rows are made for
+    dataset = dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
+                             context=model.config.n_positions, overlong=config.overlong,
+                             duplicates=data.report.duplicates)
     train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
-    _, _, prep = prepare_datasets(train_frame, eval_frame, tokenizer, config.max_length,
-                                  config.train_on_answers_only, config.pack)
+    train_frame = expand_answers(train_frame, config.answer_lists)
+    _, _, prep = prepare_datasets(train_frame, eval_frame, tokenizer, dataset.length.max_length,
+                                  config.train_on_answers_only, config.pack, overlong=config.overlong)
     return CheckReport(
         data=data.report,
         prep=prep,
@@ -52,5 +58,5 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
         base_model=base_model,
         parameters=parameter_count(model),
         warnings=[warning] if warning else [],
-        dataset=dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed),
+        dataset=dataset,
     )

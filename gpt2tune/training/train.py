@@ -6,6 +6,7 @@ This module imports torch and transformers (seconds): import it only when traini
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     from gpt2tune.training.oom import train_with_oom_retry
     from gpt2tune.data.prep import prepare_datasets, split_frame
     from gpt2tune.data.tokcache import default_cache_dir
+    from gpt2tune.data.answers import expand_answers
+    from gpt2tune.data.report import dataset_report
 
     config.validate()
     output_dir = Path(config.output_dir)
@@ -49,7 +52,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     status = lambda message: on_event(events.Status(message))  # noqa: E731
     resume_from = _resume_checkpoint(config, output_dir)  # a missing checkpoint fails before any loading
 
-    data = load_qa_data(config.csv, config.question_column, config.answer_column)
+    data = load_qa_data(config.csv, config.question_column, config.answer_column, strip_html=config.strip_html)
     status(data.report.summary())
     devices = inspect_devices(config.device, config.precision)
     status(f"device: {devices.device} ({devices.precision})")
@@ -63,10 +66,21 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     status(vocab.action)
     artifacts.check_writable(output_dir, needed_bytes=_bytes_needed(model, config))
 
+    # Lengths, duplicates, leakage and languages, as `check` shows them; the length policy picks
+    # max_length when it is auto (0). Training runs on the effective value; the saved config keeps the
+    # setting, with the effective one recorded beside it.
+    requested_length = config.max_length
+    dataset = dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
+                             context=model.config.n_positions, overlong=config.overlong,
+                             duplicates=data.report.duplicates)
+    status(dataset.summary())
+    config = dataclasses.replace(config, max_length=dataset.length.max_length)
     train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
+    train_frame = expand_answers(train_frame, config.answer_lists)
     train_set, eval_set, prep = prepare_datasets(
         train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
         cache_dir=default_cache_dir(output_dir),  # a rerun on the same data skips tokenizing
+        overlong=config.overlong,
     )
     status(prep.summary())
     if resume_from:
@@ -88,13 +102,16 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     metrics = results.collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.dataset_fingerprint(config.csv, len(data.frame))
+    metrics.update(results.data_record(data.report, dataset))
+    effective = results.effective_record(trainer, config, data.report, dataset)
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
         samples = results.score_answers(config, trainer.model, tokenizer, train_frame, eval_frame, metrics, status)
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
-        results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
+        results.save_outputs(trainer, tokenizer, dataclasses.replace(config, max_length=requested_length), metrics,
+                             history, output_dir, samples, effective=effective)
     on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 
