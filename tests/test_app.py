@@ -60,7 +60,7 @@ def test_preview_of_the_sample(client):
         file=handle_file(str(SAMPLE_CSV)), max_length=64, api_name="/preview")
     assert "200" in stats and "Rows kept" in stats
     assert "sample_qa.csv" in summary and "tokens per example" in summary
-    assert "longer than max_length=64" in summary
+    assert "max_length 64 (set): fits" in summary and "examples are longer than 64 tokens" in summary
     assert len(table["data"]) == 20 and table["headers"] == ["question", "answer"]
     counts = histogram["value"]["data"]  # (length, examples, fits or truncated)
     assert sum(row[1] for row in counts) == 200

@@ -293,3 +293,85 @@ def test_a_file_mostly_in_german_is_flagged(tokenizer, tmp_path):
     assert any("8 of 10 sampled rows (80%) are not English" in w for w in report.warnings)
     english = dataset_report(pd.DataFrame(ENGLISH * 3, columns=["question", "answer"]), tokenizer, 0, 0.0, 0)
     assert english.non_english_share == 0.0 and not english.warnings
+
+
+# --- train with the defaults, then eval on the training file --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_run(tiny_model_dir, tmp_path_factory):
+    """`gpt2tune train` with the default (auto) max_length on long pubmedqa answers, some questions asked twice."""
+    root = tmp_path_factory.mktemp("long-run")
+    rows = long_answer_rows(36, max_join=10)
+    rows += [(rows[i][0], f"Another answer, number {i}.") for i in range(0, 24, 2)]  # 12 repeated questions
+    path = write_csv(root / "long.csv", rows)
+    result = run_cli("train", "--data", path, "--base-model", tiny_model_dir, "--output-dir", root / "out",
+                     "--max-steps", 3, "--batch-size", 1, "--eval-steps", 0, "--save-steps", 0,
+                     "--eval-answer-samples", 2, "--lr", "2e-3", "--eval-fraction", 0.25, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return root, path, rows, result
+
+
+@pytest.mark.slow
+def test_train_with_defaults_keeps_the_end_of_text_on_99_percent(long_run, tokenizer):
+    root, path, rows, result = long_run
+    lengths = whole_lengths(tokenizer, *zip(*rows))
+    chosen = expected_auto(lengths)
+    fitting_model = [n for n in lengths if n <= 1024]
+    assert sum(n <= chosen for n in fitting_model) >= 0.99 * len(fitting_model)
+    assert max(lengths) > 256  # the old default of 256 would have cut these
+    metrics = json.loads((root / "out" / "metrics.json").read_text())
+    assert metrics["max_length"] == chosen
+    assert metrics["truncated_examples"] == sum(n > chosen for n in lengths)
+    assert metrics["data"]["length_policy"]["fitting"] == sum(n <= chosen for n in lengths)
+    assert f"max_length {chosen} (auto" in result.stderr + result.stdout
+
+    config = json.loads((root / "out" / "gpt2tune_config.json").read_text())
+    assert config["max_length"] == 0  # the setting stays auto ...
+    effective = config["effective"]  # ... and what it meant is recorded beside it
+    assert effective["max_length"] == chosen and effective["columns"] == {"question": "question", "answer": "answer"}
+    assert effective["max_steps"] == 3 and effective["steps_run"] == 3
+    assert effective["epochs"] == pytest.approx(metrics["epoch"])  # 3 steps: the epochs they amount to, not 3.0
+    card = (root / "out" / "README.md").read_text()
+    assert f"| max_length | {chosen} (auto) |" in card and "| epochs | 3.0 |" not in card
+    assert f"| epochs | {round(effective['epochs'], 3)} |" in card
+    assert "columns used: question ← `question`, answer ← `answer`" in card
+
+
+@pytest.mark.slow
+def test_leakage_reaches_train_output_metrics_and_card(long_run):
+    root, path, rows, result = long_run
+    frame = load_qa_data(path).frame
+    train, held_out = split_frame(frame, 0.25, 42)
+    leaked = held_out[held_out["question"].isin(set(train["question"]))]
+    assert len(leaked) > 0
+    metrics = json.loads((root / "out" / "metrics.json").read_text())
+    assert metrics["leaked_eval_rows"] == len(leaked)
+    assert metrics["data"]["leakage"]["leaked_questions"] == leaked["question"].nunique()
+    assert f"leaked_eval_rows: {len(leaked)}" in result.stdout
+    assert f"leakage: {len(leaked)} of {len(held_out)} eval rows" in result.stderr
+    card = (root / "out" / "README.md").read_text()
+    assert f"leakage: {len(leaked)} of {len(held_out)} eval rows" in card
+
+
+@pytest.mark.slow
+def test_eval_on_the_training_file_says_so(long_run, tmp_path):
+    root, path, rows, _ = long_run
+    out = tmp_path / "eval.json"
+    result = run_cli("eval", "--model", root / "out", "--data", path, "--max-samples", 4, "--output", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    frame = load_qa_data(path).frame
+    train, _ = split_frame(frame, 0.25, 42)
+    in_train = frame["question"].isin(set(train["question"]))
+    assert "long.csv is the file this model was trained on (same SHA-256" in result.stdout
+    assert report["training_file"] is True
+    assert report["overlap"]["leaked_rows"] == int(in_train.sum())
+    assert f"{int(in_train.sum())} of {len(frame)} rows of long.csv" in result.stdout
+    run_length = json.loads((root / "out" / "gpt2tune_config.json").read_text())["effective"]["max_length"]
+    assert report["max_length"] == run_length and report["max_length_source"] == "the run's"
+    assert f"kept {len(frame)} of {len(rows)} rows" in result.stdout and f"max_length {run_length}" in result.stdout
+    # the rows answered are drawn at random with the run's seed, not the first ones
+    answered = [s["question"] for s in report["samples"]]
+    assert answered == list(frame.sample(n=4, random_state=42)["question"])
+    assert answered != list(frame["question"][:4])
