@@ -36,9 +36,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, .
         else:
             base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
             if f.metadata.get("auto"):
-                from gpt2tune.config import parse_auto_int
-
-                base = parse_auto_int  # "--max-length auto" or 0
+                base = _auto_int  # "--max-length auto" or 0
             parser.add_argument(*flags, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),
                                 help=f"{help_text} (default: {default})")
 
@@ -323,7 +321,10 @@ def run_eval(args) -> int:
 def _auto_int(text: str) -> int:
     from gpt2tune.config import parse_auto_int
 
-    return parse_auto_int(text)
+    try:
+        return parse_auto_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number of tokens, got {text!r}") from None
 
 
 def run_init_tiny(args) -> int:

@@ -105,7 +105,7 @@ class TuneConfig:
         checks = [
             (0 <= self.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {self.eval_fraction})"),
             (self.max_length == 0 or self.max_length >= 8,
-             f"max_length must be 0 (auto) or at least 8 tokens (got {self.max_length})"),
+             f"max_length must be at least 8 tokens, or 0 for auto (got {self.max_length})"),
             (self.learning_rate > 0, f"learning_rate must be greater than 0 (got {self.learning_rate})"),
             (self.batch_size >= 1, f"batch_size must be at least 1 (got {self.batch_size})"),
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),

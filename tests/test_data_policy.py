@@ -375,3 +375,35 @@ def test_eval_on_the_training_file_says_so(long_run, tmp_path):
     answered = [s["question"] for s in report["samples"]]
     assert answered == list(frame.sample(n=4, random_state=42)["question"])
     assert answered != list(frame["question"][:4])
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def test_auto_is_the_default_and_the_effective_value_is_recorded_beside_it(tmp_path):
+    from gpt2tune.cli import build_parser
+    from gpt2tune.config import TuneConfig
+
+    assert TuneConfig().max_length == 0 and TuneConfig().overlong == "truncate" and TuneConfig().answer_lists == "first"
+    for text, value in (("auto", 0), ("0", 0), ("384", 384)):
+        assert build_parser().parse_args(["train", "--max-length", text]).max_length == value
+    path = tmp_path / "config.json"
+    TuneConfig(max_length=0).save(path, effective={"max_length": 384})
+    assert json.loads(path.read_text())["effective"] == {"max_length": 384}
+    assert TuneConfig.load(path).max_length == 0  # the record is not a setting
+    with pytest.raises(ValueError, match="overlong must be one of truncate, drop"):
+        TuneConfig(overlong="cut").validate()
+
+
+def test_overlong_drop_leaves_out_exactly_the_examples_over_the_limit(tokenizer):
+    from gpt2tune.data.prep import prepare_datasets
+
+    rows = long_answer_rows(40, max_join=4)
+    frame = pd.DataFrame(rows, columns=["question", "answer"])
+    lengths = whole_lengths(tokenizer, frame["question"], frame["answer"])
+    over = sum(n > 192 for n in lengths)
+    assert 0 < over < len(rows)
+    _, _, cut = prepare_datasets(frame, frame.iloc[0:0], tokenizer, 192, True, True)
+    _, _, dropped = prepare_datasets(frame, frame.iloc[0:0], tokenizer, 192, True, True, overlong="drop")
+    assert (cut.truncated, cut.train_examples, cut.dropped_overlong) == (over, len(rows), 0)
+    assert (dropped.truncated, dropped.train_examples, dropped.dropped_overlong) == (0, len(rows) - over, over)
