@@ -305,9 +305,11 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
 
     # 3) oddities worth knowing about, but the rows are kept. Duplicates are counted on every
     # non-empty row, before the exact ones are dropped, so the count is the file's, not 0.
-    duplicates = duplicate_counts(question[~empty], answer[~empty])
+    q_all, a_all = normalise(question[~empty]), normalise(answer[~empty])  # once: a million rows take seconds
+    duplicates = duplicate_counts(question[~empty], answer[~empty], q_all, a_all)
     question, answer, kept_rows = question[kept], answer[kept], rows[kept]
-    q_normal, a_normal = normalise(question), normalise(answer)
+    kept_of_nonempty = kept[~empty]
+    q_normal, a_normal = q_all[kept_of_nonempty], a_all[kept_of_nonempty]
     pairs = pd.DataFrame({"q": q_normal, "a": a_normal}).drop_duplicates()
     answers_per_question = pairs["q"].value_counts()
     conflicting = answers_per_question.index[answers_per_question > 1]
