@@ -125,7 +125,7 @@ def preview_data(file, question_column=None, answer_column=None, eval_fraction=0
         _stats_html(data.report, report),
         _summary_markdown(data.report, report),
         length_histogram(lengths, "whole example", max_length),
-        data.frame.head(PREVIEW_ROWS),
+        data.frame[["question", "answer"]].head(PREVIEW_ROWS),  # a list answer shows its first, as trained
         data.rejected.head(500),
         gr.Accordion(label=f"Rejected rows ({len(data.rejected):,})", open=False),
         gr.DownloadButton(value=_write_rejected(data) if has_rejected else None, visible=has_rejected),
