@@ -407,3 +407,29 @@ def test_overlong_drop_leaves_out_exactly_the_examples_over_the_limit(tokenizer)
     _, _, dropped = prepare_datasets(frame, frame.iloc[0:0], tokenizer, 192, True, True, overlong="drop")
     assert (cut.truncated, cut.train_examples, cut.dropped_overlong) == (over, len(rows), 0)
     assert (dropped.truncated, dropped.train_examples, dropped.dropped_overlong) == (0, len(rows) - over, over)
+
+
+@pytest.mark.slow
+def test_list_answers_train_as_text_and_score_against_every_reference(tiny_model_dir, tmp_path):
+    records = [{"question": f"In which year did event number {i} happen?",
+                "answer": [f"{1900 + i}", f"the year {1900 + i}", f"in {1900 + i} AD"]} for i in range(28)]
+    records += [{"question": f"Plain question {i}?", "answer": f"Plain answer {i}."} for i in range(4)]
+    path = write_jsonl(tmp_path / "lists.jsonl", records)
+    out = tmp_path / "out"
+    result = run_cli("train", "--data", path, "--base-model", tiny_model_dir, "--output-dir", out, "--max-steps", 2,
+                     "--batch-size", 2, "--eval-steps", 0, "--save-steps", 0, "--eval-answer-samples", 4,
+                     "--eval-fraction", 0.25, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "28 answer(s) in 'answer' are lists (88 answers in all)" in result.stderr  # 28 * 3 + 4
+    samples = json.loads((out / "samples.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(samples) == metrics["answer_samples"] == 4
+    by_question = {r["question"]: r["answer"] for r in records}
+    best_f1 = []
+    for sample in samples:
+        expected = by_question[sample["question"]]
+        expected = expected if isinstance(expected, list) else [expected]
+        assert sample.get("references", [sample["reference"]]) == expected and sample["reference"] == expected[0]
+        assert not sample["reference"].startswith("[")  # trained and scored as text, not as JSON
+        best_f1.append(max(token_f1(sample["generated"], ref) for ref in expected))
+    assert metrics["answer_f1"] == pytest.approx(sum(best_f1) / len(best_f1))
