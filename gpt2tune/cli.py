@@ -35,6 +35,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, .
             parser.add_argument("--probe-question", dest=f.name, action="append", default=[], help=help_text)
         else:
             base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
+            if f.metadata.get("auto"):
+                base = _auto_int  # "--max-length auto" or 0
             parser.add_argument(*flags, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),
                                 help=f"{help_text} (default: {default})")
 
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="Dataset summary, vocabulary check and devices.")
     add_dataclass_flags(check, TuneConfig, only=("csv", "question_column", "answer_column", "base_model",
-                                                 "max_length", "eval_fraction", "seed", "allow_pickle"))
+                                                 "max_length", "eval_fraction", "seed", "allow_pickle",
+                                                 "overlong", "answer_lists", "strip_html"))
     check.add_argument("--offline-fallback", action="store_true",
                        help="Use the offline tiny model when the base model can't be reached.")
 
@@ -103,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-samples", type=int, default=64,
                           help="Questions answered for exact match / F1 / ROUGE-L (0 = loss only; default: 64).")
     evaluate.add_argument("--output", default=None, help="Also write the results to this JSON file.")
-    evaluate.add_argument("--max-length", type=int, default=None,
-                          help="Longest example in tokens for the loss (default: the model's context).")
+    evaluate.add_argument("--max-length", type=_auto_int, default=None,
+                          help="Longest example in tokens for the loss (default: the run's own, else the model's "
+                               "context; 0 or 'auto': fit 99%% of the file's examples).")
+    evaluate.add_argument("--seed", type=int, default=None,
+                          help="Seed drawing the rows answered (default: the run's seed, else 0).")
     evaluate.add_argument("--question-column", default=None, help="Column holding the questions (default: detected).")
     evaluate.add_argument("--answer-column", default=None, help="Column holding the answers (default: detected).")
     evaluate.add_argument("--allow-pickle", action="store_true", help="Allow .bin (pickle) weights.")
@@ -308,9 +314,12 @@ def run_eval(args) -> int:
 
     result = evaluate_model(args.model, args.csv, max_samples=args.max_samples, max_length=args.max_length,
                             question_column=args.question_column, answer_column=args.answer_column,
-                            allow_pickle=args.allow_pickle)
+                            allow_pickle=args.allow_pickle, seed=args.seed)
+    print(result["data_summary"])  # what was kept, dropped and cut, and the length used, as train says it
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     print(f"{args.model} on {Path(args.csv).name} ({result['rows']} rows):")
-    print_metrics({k: v for k, v in result.items() if k not in ("model", "csv")})
+    print_metrics({k: v for k, v in result.items() if k not in ("model", "csv", "data_summary")})
     short = lambda text: " ".join(text.split())[:100]  # noqa: E731  (one line per field)
     for sample in result.get("samples", [])[:3]:
         print(f"  Q: {short(sample['question'])}\n    reference: {short(sample['reference'])}\n"
@@ -319,6 +328,15 @@ def run_eval(args) -> int:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.output}")
     return 0
+
+
+def _auto_int(text: str) -> int:
+    from gpt2tune.config import parse_auto_int
+
+    try:
+        return parse_auto_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number of tokens, got {text!r}") from None
 
 
 def run_init_tiny(args) -> int:

@@ -54,7 +54,14 @@ class TuneConfig:
     answer_column: str | None = _opt(None, "Column holding the answers (default: detected).")
     eval_fraction: float = _opt(0.1, "Fraction of rows held out for evaluation (0 = no eval).")
     seed: int = _opt(42, "Seed for the split, data order and initialisation.")
-    max_length: int = _opt(256, "Longest example in tokens; longer ones are truncated and counted.")
+    max_length: int = _opt(
+        0, "Longest example in tokens (0 = auto: the smallest multiple of 64 that fits 99% of examples, "
+        "at most the model's context).", auto=True)
+    overlong: str = _opt("truncate", "Examples longer than max_length: truncate (no end-of-text token at the cut) "
+                         "or drop.", choices=("truncate", "drop"))
+    answer_lists: str = _opt("first", "A list of answers in a cell (JSON/JSONL): train on the first, or one example "
+                             "per answer; every answer is a reference for scoring.", choices=("first", "each"))
+    strip_html: bool = _opt(False, "Remove HTML tags from questions and answers (entities decoded).")
     # --- model and output -------------------------------------------------------------------
     base_model: str = _opt("gpt2", "Hub id or local folder of the pre-trained GPT-2 to fine-tune.")
     output_dir: str = _opt("runs/latest", "Folder the fine-tuned model, metrics and checkpoints go to.")
@@ -104,7 +111,8 @@ class TuneConfig:
         _check_seed(self.seed)
         checks = [
             (0 <= self.eval_fraction < 1, f"eval_fraction must be in [0, 1) (got {self.eval_fraction})"),
-            (self.max_length >= 8, f"max_length must be at least 8 tokens (got {self.max_length})"),
+            (self.max_length == 0 or self.max_length >= 8,
+             f"max_length must be at least 8 tokens, or 0 for auto (got {self.max_length})"),
             (self.learning_rate > 0, f"learning_rate must be greater than 0 (got {self.learning_rate})"),
             (self.batch_size >= 1, f"batch_size must be at least 1 (got {self.batch_size})"),
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),
@@ -125,7 +133,7 @@ class TuneConfig:
             (not self.early_stopping_patience or (self.eval_fraction > 0 and self.eval_steps > 0),
              "early stopping needs an eval split and periodic evals: set eval_fraction > 0 and eval_steps > 0"),
         ]
-        for name in ("device", "precision", "lr_scheduler"):
+        for name in ("device", "precision", "lr_scheduler", "overlong", "answer_lists"):
             choices = _field_metadata(TuneConfig, name)["choices"]
             checks.append((getattr(self, name) in choices, f"{name} must be one of {', '.join(choices)}"))
         for ok, message in checks:
@@ -136,12 +144,15 @@ class TuneConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | Path, effective: dict | None = None) -> None:
+        """`effective`: what a run actually used (e.g. the length auto chose), stored beside the settings."""
+        values = self.to_dict() | ({EFFECTIVE_KEY: effective} if effective else {})
+        Path(path).write_text(json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TuneConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k != EFFECTIVE_KEY}  # a record, not a setting
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
@@ -173,6 +184,12 @@ def _check_seed(seed) -> None:
         raise ValueError(f"seed must be 0 or more (got {seed})")
     if seed > MAX_SEED:
         raise ValueError(f"seed must be at most {MAX_SEED} (got {seed})")
+EFFECTIVE_KEY = "effective"  # in a saved config: what the run used where a setting said "auto"
+
+
+def parse_auto_int(text: str) -> int:
+    """A count where 'auto' (or 0) means: chosen from the data."""
+    return 0 if str(text).strip().lower() == "auto" else int(text)
 
 
 def _field_metadata(cls, name: str) -> dict:

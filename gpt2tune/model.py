@@ -135,20 +135,6 @@ def _refuse_pickle_only_folder(name_or_path: str, allow_pickle: bool) -> None:
         )
 
 
-def model_context(model) -> int | None:
-    """Positions the model has (GPT-2: n_positions, 1,024 for every released size)."""
-    config = model.config
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
-def check_context(max_length: int, model, name: str) -> None:
-    """An example longer than the model's positions would crash the first step that meets one."""
-    context = model_context(model)
-    if context and max_length > context:
-        raise ValueError(f"max_length {max_length} is more than the context of model {name!r} "
-                         f"({context} tokens, n_positions in its config.json); use --max-length {context} or less")
-
-
 def load_model_and_tokenizer(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None,
                              **hub_options):
     """(model, tokenizer) ready to use: the one way a model is loaded (training loads the two apart only

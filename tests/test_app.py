@@ -83,7 +83,7 @@ def test_preview_of_the_sample(client):
         file=handle_file(str(SAMPLE_CSV)), max_length=64, api_name="/preview")
     assert "200" in stats and "Rows kept" in stats
     assert "sample_qa.csv" in summary and "tokens per example" in summary
-    assert "longer than max_length=64" in summary
+    assert "max_length 64 (set): fits" in summary and "examples are longer than 64 tokens" in summary
     assert len(table["data"]) == 20 and table["headers"] == ["question", "answer"]
     counts = histogram["value"]["data"]  # (length, examples, fits or truncated)
     assert sum(row[1] for row in counts) == 200
@@ -101,6 +101,21 @@ def test_preview_offers_column_mapping(client, tmp_path):
     _, summary, *_ = client.predict(file=handle_file(str(path)), question_column="prompt", answer_column="response",
                                     api_name="/preview")
     assert "question ← `prompt`, answer ← `response`" in summary
+
+
+def test_preview_counts_duplicates_before_dropping_them_and_chooses_the_length(client, tmp_path):
+    from gpt2tune.model import load_tokenizer
+    from gpt2tune.paths import TOKENIZER_DIR
+
+    path = tmp_path / "dups.csv"
+    path.write_text("question,answer\nWhat is X?,An x.\nWhat is X?,An x.\nWhat is Y?,A y.\nWhat is Z?,A z.\n")
+    stats, summary, *_ = client.predict(file=handle_file(str(path)), max_length=0, api_name="/preview")
+    assert "1 exact" in stats  # the loader dropped it, the report still counts it
+    tokenizer = load_tokenizer(str(TOKENIZER_DIR))
+    longest = max(len(tokenizer(f"Question: {q}\nAnswer:")["input_ids"]) + len(tokenizer(" " + a)["input_ids"]) + 1
+                  for q, a in [("What is X?", "An x."), ("What is Y?", "A y."), ("What is Z?", "A z.")])
+    assert longest <= 64
+    assert "max_length 64 (auto: the smallest multiple of 64 fitting 99% of examples): fits 3 of 3" in summary
 
 
 def test_rejected_rows_can_be_downloaded(client, tmp_path):

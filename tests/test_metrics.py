@@ -72,8 +72,10 @@ def test_exact_match_is_not_fuzzy():
 
 
 def test_exact_match_empty_answers():
-    # both normalise to "" -> equal
-    assert exact_match("", "the") == 1.0
+    # both normalise to "" but are different texts: an empty normalisation never matches
+    assert exact_match("", "the") == 0.0
+    assert exact_match(":", "---") == 0.0
+    assert exact_match("A+", "a+") == 1.0  # the same text still matches
     assert exact_match("", "cat") == 0.0
 
 
@@ -105,8 +107,9 @@ def test_token_f1_no_overlap():
 
 def test_token_f1_empty_answers():
     assert token_f1("", "") == 1.0
-    # "the" and "!!!" both normalise to no tokens -> both empty
-    assert token_f1("!!!", "the") == 1.0
+    # "the" and "!!!" both normalise to no tokens, but they are different texts
+    assert token_f1("!!!", "the") == 0.0
+    assert token_f1(")", ")") == 1.0
     assert token_f1("", "cat") == 0.0
     assert token_f1("cat", "") == 0.0
 
@@ -227,8 +230,9 @@ def test_nearest_training_answer_no_overlap_and_empty_cases():
     assert nearest_training_answer("rome", TRAINING) == (0, 0.0)
     # no training answers at all
     assert nearest_training_answer("rome", []) == (-1, 0.0)
-    # empty prediction only matches an empty (after normalisation) answer
-    assert nearest_training_answer("", ["cat", "the"]) == (1, 1.0)
+    # an empty prediction copies nothing, not even an answer that normalises to nothing
+    assert nearest_training_answer("", ["cat", "the"]) == (0, 0.0)
+    assert nearest_training_answer(":", ["cat", "---"]) == (0, 0.0)
     assert nearest_training_answer("", ["cat"]) == (0, 0.0)
 
 

@@ -12,15 +12,15 @@ def test_check_tokenizes_every_row_once_and_reports_the_same_numbers(tiny_model_
     from gpt2tune.training.prepare import prepare
 
     encoded_texts = []
-    real_encode = prep._encode
-    monkeypatch.setattr(prep, "_encode", lambda tokenizer, texts: encoded_texts.extend(texts) or
+    real_encode = prep.encode_text
+    monkeypatch.setattr(prep, "encode_text", lambda tokenizer, texts: encoded_texts.extend(texts) or
                         real_encode(tokenizer, texts))
     config = tiny_config(tiny_model_dir, tmp_path / "out", max_length=64)
-    prepared = prepare(config, report=True)
+    prepared = prepare(config)
     rows = len(load_qa_data(SAMPLE_CSV).frame)
     assert rows == 200 and len(encoded_texts) == 2 * rows  # each prompt and each answer, once
 
-    monkeypatch.setattr(prep, "_encode", real_encode)
+    monkeypatch.setattr(prep, "encode_text", real_encode)
     tokenizer = load_tokenizer(str(tiny_model_dir))
     frame = load_qa_data(SAMPLE_CSV).frame
     alone = dataset_report(frame, tokenizer, 64, config.eval_fraction, config.seed)

@@ -32,7 +32,7 @@ def test_lengths_are_those_training_sees(tokenizer):
     assert report.token_lengths == [len(ids) for ids in trained["input_ids"]]
     assert [q + a + 1 for q, a in zip(report.question_lengths, report.answer_lengths)] == report.token_lengths
     assert report.over_max_length == 1
-    assert report.suggested_max_length % 32 == 0
+    assert report.suggested_max_length % 64 == 0
     assert report.rows == len(frame)
 
 
@@ -55,8 +55,8 @@ def test_leakage_uses_the_training_split(tokenizer):
     assert report.leakage_count == len(expected) > 0
     assert report.leakage_examples == expected[:3]
     text = report.summary()
-    assert f"{len(expected)} of {len(held_out)} eval questions" in text
-    assert "1 examples (2.3%) are longer than max_length=64" in text
+    assert f"{len(expected)} of {len(held_out)} eval rows" in text
+    assert "fits 43 of 44 examples whole (97.7%)" in text and "1 examples are longer than 64 tokens" in text
     assert set(report.to_dict()) >= {"token_lengths", "leakage_count", "suggested_max_length"}
 
 
@@ -67,9 +67,9 @@ def test_no_leakage_without_eval_split(tokenizer):
 
 
 def test_suggested_max_length_rounds_up_and_caps():
-    assert suggest_max_length([10] * 100) == 32
-    assert suggest_max_length([33] * 100) == 64
-    assert suggest_max_length(list(range(1, 101))) == 128  # 99th percentile = 99.01
+    assert suggest_max_length([10] * 100) == 64  # multiples of 64
+    assert suggest_max_length([65] * 100) == 128
+    assert suggest_max_length(list(range(1, 101))) == 128  # 99 of 100 fit 99 tokens: next multiple is 128
     assert suggest_max_length([5000] * 10) == 1024
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpt2tune.data import content
+from gpt2tune.data.normalise import DuplicateCounts, duplicate_counts, normalise
 from gpt2tune.data.tables import (
     DELIMITERS,
     RawTable,
@@ -51,9 +53,16 @@ class DataReport:
     rows_kept: int
     dropped_empty: int          # rows with empty/NaN/whitespace-only question or answer
     dropped_duplicates: int     # exact duplicate (question, answer) pairs removed (keep first)
-    conflicting_questions: int  # same question (normalised) with different answers (kept, counted)
+    conflicting_questions: int  # distinct questions (normalised) with different answers (kept, counted)
     question_equals_answer: int # kept, counted
     warnings: list[str] = field(default_factory=list)  # one sentence per modification / oddity
+    duplicates: DuplicateCounts | None = None  # counted on the non-empty rows, before duplicates are dropped
+    invisible_cells: int = 0    # cells that held invisible/control characters (removed)
+    invisible_chars: int = 0    # characters removed from them
+    html_cells: dict = field(default_factory=dict)  # {"question": n, "answer": n} cells holding HTML tags
+    html_stripped: bool = False
+    list_answers: int = 0       # kept rows whose answer is a list of acceptable answers
+    references: int = 0         # answers in all kept rows (a list counts each element)
 
     def summary(self) -> str:
         layout = self.file_format
@@ -62,9 +71,9 @@ class DataReport:
         lines = [
             f"{self.source} ({layout}, {self.encoding}): kept {self.rows_kept:,} of {self.rows_read:,} rows",
             f"columns: question <- '{short(self.question_column)}', answer <- '{short(self.answer_column)}'",
-            f"dropped: {self.dropped_empty:,} empty, {self.dropped_duplicates:,} duplicate; "
-            f"kept but noted: {self.conflicting_questions:,} conflicting questions, "
-            f"{self.question_equals_answer:,} question == answer",
+            f"dropped rows: {self.dropped_empty:,} empty, {self.dropped_duplicates:,} duplicate; "
+            f"kept but noted: {self.conflicting_questions:,} distinct questions with different answers, "
+            f"{self.question_equals_answer:,} rows with question == answer",
         ]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -90,7 +99,7 @@ ANSWER_NAMES = ("answer", "answers", "a", "response", "output", "completion", "r
 
 
 def load_qa_data(path, question_column: str | None = None, answer_column: str | None = None,
-                 drop_duplicates: bool = True, max_bytes: int | None = None) -> QAData:
+                 drop_duplicates: bool = True, max_bytes: int | None = None, strip_html: bool = False) -> QAData:
     """Read a question/answer table, pick its two columns, clean and report.
 
     Rows are numbered as a spreadsheet does: for delimited text the header is
@@ -106,7 +115,7 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
         raise ValueError(f"{table.source}: the file has a header row but no data rows (columns found: "
                          f"{list_columns(table.header)}). Add at least one row with a question and an answer.")
     q_idx, a_idx, mapping_warnings = _choose_columns(table, question_column, answer_column)
-    return _clean(table, q_idx, a_idx, drop_duplicates, mapping_warnings)
+    return _clean(table, q_idx, a_idx, drop_duplicates, mapping_warnings, strip_html)
 
 
 def read_table(path, max_bytes=None) -> tuple[pd.DataFrame, dict]:
@@ -262,12 +271,22 @@ def _missing_columns_message(source: str, header: list[str], question_missing: b
 # cleaning
 
 
-def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warnings: list[str]) -> QAData:
+def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warnings: list[str],
+           strip_html: bool = False) -> QAData:
     raw, rows, source = table.frame, table.row_numbers, table.source
     q_raw = raw.iloc[:, q_idx].fillna("")
     a_raw = raw.iloc[:, a_idx].fillna("")
-    question, answer = q_raw.str.strip(), a_raw.str.strip()
     warnings = list(table.warnings) + warnings
+    # 0) text repairs before anything is compared: invisible characters out, HTML counted (and stripped)
+    q_text, q_cells, q_chars = content.remove_invisible(q_raw)
+    a_text, a_cells, a_chars = content.remove_invisible(a_raw)
+    html_cells = {"question": content.html_cells(q_text), "answer": content.html_cells(a_text)}
+    if strip_html:
+        q_text, a_text = content.strip_html_column(q_text), content.strip_html_column(a_text)
+    question, answer = q_text.str.strip(), a_text.str.strip()
+    references, listed = None, np.zeros(len(raw), dtype=bool)
+    if table.file_format in ("json", "jsonl"):
+        answer, references, listed = _answer_lists(answer)
 
     # 1) rows without both halves can't be trained on
     q_empty, a_empty = (question == "").to_numpy(), (answer == "").to_numpy()
@@ -298,14 +317,18 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
                          f"(first: row {rows[first]}, {reasons[first]}). Fill in both the "
                          f"'{short(table.header[q_idx])}' and '{short(table.header[a_idx])}' cells.")
 
-    # 3) oddities worth knowing about, but the rows are kept
+    # 3) oddities worth knowing about, but the rows are kept. Duplicates are counted on every
+    # non-empty row, before the exact ones are dropped, so the count is the file's, not 0.
+    q_all, a_all = normalise(question[~empty]), normalise(answer[~empty])  # once: a million rows take seconds
+    duplicates = duplicate_counts(question[~empty], answer[~empty], q_all, a_all)
     question, answer, kept_rows = question[kept], answer[kept], rows[kept]
-    q_normal, a_normal = _normalise_text(question), _normalise_text(answer)
-    pairs = pd.DataFrame({"q": q_normal, "a": answer}).drop_duplicates()
+    kept_of_nonempty = kept[~empty]
+    q_normal, a_normal = q_all[kept_of_nonempty], a_all[kept_of_nonempty]
+    pairs = pd.DataFrame({"q": q_normal, "a": a_normal}).drop_duplicates()
     answers_per_question = pairs["q"].value_counts()
     conflicting = answers_per_question.index[answers_per_question > 1]
-    echo = (q_normal == a_normal).to_numpy()
-    stripped = int((q_raw[kept] != question).sum() + (a_raw[kept] != answer).sum())
+    echo = ((q_normal == a_normal) & (q_normal != "")).to_numpy()
+    stripped = int((q_text[kept] != question).sum() + ((a_text[kept] != answer).to_numpy() & ~listed[kept]).sum())
 
     dropped_empty = int(empty.sum())
     if dropped_empty:
@@ -326,27 +349,64 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
                         f"({list_rows(kept_rows[echo])}); kept.")
     if stripped:
         warnings.append(f"Stripped leading/trailing whitespace from {stripped:,} cell(s).")
+    if q_chars or a_chars:
+        warnings.append(f"Removed {q_chars + a_chars:,} invisible or control character(s) (zero-width space, "
+                        f"byte-order mark, ...) from {q_cells + a_cells:,} cell(s).")
+    for role, column in (("question", q_idx), ("answer", a_idx)):
+        if html_cells[role]:
+            done = "tags stripped (strip_html)" if strip_html else "set strip_html to remove the tags"
+            warnings.append(f"{html_cells[role]:,} {role} cell(s) in '{short(table.header[column])}' hold HTML "
+                            f"markup; {done}.")
 
     frame = pd.DataFrame({"question": question, "answer": answer}).reset_index(drop=True)
+    n_lists, n_references = 0, len(frame)
+    if references is not None:
+        kept_references = references[kept].reset_index(drop=True)
+        n_lists = int(kept_references.map(len).gt(1).sum())
+        n_references = int(kept_references.map(len).sum())
+        if n_lists:
+            frame["references"] = kept_references
+            warnings.append(f"{n_lists:,} answer(s) in '{short(table.header[a_idx])}' are lists "
+                            f"({n_references:,} answers in all): training uses the first of each "
+                            "(answer_lists=each: one example per answer); all are references for scoring.")
     report = DataReport(
         source=source, file_format=table.file_format, encoding=table.encoding, delimiter=table.delimiter,
         columns_found=list(table.header), question_column=table.header[q_idx], answer_column=table.header[a_idx],
         rows_read=len(raw), rows_kept=len(frame), dropped_empty=dropped_empty,
         dropped_duplicates=int(duplicate.sum()), conflicting_questions=len(conflicting),
-        question_equals_answer=int(echo.sum()), warnings=warnings)
+        question_equals_answer=int(echo.sum()), warnings=warnings, duplicates=duplicates,
+        invisible_cells=q_cells + a_cells, invisible_chars=q_chars + a_chars, html_cells=html_cells,
+        html_stripped=strip_html, list_answers=n_lists, references=n_references)
     return QAData(frame=frame, rejected=_rejected_frame(raw, rows, reasons, ~kept), report=report)
 
 
-def _normalise_text(values: pd.Series) -> pd.Series:
-    """Lower case with runs of whitespace as one space: 'What  is X?' == 'what is x?'."""
-    values = values.str.lower()
-    # the regex is the slow part on a million rows, so only run it where it can matter
-    spaced = (values.str.contains("  ", regex=False) | values.str.contains("\n", regex=False)
-              | values.str.contains("\t", regex=False))
-    if spaced.any():
-        values = values.copy()
-        values[spaced] = values[spaced].str.replace(r"\s+", " ", regex=True)
-    return values
+def _answer_lists(answer: pd.Series) -> tuple[pd.Series, pd.Series | None, np.ndarray]:
+    """JSON lists in the answer cells: (first answer of each, all answers of each, which cells were lists).
+
+    The JSON reader wrote a list value as its JSON text; a list of strings (or numbers) is a set of
+    acceptable answers, as in SQuAD or Natural Questions files.
+    """
+    import json
+
+    maybe = answer.str.startswith("[")
+    listed = np.zeros(len(answer), dtype=bool)
+    if not maybe.any():
+        return answer, None, listed
+    references = answer.map(lambda text: [text] if text else [])
+    first = answer.copy()
+    for i in np.flatnonzero(maybe.to_numpy()):
+        try:
+            value = json.loads(answer.iloc[i])
+        except ValueError:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+            continue
+        items = [" ".join(str(v).split()) for v in value if not isinstance(v, bool)]
+        items = list(dict.fromkeys(item for item in items if item))  # in order, once each
+        references.iloc[i] = items
+        first.iloc[i] = items[0] if items else ""
+        listed[i] = True
+    return first, references, listed
 
 
 def _rejected_frame(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray, dropped: np.ndarray) -> pd.DataFrame:

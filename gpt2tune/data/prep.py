@@ -40,6 +40,8 @@ class PrepReport:
     warnings: list[str]
     from_cache: bool = False  # the rows were read from the on-disk cache, not tokenized again
     cache_path: str | None = None
+    dropped_overlong: int = 0  # longer than max_length and overlong="drop": left out
+    max_length: int = 0  # the length the rows were made for
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +85,7 @@ class Examples:
     lengths: np.ndarray  # int64, per example, after truncation
     truncated: np.ndarray  # bool, per example
     starts: np.ndarray = field(init=False)
+    dropped_overlong: int = field(default=0, init=False)  # left out by rows_for(overlong="drop")
 
     def __post_init__(self):
         self.starts = _starts(self.lengths)
@@ -300,7 +303,8 @@ def _trainable(examples: Examples) -> np.ndarray:
 
 
 def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answers_only: bool, pack: bool,
-                     cache_dir: str | Path | None = None, encoded: tuple[Encoded, Encoded] | None = None):
+                     cache_dir: str | Path | None = None, encoded: tuple[Encoded, Encoded] | None = None,
+                     overlong: str = "truncate"):
     """Build the train and eval `datasets.Dataset`s of packed rows, plus a report of what changed.
 
     With `cache_dir`, the result is stored there under a hash of the question/answer content, the
@@ -308,14 +312,14 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
     `encoded`: the (train, eval) splits already tokenized by `encode_pairs`, not tokenized again.
     """
     def prepare(folder: Path | None):
-        return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder, encoded)
+        return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder, encoded, overlong)
 
     if cache_dir is None:
         return prepare(None)
     from gpt2tune.data import tokcache
 
     key = tokcache.prep_key(frames=(train_frame, eval_frame), tokenizer=tokenizer, max_length=max_length,
-                            answers_only=answers_only, pack=pack)
+                            answers_only=answers_only, pack=pack, overlong=overlong)
     try:
         folder, hit = tokcache.fetch_or_build(Path(cache_dir), key, build=prepare)
     except OSError as error:  # an unwritable or full disk costs the cache, not the run
@@ -326,24 +330,28 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
 
 
 def rows_for(frame, tokenizer, max_length: int, answers_only: bool, pack: bool, path: Path | None = None,
-             encoded: Encoded | None = None):
+             encoded: Encoded | None = None, overlong: str = "truncate"):
     """(examples kept, their rows as a Dataset or None when none is left, examples dropped): one split,
-    tokenized, stripped of examples with nothing left to learn, and packed."""
+    tokenized, stripped of examples with nothing left to learn (and, with overlong="drop", of those
+    longer than max_length; `dropped_overlong(examples)` tells how many), and packed."""
     examples = tokenize_examples(frame["question"], frame["answer"], tokenizer, max_length, answers_only, encoded)
     keep = _trainable(examples)
-    examples = examples.select(keep)
+    too_long = examples.truncated & keep if overlong == "drop" else np.zeros(len(examples), dtype=bool)
+    examples = examples.select(keep & ~too_long)
+    examples.dropped_overlong = int(too_long.sum())
     rows = _rows_dataset(examples, max_length, pack, path) if len(examples) else None
     return examples, rows, int((~keep).sum())
 
 
 def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None,
-             encoded: tuple[Encoded, Encoded] | None = None):
-    splits, counts = {}, {"truncated": 0, "dropped": 0}
+             encoded: tuple[Encoded, Encoded] | None = None, overlong: str = "truncate"):
+    splits, counts = {}, {"truncated": 0, "dropped": 0, "overlong": 0}
     encoded = encoded or (None, None)
     for (name, frame), pairs in zip((("train", train_frame), ("eval", eval_frame)), encoded):
         path = folder / f"{name}.arrow" if folder is not None else None
-        examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path, pairs)
+        examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path, pairs, overlong)
         counts["dropped"] += dropped
+        counts["overlong"] += examples.dropped_overlong
         counts["truncated"] += int(examples.truncated.sum())
         splits[name] = (examples, rows)
     (train, train_set), (evals, eval_set) = splits["train"], splits["eval"]
@@ -362,6 +370,8 @@ def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack,
         train_tokens=train_tokens,
         padding_waste_unpacked=1 - train_tokens / (len(train) * max_length),
         warnings=_warnings(counts, max_length, len(evals)),
+        dropped_overlong=counts["overlong"],
+        max_length=max_length,
     )
     if folder is not None:
         (folder / "report.json").write_text(json.dumps(report.to_dict()))
@@ -381,7 +391,11 @@ def _load_prepared(folder: Path, from_cache: bool):
 def _warnings(counts: dict, max_length: int, n_eval: int) -> list[str]:
     warnings = []
     if counts["truncated"]:
-        warnings.append(f"{counts['truncated']} examples were longer than max_length={max_length} tokens and were truncated")
+        warnings.append(f"{counts['truncated']} examples were longer than max_length={max_length} tokens and were "
+                        "truncated (no end-of-text token at the cut)")
+    if counts.get("overlong"):
+        warnings.append(f"{counts['overlong']} examples were longer than max_length={max_length} tokens and were "
+                        "dropped (overlong=drop)")
     if counts["dropped"]:
         warnings.append(f"{counts['dropped']} examples were dropped: the question alone filled max_length={max_length}")
     if n_eval == 0:

@@ -1,21 +1,22 @@
-"""What is in a Q&A dataset, before training on it: lengths, duplicates and train/eval leakage.
+"""What is in a Q&A dataset, before training on it: lengths, duplicates, train/eval leakage, languages.
 
-Lengths are counted in tokens of the exact training text (template + answer + EOS), so
-`over_max_length` is the number of examples training will truncate. Leakage is checked on the very
-split training uses (`prep.split_frame` with the same seed): an eval question that also appears in
-the training split measures recall, not generalisation.
+Lengths are counted in tokens of the exact training text (template + answer + EOS), and the length
+policy (`length.choose_max_length`) states how many examples the max_length fits whole. Duplicates
+and leakage use the one definition in `normalise`. Leakage is checked on the very split training
+uses (`prep.split_frame` with the same seed): an eval question that also appears in the training
+split measures recall, not generalisation.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-MAX_CONTEXT = 1024  # GPT-2's positions: no point suggesting a longer max_length
-LENGTH_STEP = 32  # suggested max_length is a multiple of this (friendly to GPU kernels)
-COVERAGE_PERCENTILE = 99
+from gpt2tune.data.length import GPT2_CONTEXT, LengthPolicy, choose_max_length
+from gpt2tune.data.normalise import DuplicateCounts, Leakage, duplicate_counts, leakage
+
+MAX_CONTEXT = GPT2_CONTEXT
 EXAMPLES_SHOWN = 3
 
 
@@ -26,9 +27,9 @@ class DatasetReport:
     token_lengths: list[int]  # whole training example: prompt template + answer + EOS
     question_lengths: list[int]  # the templated prompt "Question: ...\nAnswer:"
     answer_lengths: list[int]  # the answer as trained on (with its leading space), without EOS
-    over_max_length: int  # examples training will truncate
-    suggested_max_length: int  # covers COVERAGE_PERCENTILE % of examples, multiple of LENGTH_STEP
-    exact_duplicates: int  # rows repeating an earlier (question, answer) pair verbatim
+    over_max_length: int  # examples longer than max_length: truncated or dropped (length.overlong)
+    suggested_max_length: int  # what auto chooses: fits length.COVERAGE of examples, capped at the context
+    exact_duplicates: int  # rows repeating an earlier (question, answer) pair verbatim (before de-duplication)
     normalised_duplicates: int  # same, ignoring case, spacing and punctuation (includes exact ones)
     duplicate_questions: int  # rows whose normalised question appeared earlier, whatever the answer
     duplicate_examples: list[str] = field(default_factory=list)
@@ -40,31 +41,36 @@ class DatasetReport:
     special_token_examples: list[str] = field(default_factory=list)
     prompt_marker_rows: int = 0  # rows whose question or answer holds "Question:" or "Answer:"
     prompt_marker_examples: list[str] = field(default_factory=list)
+    length: LengthPolicy | None = None  # the max_length used, its true coverage and what happens to the rest
+    duplicates: DuplicateCounts | None = None
+    leakage: Leakage | None = None
+    languages: dict = field(default_factory=dict)  # detected language -> sampled rows
+    non_english_share: float = 0.0  # of the sampled rows whose language could be told
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        if self.length is not None:
+            values["length"] = self.length.to_dict()
+        return values
 
     def summary(self) -> str:
         lengths = np.asarray(self.token_lengths)
-        percent = 100 * self.over_max_length / max(1, self.rows)
         lines = [
             f"{self.rows:,} examples; tokens per example: min {lengths.min()}, median {int(np.median(lengths))}, "
-            f"p95 {int(np.percentile(lengths, 95))}, max {lengths.max()} "
+            f"p95 {int(np.percentile(lengths, 95))}, p99 {int(np.percentile(lengths, 99))}, max {lengths.max()} "
             f"(question median {int(np.median(self.question_lengths))}, "
             f"answer median {int(np.median(self.answer_lengths))})",
-            f"{self.over_max_length:,} examples ({percent:.1f}%) are longer than max_length={self.max_length} "
-            f"and will be truncated; suggested max_length: {self.suggested_max_length} "
-            f"(fits {COVERAGE_PERCENTILE}% of examples)",
-            f"duplicates: {self.exact_duplicates:,} exact, {self.normalised_duplicates:,} ignoring case/spacing/"
-            f"punctuation; {self.duplicate_questions:,} repeated questions",
+            self.length.summary(),
         ]
+        if self.length.max_length != self.suggested_max_length:
+            auto = choose_max_length(self.token_lengths, self.length.context)
+            lines.append(f"auto (max_length 0) would choose {auto.max_length}, fitting {auto.fitting:,} examples "
+                         f"whole ({100 * auto.coverage:.1f}%)")
+        lines.append(self.duplicates.summary())
         lines += [f"  e.g. {_quote(text)}" for text in self.duplicate_examples]
         if self.eval_rows:
-            lines.append(
-                f"leakage: {self.leakage_count:,} of {self.eval_rows:,} eval questions also appear in the "
-                f"training split" + (" (eval scores on them measure recall, not generalisation)"
-                                     if self.leakage_count else "")
-            )
+            lines.append(self.leakage.summary())
             lines += [f"  e.g. {_quote(text)}" for text in self.leakage_examples]
         else:
             lines.append("leakage: no eval split")
@@ -79,14 +85,23 @@ class DatasetReport:
                if self.prompt_marker_rows else "")
         )
         lines += [f"  e.g. {_quote(text)}" for text in self.prompt_marker_examples]
+        if self.languages:
+            from gpt2tune.data.content import language_summary
+
+            lines.append(language_summary(self.languages)[1])
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
 def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed: int,
-                   encoded=None) -> DatasetReport:
+                   encoded=None, context: int = MAX_CONTEXT, overlong: str = "truncate",
+                   duplicates: DuplicateCounts | None = None, languages: bool = True) -> DatasetReport:
     """Measure a cleaned question/answer frame (columns "question" and "answer").
 
-    `encoded`: the frame's rows already tokenized (`prep.encode_pairs`), so they are not tokenized again."""
+    `max_length` 0 is auto (see `length`); `context` is the model's positions. `duplicates`: the
+    loader's counts, taken before it dropped exact repeats (else they are counted on `frame`).
+    `encoded`: the frame's rows already tokenized (`prep.encode_pairs`), so they are not tokenized again.
+    """
     from gpt2tune.data.prep import split_frame
     from gpt2tune.data.prompt import format_answer, format_prompt
 
@@ -100,35 +115,40 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
         prompt_lengths = _token_counts(tokenizer, [format_prompt(q) for q in questions])
         answer_lengths = _token_counts(tokenizer, [format_answer(a) for a in answers])
     token_lengths = [p + a + 1 for p, a in zip(prompt_lengths, answer_lengths)]  # + EOS
+    policy = choose_max_length(token_lengths, context, max_length, overlong)
 
-    normal_q, normal_a = normalise(frame["question"]), normalise(frame["answer"])
-    exact = frame.duplicated(subset=["question", "answer"])
-    normalised = (normal_q + "\x00" + normal_a).duplicated()
+    duplicates = duplicates or duplicate_counts(frame["question"], frame["answer"])
     train_frame, eval_frame = split_frame(frame, eval_fraction, seed)
-    leaked = normalise(eval_frame["question"]).isin(set(normalise(train_frame["question"])))
+    leaked = leakage(train_frame["question"], eval_frame["question"])
     special = _cells_containing(frame, special_token_texts(tokenizer))
     markers = _cells_containing(frame, prompt_marker_texts())
-    return DatasetReport(
+    report = DatasetReport(
         rows=len(frame),
-        max_length=max_length,
+        max_length=policy.max_length,
         token_lengths=token_lengths,
         question_lengths=prompt_lengths,
         answer_lengths=answer_lengths,
-        over_max_length=sum(n > max_length for n in token_lengths),
-        suggested_max_length=suggest_max_length(token_lengths),
-        exact_duplicates=int(exact.sum()),
-        normalised_duplicates=int(normalised.sum()),
-        duplicate_questions=int(normal_q.duplicated().sum()),
-        duplicate_examples=list(frame["question"].iloc[normalised.to_numpy()].head(EXAMPLES_SHOWN)),
+        over_max_length=policy.over_max_length,
+        suggested_max_length=min(policy.needed, policy.context),
+        exact_duplicates=duplicates.exact_duplicate_rows,
+        normalised_duplicates=duplicates.normalised_duplicate_rows,
+        duplicate_questions=duplicates.repeated_question_rows,
+        duplicate_examples=duplicates.examples,
         train_rows=len(train_frame),
         eval_rows=len(eval_frame),
-        leakage_count=int(leaked.sum()),
-        leakage_examples=list(eval_frame["question"].iloc[leaked.to_numpy()].head(EXAMPLES_SHOWN)),
+        leakage_count=leaked.leaked_rows,
+        leakage_examples=leaked.examples,
         special_token_rows=int(special.sum()),
         special_token_examples=_row_examples(frame, special),
         prompt_marker_rows=int(markers.sum()),
         prompt_marker_examples=_row_examples(frame, markers),
+        length=policy,
+        duplicates=duplicates,
+        leakage=leaked,
     )
+    if languages:
+        _languages(report, frame, seed)
+    return report
 
 
 def special_token_texts(tokenizer) -> list[str]:
@@ -160,21 +180,19 @@ def _row_examples(frame, mask) -> list[str]:
     return [f"{q} -> {a}" for q, a in zip(rows["question"].head(EXAMPLES_SHOWN), rows["answer"].head(EXAMPLES_SHOWN))]
 
 
-def suggest_max_length(token_lengths: list[int]) -> int:
-    """The COVERAGE_PERCENTILE-th percentile length, rounded up to LENGTH_STEP, capped at the context."""
-    covering = float(np.percentile(token_lengths, COVERAGE_PERCENTILE))
-    return int(min(MAX_CONTEXT, max(LENGTH_STEP, math.ceil(covering / LENGTH_STEP) * LENGTH_STEP)))
+def _languages(report: DatasetReport, frame, seed: int) -> None:
+    from gpt2tune.data.content import NON_ENGLISH_WARN, language_counts, language_summary
+
+    report.languages = language_counts(frame["question"] + "\n" + frame["answer"], seed=seed)
+    report.non_english_share, sentence = language_summary(report.languages)
+    if report.non_english_share > NON_ENGLISH_WARN:
+        report.warnings.append(f"{sentence.removeprefix('language: ')}; GPT-2 was trained on English text, so "
+                               "expect weak answers in other languages (or start from a model trained on them)")
 
 
-def normalise(values):
-    """Lower case, punctuation dropped, whitespace runs as one space: 'What is X?' == 'what  is x'."""
-    return (
-        values.astype(str).str.lower()
-        .str.replace(r"[^\w\s]", "", regex=True)
-        .str.replace(r"\s+", " ", regex=True)
-        .str.strip()
-        .reset_index(drop=True)
-    )
+def suggest_max_length(token_lengths: list[int], context: int = MAX_CONTEXT) -> int:
+    """What auto chooses for these lengths (see `length.choose_max_length`)."""
+    return choose_max_length(token_lengths, context).max_length
 
 
 def _token_counts(tokenizer, texts: list[str]) -> list[int]:

@@ -50,11 +50,13 @@ def frame_fingerprint(frame) -> str:
     return digest.hexdigest()
 
 
-def prep_key(frames, tokenizer, max_length: int, answers_only: bool, pack: bool) -> str:
+def prep_key(frames, tokenizer, max_length: int, answers_only: bool, pack: bool, overlong: str = "truncate") -> str:
     from gpt2tune.data.prompt import template_description
 
     parts = [PREP_VERSION, tokenizer_fingerprint(tokenizer), template_description(),
              f"max_length={max_length}", f"answers_only={answers_only}", f"pack={pack}"]
+    if overlong != "truncate":  # the default leaves keys (and caches) of earlier versions valid
+        parts.append(f"overlong={overlong}")
     parts += [frame_fingerprint(frame) for frame in frames]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 

@@ -71,17 +71,19 @@ def _generate_batch(model, tokenizer, prompts: list[str], settings: GenerationSe
     return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output]
 
 
-def answer_budget(tokenizer, references: list[str]) -> int:
+def answer_budget(tokenizer, references: list) -> int:
     """Tokens worth generating: the longest reference answer plus slack, at most MAX_ANSWER_TOKENS."""
     if not references:
         return MAX_ANSWER_TOKENS
+    references = [r for ref in references for r in ([ref] if isinstance(ref, str) else ref)]
     longest = max(len(ids) for ids in encode_text(tokenizer, [format_answer(r) for r in references]))
     return max(1, min(MAX_ANSWER_TOKENS, longest + ANSWER_SLACK_TOKENS))
 
 
-def score_questions(model, tokenizer, questions: list[str], references: list[str],
+def score_questions(model, tokenizer, questions: list[str], references: list,
                   settings: GenerationSettings | None = None) -> tuple[dict, list[str]]:
-    """(answer_metrics dict, the generated answers) for these questions."""
+    """(answer_metrics dict, the generated answers) for these questions; a reference may be a list of
+    acceptable answers (scored against the closest)."""
     from gpt2tune.evaluation.metrics import answer_metrics
 
     settings = settings or greedy_settings(answer_budget(tokenizer, references))
@@ -95,7 +97,7 @@ class AnswerEvaluation:
     train_scores: dict  # the same on as many training questions
     copy_rate: float  # share of eval answers that nearly copy a training answer
     verdict: dict  # metrics.memorisation_verdict: {"verdict", "text"}
-    samples: list[dict] = field(default_factory=list)  # eval {"question", "reference", "generated"}
+    samples: list[dict] = field(default_factory=list)  # eval {"question", "reference", "generated"[, "references"]}
 
     def metrics(self) -> dict:
         """The keys this adds to metrics.json."""
@@ -124,28 +126,35 @@ def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, s
     Train score far above eval score, with eval answers that copy training answers, is memorisation;
     both close and well above zero is learning (see `metrics.memorisation_verdict`).
     """
+    from gpt2tune.data.answers import all_references, references_of
     from gpt2tune.evaluation.metrics import answer_metrics, copy_rate, memorisation_verdict
 
     if samples < 1 or len(eval_frame) == 0 or len(train_frame) == 0:
         raise ValueError("answer evaluation needs at least one eval and one training question")
     eval_part = eval_frame.head(samples)  # split_frame already shuffled the eval rows
     train_part = train_frame.sample(n=min(len(eval_part), len(train_frame)), random_state=seed)
-    references = list(eval_part["answer"]) + list(train_part["answer"])
+    references = references_of(eval_part) + references_of(train_part)
     settings = greedy_settings(answer_budget(tokenizer, references))
     generated = answer_many(model, tokenizer, list(eval_part["question"]) + list(train_part["question"]), settings)
     n_eval = len(eval_part)
     eval_scores = answer_metrics(generated[:n_eval], references[:n_eval])
     train_scores = answer_metrics(generated[n_eval:], references[n_eval:])
-    copies = copy_rate(generated[:n_eval], list(train_frame["answer"]))
-    kept = [
-        {"question": q, "reference": r, "generated": g}
-        for q, r, g in zip(eval_part["question"], eval_part["answer"], generated[:n_eval])
-    ][:SAMPLES_KEPT]
+    copies = copy_rate(generated[:n_eval], all_references(train_frame))
+    kept = _samples(eval_part["question"], references[:n_eval], generated[:n_eval])
     verdict = memorisation_verdict(train_scores, eval_scores, copies)
     return AnswerEvaluation(eval_scores, train_scores, copies, verdict, kept)
 
 
-def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, answers_only: bool = True) -> dict:
+def _samples(questions, references, generated) -> list[dict]:
+    """The first SAMPLES_KEPT Q&As; "references" only where a question has several acceptable answers."""
+    kept = []
+    for q, refs, g in list(zip(questions, references, generated))[:SAMPLES_KEPT]:
+        kept.append({"question": q, "reference": refs[0], "generated": g, **({"references": refs} if len(refs) > 1 else {})})
+    return kept
+
+
+def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, answers_only: bool = True,
+              overlong: str = "truncate") -> dict:
     """Mean loss per answer token (and perplexity) of `model` on a frame of Q&A pairs.
 
     Same examples, packing and masks as training; the mean is over tokens (the Trainer's eval loss
@@ -156,7 +165,8 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
 
     from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, rows_for
 
-    examples, rows, _ = rows_for(frame, tokenizer, max_length, answers_only, pack=True)
+    examples, rows, no_answer_left = rows_for(frame, tokenizer, max_length, answers_only, pack=True,
+                                              overlong=overlong)
     rows = rows.to_dict() if rows is not None else {"input_ids": []}
     float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
     collate = PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask)
@@ -178,33 +188,64 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
-    return {"eval_loss": loss, "perplexity": perplexity(loss), "loss_examples": len(examples), "loss_tokens": count}
+    return {"eval_loss": loss, "perplexity": perplexity(loss), "loss_examples": len(examples), "loss_tokens": count,
+            "loss_truncated": int(examples.truncated.sum()), "loss_dropped_overlong": examples.dropped_overlong,
+            "loss_dropped_no_answer_left": no_answer_left}
 
 
 def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max_length: int | None = None,
                    question_column: str | None = None, answer_column: str | None = None,
-                   allow_pickle: bool = False, batch_size: int = 4) -> dict:
-    """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file."""
+                   allow_pickle: bool = False, batch_size: int = 4, seed: int | None = None) -> dict:
+    """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file.
+
+    Says what it did with the data as `train` does (rows kept and dropped, examples cut or dropped,
+    the max_length used: a run's own unless `max_length` is given, 0 = auto), scores answers on
+    `max_samples` rows drawn at random with `seed` (a run's own by default), and warns when the file
+    is the run's training file or shares questions with the run's training split.
+    """
+    from gpt2tune.data.answers import references_of
+    from gpt2tune.data.length import choose_max_length, example_lengths
     from gpt2tune.data.load import load_qa_data
+    from gpt2tune.evaluation.provenance import run_record, training_overlap
     from gpt2tune.model import load_model_and_tokenizer
 
     if max_samples < 0:
         raise ValueError(f"max_samples must be 0 or more (got {max_samples})")
-    if max_length is not None and max_length < 8:
-        raise ValueError(f"max_length must be at least 8 tokens (got {max_length})")
-    data = load_qa_data(csv, question_column, answer_column)
+    run = run_record(model_name_or_path)
+    data = load_qa_data(csv, question_column, answer_column, strip_html=bool(run.config.get("strip_html")))
+    if max_length is not None and max_length != 0 and max_length < 8:
+        raise ValueError(f"max_length must be at least 8 tokens, or 0 for auto (got {max_length})")
     model, tokenizer = load_model_and_tokenizer(model_name_or_path, allow_pickle=allow_pickle)
-    max_length = min(max_length or model.config.n_positions, model.config.n_positions)
-    result = {"model": model_name_or_path, "csv": str(csv), "rows": len(data.frame), "max_length": max_length}
-    result.update(eval_loss(model, tokenizer, data.frame, max_length, batch_size))
+    context = model.config.n_positions
+    if max_length is None:
+        requested, source = (run.max_length, "the run's") if run.max_length else (context, "the model's context")
+    else:
+        requested, source = max_length, "auto" if max_length == 0 else "set"
+    overlong = run.config.get("overlong", "truncate")
+    lengths = example_lengths(tokenizer, data.frame["question"], data.frame["answer"])
+    policy = choose_max_length(lengths, context, min(requested, context) if source != "set" else requested, overlong)
+    seed = run.config.get("seed", 0) if seed is None else seed
+    result = {"model": model_name_or_path, "csv": str(csv), "rows": len(data.frame), "max_length": policy.max_length,
+              "max_length_source": source, "seed": seed}
+    result.update(eval_loss(model, tokenizer, data.frame, policy.max_length, batch_size,
+                            answers_only=run.config.get("train_on_answers_only", True), overlong=overlong))
+    result["data"] = {"report": _plain(data.report), "length_policy": policy.to_dict()}
+    result["data_summary"] = (data.report.summary() + "\n" + f"length ({source}): " + policy.summary())
+    result["warnings"] = training_overlap(run, csv, data.frame, result)
     if max_samples:
-        part = data.frame.head(max_samples)
-        scores, generated = score_questions(model, tokenizer, list(part["question"]), list(part["answer"]))
+        part = data.frame.sample(n=min(max_samples, len(data.frame)), random_state=seed)  # not the first rows
+        references = references_of(part)
+        scores, generated = score_questions(model, tokenizer, list(part["question"]), references)
         result.update({"answer_exact_match": scores["exact_match"], "answer_f1": scores["f1"],
                        "answer_rouge_l": scores["rouge_l"], "answer_samples": scores["count"]})
-        result["samples"] = [{"question": q, "reference": r, "generated": g}
-                             for q, r, g in zip(part["question"], part["answer"], generated)][:SAMPLES_KEPT]
+        result["samples"] = _samples(part["question"], references, generated)
     return result
+
+
+def _plain(report) -> dict:
+    from dataclasses import asdict
+
+    return asdict(report)
 
 
 def compare_answers(question: str, base, finetuned, settings: GenerationSettings | None = None) -> dict:

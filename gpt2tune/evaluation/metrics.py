@@ -4,9 +4,15 @@ Offline on purpose: the training machines cannot reach the Hub, so
 `evaluate.load("squad")` / `evaluate.load("rouge")` cannot download their
 scripts.  Instead:
 
-* exact match and token F1 follow the official SQuAD v1.1 evaluation script
-  (with the SQuAD v2.0 rule for empty answers), reproduced here;
-* ROUGE-L is Google's `rouge_score` package itself (`rougeL`, no stemmer).
+* exact match and token F1 follow the official SQuAD v1.1 evaluation script,
+  reproduced here;
+* ROUGE-L is Google's `rouge_score` package itself (`rougeL`, no stemmer);
+* with several acceptable answers (a list in the data), each score is the
+  maximum over them, as the SQuAD and Natural Questions scripts do.
+
+An answer that normalises to nothing ("---", ")", "A+" once punctuation and
+articles are gone) never matches by normalisation: it matches only the very
+same text. Otherwise an untrained model's ":" would "equal" a reference "---".
 
 On top of them sits a small "memorisation meter": how often a generated
 answer is (nearly) a verbatim copy of some training answer, and a plain
@@ -61,17 +67,30 @@ def _squad_tokens(text: str) -> list[str]:
     return normalize_answer(text).split()
 
 
+def _same_text(prediction: str, reference: str) -> bool:
+    """Identical apart from case and spacing: the only match left when normalising empties a side."""
+    return " ".join(prediction.casefold().split()) == " ".join(reference.casefold().split())
+
+
 def exact_match(prediction: str, reference: str) -> float:
-    """1.0 when both answers are identical after normalisation, else 0.0."""
-    return float(normalize_answer(prediction) == normalize_answer(reference))
+    """1.0 when both answers are identical after normalisation, else 0.0.
+
+    When either side normalises to nothing, only the same text matches.
+    """
+    normal_prediction, normal_reference = normalize_answer(prediction), normalize_answer(reference)
+    if not normal_prediction or not normal_reference:
+        return float(_same_text(prediction, reference))
+    return float(normal_prediction == normal_reference)
 
 
 def _f1_from_counts(prediction_counts: Counter, reference_counts: Counter) -> float:
-    """SQuAD token F1 from bag-of-words counts (shared by F1 and the copy meter)."""
+    """SQuAD token F1 from bag-of-words counts (shared by F1 and the copy meter).
+
+    Empty on either side scores 0: nothing shared is nothing matched (callers
+    handle texts that normalise to nothing before getting here).
+    """
     if not prediction_counts or not reference_counts:
-        # SQuAD v2.0 rule: "no answer" only matches "no answer".  v1.1 would
-        # divide by zero here.
-        return float(not prediction_counts and not reference_counts)
+        return 0.0
     overlap = sum((prediction_counts & reference_counts).values())
     if overlap == 0:
         return 0.0
@@ -81,10 +100,14 @@ def _f1_from_counts(prediction_counts: Counter, reference_counts: Counter) -> fl
 
 
 def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD token-level F1 (multiset overlap of normalised tokens)."""
-    return _f1_from_counts(
-        Counter(_squad_tokens(prediction)), Counter(_squad_tokens(reference))
-    )
+    """SQuAD token-level F1 (multiset overlap of normalised tokens).
+
+    When either side normalises to nothing, 1.0 only for the same text.
+    """
+    prediction_tokens, reference_tokens = _squad_tokens(prediction), _squad_tokens(reference)
+    if not prediction_tokens or not reference_tokens:
+        return float(_same_text(prediction, reference))
+    return _f1_from_counts(Counter(prediction_tokens), Counter(reference_tokens))
 
 
 # --------------------------------------------------------------------------
@@ -119,8 +142,25 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def answer_metrics(predictions: list[str], references: list[str]) -> dict:
+def as_references(reference) -> list[str]:
+    """A reference as a list of acceptable answers: a str is one, a list/tuple is several."""
+    if isinstance(reference, str):
+        return [reference]
+    references = [str(r) for r in reference]
+    if not references:
+        raise ValueError("a reference list is empty: give at least one acceptable answer")
+    return references
+
+
+def best_score(metric, prediction: str, reference) -> float:
+    """The metric against the closest of the acceptable answers (SQuAD/NQ: max over references)."""
+    return max(metric(prediction, r) for r in as_references(reference))
+
+
+def answer_metrics(predictions: list[str], references: list) -> dict:
     """Mean exact match, F1 and ROUGE-L (fractions 0..1) plus the pair count.
+
+    Each reference is a str or a list of acceptable answers (scored against the closest one).
 
     An empty evaluation gives zeros with count 0 rather than raising, so a
     UI can render "no data yet" without special-casing.
@@ -132,9 +172,9 @@ def answer_metrics(predictions: list[str], references: list[str]) -> dict:
         )
     pairs = list(zip(predictions, references))
     return {
-        "exact_match": _mean([exact_match(p, r) for p, r in pairs]),
-        "f1": _mean([token_f1(p, r) for p, r in pairs]),
-        "rouge_l": _mean([rouge_l(p, r) for p, r in pairs]),
+        "exact_match": _mean([best_score(exact_match, p, r) for p, r in pairs]),
+        "f1": _mean([best_score(token_f1, p, r) for p, r in pairs]),
+        "rouge_l": _mean([best_score(rouge_l, p, r) for p, r in pairs]),
         "count": len(pairs),
     }
 
@@ -155,10 +195,9 @@ class _TrainingAnswerIndex:
     def __init__(self, training_answers: list[str]):
         self.counts = [Counter(_squad_tokens(answer)) for answer in training_answers]
         self.answer_ids_by_token: dict[str, list[int]] = {}
-        self.first_empty_answer_id: int | None = None
+        # An answer that normalises to nothing ("---", ")") is in no token's list:
+        # it is never a copy target, and an empty prediction copies nothing.
         for answer_id, counts in enumerate(self.counts):
-            if not counts and self.first_empty_answer_id is None:
-                self.first_empty_answer_id = answer_id
             for token in counts:
                 self.answer_ids_by_token.setdefault(token, []).append(answer_id)
 
@@ -167,9 +206,6 @@ class _TrainingAnswerIndex:
             return -1, 0.0
         prediction_counts = Counter(_squad_tokens(prediction))
         if not prediction_counts:
-            # An empty prediction only matches an empty training answer.
-            if self.first_empty_answer_id is not None:
-                return self.first_empty_answer_id, 1.0
             return 0, 0.0
         candidate_ids = set()
         for token in prediction_counts:

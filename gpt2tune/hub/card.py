@@ -60,7 +60,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
         "## Hyper-parameters",
         "",
-        _table({k: config[k] for k in _HYPERPARAMETERS if k in config}),
+        _table(_hyperparameters(config)),
         "",
         "## All metrics",
         "",
@@ -191,7 +191,48 @@ def _data(metrics: dict, config: dict) -> str:
         f"- training examples: {metrics.get('train_examples', '?')}, eval examples: {metrics.get('eval_examples', '?')}"
         f" (eval fraction {config.get('eval_fraction', '?')}, split seed {config.get('seed', '?')})",
     ]
+    record = metrics.get("data") or {}
+    columns = record.get("columns") or (config.get("effective") or {}).get("columns")
+    if columns:
+        lines.append(f"- columns used: question ← `{_cell(columns['question'], 60)}`, "
+                     f"answer ← `{_cell(columns['answer'], 60)}`")
+    policy = record.get("length_policy")
+    if policy:
+        how = "chosen automatically to fit 99% of examples" if policy.get("auto") else "set"
+        lines.append(f"- max_length {policy['max_length']} ({how}): {policy['fitting']} of {policy['examples']} "
+                     f"examples fit whole ({100 * policy['coverage']:.1f}%); the {policy['over_max_length']} longer "
+                     f"ones were {'truncated (no end-of-text token)' if policy['overlong'] == 'truncate' else 'dropped'}"
+                     + (f"; {policy['over_context']} are longer than the model's context of {policy['context']}"
+                        if policy.get("over_context") else ""))
+    duplicates = record.get("duplicates")
+    if duplicates:
+        lines.append(f"- duplicates: {duplicates['exact_duplicate_rows']} rows repeat an earlier row exactly "
+                     f"({duplicates['normalised_duplicate_rows']} ignoring case, spacing and punctuation); "
+                     f"{duplicates['conflicting_questions']} distinct questions have different answers")
+    leak = record.get("leakage")
+    if leak and leak.get("eval_rows"):
+        lines.append(f"- leakage: {leak['leaked_rows']} of {leak['eval_rows']} eval rows ({leak['leaked_questions']} "
+                     "distinct questions) also appear in the training split"
+                     + ("; eval scores on them measure recall, not generalisation" if leak["leaked_rows"] else ""))
+    if record.get("list_answers"):
+        lines.append(f"- {record['list_answers']} questions have several acceptable answers; scores take the best")
     return "\n".join(lines)
+
+
+def _hyperparameters(config: dict) -> dict:
+    """The settings, with what the run actually used where a setting said auto or was derived."""
+    values = {k: config[k] for k in _HYPERPARAMETERS if k in config}
+    effective = config.get("effective") or {}
+    if "max_length" in values and effective.get("max_length") and values["max_length"] != effective["max_length"]:
+        values["max_length"] = f"{effective['max_length']} (auto)" if not values["max_length"] else effective["max_length"]
+    if effective.get("max_steps"):
+        values["max_steps"] = effective["max_steps"]
+        if effective.get("epochs") is not None:
+            values["epochs"] = round(float(effective["epochs"]), 3)  # what max_steps amounted to, not the setting
+    for key in ("batch_size", "gradient_accumulation_steps"):
+        if effective.get(key) and key in values:
+            values[key] = effective[key]
+    return values
 
 
 def _cell(text, limit: int = 200) -> str:

@@ -268,9 +268,9 @@ class RunRecorder:
         elif isinstance(error, (KeyboardInterrupt, SystemExit)):
             state, message = INTERRUPTED, "interrupted"
         else:
-            from gpt2tune.errors import first_line
+            from gpt2tune.errors import RunFailed, first_line
 
-            state, message = FAILED, first_line(error) if isinstance(error, ValueError) else (
+            state, message = FAILED, first_line(error) if isinstance(error, (ValueError, RunFailed)) else (
                 f"{type(error).__name__}: {first_line(error)}")
         with self._lock:
             self.record.update(state=state, message=message, heartbeat=time.time())

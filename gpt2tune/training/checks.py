@@ -34,7 +34,7 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
     from gpt2tune.model import parameter_count
     from gpt2tune.training.prepare import prepare
 
-    prepared = prepare(config, fallback_to_tiny=fallback_to_tiny, report=True)
+    prepared = prepare(config, fallback_to_tiny=fallback_to_tiny)
     return CheckReport(
         data=prepared.data.report,
         prep=prepared.prep,

@@ -8,6 +8,7 @@ of the dataset report.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,26 +31,28 @@ class Prepared:
     eval_set: object  # same, or None without an eval split
     prep: object  # data.prep.PrepReport
     warnings: list[str] = field(default_factory=list)
-    dataset: object = None  # data.report.DatasetReport, when asked for (lengths, duplicates, leakage)
+    dataset: object = None  # data.report.DatasetReport: lengths and the length policy, duplicates, leakage, languages
+    requested_length: int = 0  # max_length as set (0 = auto); config.max_length is the length used
 
 
 def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fallback_to_tiny: bool = False,
-            output_dir: str | Path | None = None, report: bool = False) -> Prepared:
+            output_dir: str | Path | None = None) -> Prepared:
     """Load and check everything a run needs, in the order a failure is cheapest to find.
 
     output_dir: where a training run writes; its free space is checked before tokenizing, and its
     token cache lets a rerun on the same data skip tokenizing. None (a check) writes nothing.
-    report: also measure the dataset (`data.report.dataset_report`) from the same token ids.
     """
+    from gpt2tune.data.answers import expand_answers
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.prep import encode_pairs, prepare_datasets, split_positions
+    from gpt2tune.data.report import dataset_report
     from gpt2tune.device import inspect_devices
-    from gpt2tune.model import check_and_fix_vocabulary, check_context, load_model, load_tokenizer, resolve_base_model
+    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
     from gpt2tune.runs import diskspace
 
     config.validate()
     status = lambda message: on_event(events.Status(message))  # noqa: E731
-    data = load_qa_data(config.csv, config.question_column, config.answer_column)
+    data = load_qa_data(config.csv, config.question_column, config.answer_column, strip_html=config.strip_html)
     status(data.report.summary())
     devices = inspect_devices(config.device, config.precision)
     status(f"device: {devices.device} ({devices.precision})")
@@ -61,7 +64,15 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
     vocab = check_and_fix_vocabulary(model, tokenizer)
     status(vocab.action)
-    check_context(config.max_length, model, base_model)
+    # Lengths, duplicates, leakage and languages, from token ids made once for the report and the rows.
+    # The length policy picks max_length when it is auto (0): the run trains with that effective value.
+    encoded = encode_pairs(data.frame["question"], data.frame["answer"], tokenizer)
+    dataset = dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
+                             encoded=encoded, context=model.config.n_positions, overlong=config.overlong,
+                             duplicates=data.report.duplicates)
+    status(dataset.summary())
+    requested_length = config.max_length
+    config = dataclasses.replace(config, max_length=dataset.length.max_length)
     if output_dir is not None:
         from gpt2tune.runs import artifacts
 
@@ -70,10 +81,9 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     train_at, eval_at = split_positions(len(data.frame), config.eval_fraction, config.seed)
     train_frame = data.frame.iloc[train_at].reset_index(drop=True)
     eval_frame = data.frame.iloc[eval_at].reset_index(drop=True)
-    # A cached run tokenizes nothing; otherwise every row is tokenized here, once, for both uses.
-    encoded = None
-    if report or output_dir is None:
-        encoded = encode_pairs(data.frame["question"], data.frame["answer"], tokenizer)
+    train_encoded = encoded.take(train_at)
+    if config.answer_lists == "each":  # one example per acceptable answer: other rows than were tokenized
+        train_frame, train_encoded = expand_answers(train_frame, config.answer_lists), None
     cache_dir = None
     if output_dir is not None:
         from gpt2tune.data.tokcache import default_cache_dir
@@ -84,18 +94,13 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     with diskspace.disk_full_as_one_line(cache_dir or Path("."), "the prepared-data cache", cache_bytes):
         train_set, eval_set, prep = prepare_datasets(
             train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
-            cache_dir=cache_dir, encoded=None if encoded is None else (encoded.take(train_at), encoded.take(eval_at)),
+            cache_dir=cache_dir, encoded=(train_encoded, encoded.take(eval_at)), overlong=config.overlong,
         )
     status(prep.summary())
-    dataset = None
-    if report:
-        from gpt2tune.data.report import dataset_report
-
-        dataset = dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
-                                 encoded=encoded)
     return Prepared(config=config, data=data, devices=devices, base_model=base_model, tokenizer=tokenizer,
                     model=model, vocab=vocab, train_frame=train_frame, eval_frame=eval_frame, train_set=train_set,
-                    eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset)
+                    eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset,
+                    requested_length=requested_length)
 
 
 def weight_bytes(model) -> int:

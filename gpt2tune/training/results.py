@@ -116,14 +116,58 @@ def remove_staging(output_dir: Path) -> None:
     shutil.rmtree(Path(output_dir) / ".staging", ignore_errors=True)
 
 
-def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=()) -> None:
+def data_record(data_report, dataset) -> dict:
+    """What training made of the data, for metrics.json and the model card: the columns used, the
+    length policy, duplicates and leakage (one definition: data.normalise) and content checks."""
+    leak = dataset.leakage
+    return {
+        "data": {
+            "columns": {"question": data_report.question_column, "answer": data_report.answer_column},
+            "length_policy": dataset.length.to_dict(),
+            "duplicates": dataset.duplicates.to_dict(),
+            "leakage": leak.to_dict() if leak is not None else None,
+            "languages": dataset.languages,
+            "non_english_share": dataset.non_english_share,
+            "invisible_chars_removed": data_report.invisible_chars,
+            "html_cells": data_report.html_cells,
+            "html_stripped": data_report.html_stripped,
+            "list_answers": data_report.list_answers,
+        },
+        # top-level numbers, so the CLI prints them with the other metrics
+        "max_length": dataset.length.max_length,
+        "examples_fitting_max_length": dataset.length.fitting,
+        "leaked_eval_rows": leak.leaked_rows if leak is not None else 0,
+        "leaked_eval_questions": leak.leaked_questions if leak is not None else 0,
+    }
+
+
+def effective_record(trainer, config, data_report, dataset) -> dict:
+    """What the run used where a setting said auto or was overridden: stored in gpt2tune_config.json."""
+    state = trainer.state
+    # with max_steps set, the epochs follow from it (and from the rows per epoch), not from `epochs`
+    epochs = state.epoch * state.max_steps / state.global_step if state.global_step and state.epoch else None
+    return {
+        "columns": {"question": data_report.question_column, "answer": data_report.answer_column},
+        "max_length": config.max_length,
+        "length_policy": {k: v for k, v in dataset.length.to_dict().items()},
+        "overlong": config.overlong,
+        "max_steps": state.max_steps,
+        "epochs": epochs,
+        "steps_run": state.global_step,
+        "batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+    }
+
+
+def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=(),
+                 effective: dict | None = None) -> None:
     from gpt2tune.hub.card import SAMPLES_FILE, write_loss_plot, write_model_card
 
     staging = output_dir / ".staging"
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crashed save must not be published
     trainer.save_model(str(staging))  # saves model (safetensors) and tokenizer
     tokenizer.save_pretrained(str(staging))
-    config.save(staging / artifacts.CONFIG_FILE)
+    config.save(staging / artifacts.CONFIG_FILE, effective=effective)
     artifacts.write_json(staging / artifacts.METRICS_FILE, metrics)
     artifacts.write_json(staging / artifacts.HISTORY_FILE, history)
     artifacts.write_json(staging / SAMPLES_FILE, list(samples))

@@ -6,6 +6,7 @@ This module imports torch and transformers (seconds): import it only when traini
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,8 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.dataset_fingerprint(config.csv, len(prepared.data.frame))
     metrics.update(totals_over_segments(output_dir, trainer.state.log_history, metrics))
+    metrics.update(results.data_record(prepared.data.report, prepared.dataset))
+    effective = results.effective_record(trainer, config, prepared.data.report, prepared.dataset)
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
@@ -87,7 +90,9 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
         final_bytes = diskspace.space_needed(weight_bytes(model), save_total_limit=0, saves_checkpoints=False)
         with diskspace.disk_full_as_one_line(output_dir, "the model", final_bytes,
                                              on_full=lambda: results.remove_staging(output_dir)):
-            results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
+            # the saved config keeps the setting (0 = auto); the length used is recorded beside it
+            results.save_outputs(trainer, tokenizer, dataclasses.replace(config, max_length=prepared.requested_length),
+                                 metrics, history, output_dir, samples, effective=effective)
     on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 

@@ -60,7 +60,7 @@ def create_data_tab() -> DataTab:
                     answer_column = gr.Dropdown(label="Answer column", choices=[], value=None, allow_custom_value=True)
                 eval_fraction = field_component(TuneConfig, "eval_fraction", gr.Slider, minimum=0, maximum=0.5, step=0.05)
                 seed = field_component(TuneConfig, "seed")
-                max_length = field_component(TuneConfig, "max_length", gr.Slider, minimum=32, maximum=1024, step=32)
+                max_length = field_component(TuneConfig, "max_length", gr.Slider, minimum=0, maximum=1024, step=64)
                 preview = gr.Button("Preview", variant="primary")
             with gr.Column(scale=5):
                 stats = gr.HTML(_empty_stats())
@@ -126,14 +126,19 @@ def preview_data(file, question_column=None, answer_column=None, eval_fraction=T
     from gpt2tune.data.report import dataset_report
 
     data = load_qa_data(visitor_file(file), question_column or None, answer_column or None)
-    report = dataset_report(data.frame, _tokenizer(), int(max_length), float(eval_fraction), int(seed))
+    # max_length 0 is auto; GPT-2's context (1024) caps it, as it caps training on any GPT-2 size.
+    # Duplicates come from the loader, counted before it dropped the exact repeats.
+    report = dataset_report(data.frame, _tokenizer(), int(max_length or 0), float(eval_fraction), int(seed),
+                            duplicates=data.report.duplicates)
     lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}
+    lengths["effective_max_length"] = report.max_length  # what auto chose: the histogram colours by it
+    max_length = report.max_length
     has_rejected = len(data.rejected) > 0
     return (
         _stats_html(data.report, report),
         _summary_markdown(data.report, report),
         length_histogram(lengths, "whole example", max_length),
-        data.frame.head(PREVIEW_ROWS),
+        data.frame[["question", "answer"]].head(PREVIEW_ROWS),  # a list answer shows its first, as trained
         data.rejected.head(500),
         gr.Accordion(label=f"Rejected rows ({len(data.rejected):,})", open=False),
         gr.DownloadButton(value=_write_rejected(data) if has_rejected else None, visible=has_rejected),
@@ -159,6 +164,7 @@ def length_histogram(lengths: dict, view: str, max_length):
     values = np.asarray(lengths.get(LENGTH_VIEWS.get(view, "token_lengths"), []), dtype=int)
     if values.size == 0:
         return gr.BarPlot(value=None)
+    max_length = int(max_length or 0) or int(lengths.get("effective_max_length") or 0)  # 0 = auto
     counts = pd.Series(values).value_counts().sort_index()
     # only whole examples are truncated at max_length; a question or answer alone is not
     over = (counts.index > int(max_length)) & (view == "whole example")
@@ -220,10 +226,13 @@ def _stats_html(data_report, report) -> str:
               f"{report.leakage_count:,} eval questions also in train" if report.eval_rows else "no eval split",
               "warn" if report.leakage_count else ""),
         stat_tile("Longer than max length", f"{report.over_max_length:,}",
-              f"max_length {report.max_length}; suggested {report.suggested_max_length}",
+              f"max_length {report.max_length}{' (auto)' if report.length.auto else ''}: "
+              f"{100 * report.length.coverage:.1f}% fit whole; auto: {report.suggested_max_length}",
               "warn" if report.over_max_length else "good"),
-        stat_tile("Near-duplicates", f"{report.normalised_duplicates:,}",
-              f"{report.duplicate_questions:,} repeated questions", "warn" if report.normalised_duplicates else ""),
+        stat_tile("Duplicate rows", f"{report.exact_duplicates:,} exact",
+              f"{report.normalised_duplicates:,} rows ignoring case/punctuation; "
+              f"{report.duplicates.repeated_questions:,} distinct questions repeated",
+              "warn" if report.normalised_duplicates else ""),
     ]
     return f'<div class="stat-grid">{"".join(tiles)}</div>'
 
@@ -237,7 +246,8 @@ def _summary_markdown(data_report, report) -> str:
              f"question ← `{data_report.question_column}`, answer ← `{data_report.answer_column}`", ""]
     lines += [f"- {line.strip()}" for line in report.summary().splitlines() if not line.startswith("  e.g.")]
     if data_report.conflicting_questions or data_report.question_equals_answer:
-        lines.append(f"- kept but worth a look: {data_report.conflicting_questions:,} questions with different "
-                     f"answers, {data_report.question_equals_answer:,} answers equal to their question")
+        lines.append(f"- kept but worth a look: {data_report.conflicting_questions:,} distinct questions with "
+                     f"different answers, {data_report.question_equals_answer:,} rows with an answer equal to "
+                     "their question")
     lines += [f"- ⚠️ {warning}" for warning in data_report.warnings]
     return "\n".join(lines)

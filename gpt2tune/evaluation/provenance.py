@@ -1,0 +1,95 @@
+"""What a run folder says about the data its model saw, so that `eval` can tell a fair test from a
+recall test: the training file's SHA-256 and the split of it that was trained on.
+
+A run folder holds gpt2tune_config.json (settings, plus what the run actually used under
+"effective") and metrics.json (with the training file's name, rows and SHA-256). A Hub id or a
+folder without them has no record: nothing can be compared, and nothing is claimed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpt2tune.config import EFFECTIVE_KEY
+from gpt2tune.runs import artifacts
+
+
+@dataclass
+class RunRecord:
+    folder: Path | None
+    config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def effective(self) -> dict:
+        return self.config.get(EFFECTIVE_KEY) or {}
+
+    @property
+    def max_length(self) -> int:
+        """The max_length the run trained with (0 when unknown)."""
+        return int(self.effective.get("max_length") or self.config.get("max_length") or 0)
+
+
+def run_record(model_name_or_path: str) -> RunRecord:
+    folder = Path(model_name_or_path)
+    if not (folder / artifacts.CONFIG_FILE).is_file():
+        return RunRecord(folder=None)
+    return RunRecord(folder=folder, config=artifacts.read_json(folder / artifacts.CONFIG_FILE, {}) or {},
+                     metrics=artifacts.read_json(folder / artifacts.METRICS_FILE, {}) or {})
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def training_split(run: RunRecord):
+    """The run's training rows, rebuilt from its file with its columns, seed and eval fraction; None when
+    the file is not here or is no longer the one trained on (its SHA-256 changed)."""
+    from gpt2tune.data.load import load_qa_data
+    from gpt2tune.data.prep import split_frame
+
+    csv = run.config.get("csv")
+    recorded = (run.metrics.get("dataset") or {}).get("sha256")
+    if not csv or not Path(csv).is_file() or (recorded and file_sha256(csv) != recorded):
+        return None
+    columns = run.effective.get("columns") or {}
+    data = load_qa_data(csv, columns.get("question") or run.config.get("question_column"),
+                        columns.get("answer") or run.config.get("answer_column"),
+                        strip_html=bool(run.config.get("strip_html")))
+    train, _ = split_frame(data.frame, float(run.config.get("eval_fraction", 0.1)), int(run.config.get("seed", 42)))
+    return train
+
+
+def training_overlap(run: RunRecord, csv, frame, result: dict) -> list[str]:
+    """Warnings (and, into `result`, the numbers) when `csv` is the run's training file or shares
+    questions with the run's training split."""
+    from gpt2tune.data.normalise import leakage
+
+    if run.folder is None:
+        return []
+    warnings = []
+    name = Path(csv).name
+    dataset = run.metrics.get("dataset") or {}
+    same_file = bool(dataset.get("sha256")) and file_sha256(csv) == dataset["sha256"]
+    result["training_file"] = same_file
+    if same_file:
+        warnings.append(f"{name} is the file this model was trained on (same SHA-256 as recorded in the run); "
+                        "its training rows measure recall, not generalisation")
+    train = training_split(run)
+    if train is None:
+        warnings.append(f"overlap with the run's training split not checked: its training file "
+                        f"({Path(str(run.config.get('csv', '?'))).name}) is not here or has changed")
+        return warnings
+    overlap = leakage(train["question"], frame["question"])
+    result["overlap"] = overlap.to_dict()
+    if overlap.leaked_rows:
+        warnings.append(f"{overlap.leaked_rows:,} of {overlap.eval_rows:,} rows of {name} ({100 * overlap.share:.1f}%, "
+                        f"{overlap.leaked_questions:,} distinct questions) have a question of the run's training "
+                        "split: scores on them measure recall, not generalisation")
+    return warnings
