@@ -30,13 +30,33 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, .
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else None
         if kind is bool:
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=_with_default(help_text, "on" if default else "off"))
         elif f.name == "probe_questions":
-            parser.add_argument("--probe-question", dest=f.name, action="append", default=[], help=help_text)
+            parser.add_argument("--probe-question", dest=f.name, action="append", default=[], metavar="QUESTION",
+                                help=f"{help_text} Repeat the flag for several questions (default: none).")
         else:
             base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
             parser.add_argument(*flags, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),
-                                help=f"{help_text} (default: {default})")
+                                help=_with_default(help_text, _shown_default(default)))
+
+
+def _shown_default(default) -> str | None:
+    """How a default reads in --help: the bundled sample by name, not this machine's absolute path."""
+    from gpt2tune.paths import SAMPLE_CSV
+
+    if default is None:
+        return None  # the help text says what happens when the setting is left out
+    if default == str(SAMPLE_CSV):
+        return f"the bundled sample, {SAMPLE_CSV.name}"
+    return str(default)
+
+
+def _with_default(help_text: str, shown: str | None) -> str:
+    # Help that already states its default ("(default: detected)") is not told a second time.
+    if shown is None or "(default:" in help_text:
+        return help_text
+    return f"{help_text} (default: {shown})"
 
 
 def config_from_args(cls, args: argparse.Namespace):
@@ -51,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="Dataset summary, vocabulary check and devices.")
     add_dataclass_flags(check, TuneConfig, only=("csv", "question_column", "answer_column", "base_model",
-                                                 "max_length", "eval_fraction", "seed", "allow_pickle"))
+                                                 "max_length", "eval_fraction", "seed", "allow_pickle",
+                                                 "dataset", "dataset_config", "dataset_split", "dataset_revision"))
     check.add_argument("--offline-fallback", action="store_true",
                        help="Use the offline tiny model when the base model can't be reached.")
 
@@ -143,6 +164,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # no multi-line retry chatter when offline
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # a Hub dataset's per-split bars
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # The variables are read at import; when `main()` runs inside a process that already imported
     # the libraries, say the same thing through their APIs (without importing them here: slow).
@@ -150,6 +172,8 @@ def _quiet_libraries() -> None:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def run_check(args) -> int:

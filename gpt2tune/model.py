@@ -72,11 +72,16 @@ def locate_model(name_or_path: str) -> str:
         return name_or_path
     cached = _cached_snapshot(name_or_path)
     if cached is None:
-        raise ValueError(
-            f"could not load {name_or_path!r}: the Hugging Face Hub is unreachable and the model is not "
-            "in the local cache; connect to the internet or give a local model folder"
-        )
+        raise ValueError(hub_unreachable_message(repr(name_or_path), "model"))
     return cached
+
+
+def hub_unreachable_message(subject: str, kind: str) -> str:
+    """The one line for "the Hub can't be reached and nothing cached stands in", for a model or a dataset."""
+    remedy = ("give a local model folder, or pass --offline-fallback (train, check) to use the offline tiny model"
+              if kind == "model" else "use a local data file instead")
+    return (f"could not load {subject}: the Hugging Face Hub is unreachable and the {kind} is not in the local "
+            f"cache; connect to the internet, {remedy}")
 
 
 def _refuse_missing_folder(name_or_path: str) -> None:

@@ -98,8 +98,15 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
     one row); for a JSON array it is the item number, for JSONL the line number.
     Syntax errors instead name the "line", counted as a text editor does.
     """
-    table = read_raw_table(path, max_bytes)
+    return qa_data_from_table(read_raw_table(path, max_bytes), question_column, answer_column, drop_duplicates)
+
+
+def qa_data_from_table(table: RawTable, question_column: str | None = None, answer_column: str | None = None,
+                       drop_duplicates: bool = True) -> QAData:
+    """Pick, clean and report the question/answer columns of a table already read (a file or a Hub dataset)."""
     if len(table.frame) == 0:
+        if table.file_format == "hub dataset":
+            raise ValueError(f"{table.source}: the dataset split has no rows. Choose another split or dataset.")
         if table.delimiter is None:
             raise ValueError(f"{table.source}: the file has no data rows (the JSON holds no records). "
                              'Add at least one object like {"question": "...", "answer": "..."}.')
@@ -107,6 +114,16 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
                          f"{list_columns(table.header)}). Add at least one row with a question and an answer.")
     q_idx, a_idx, mapping_warnings = _choose_columns(table, question_column, answer_column)
     return _clean(table, q_idx, a_idx, drop_duplicates, mapping_warnings)
+
+
+def load_config_data(config) -> QAData:
+    """The data a TuneConfig names: the Hub dataset when `dataset` is set, else the `csv` file."""
+    if getattr(config, "dataset", None):
+        from gpt2tune.data.hub_dataset import read_hub_table
+
+        table = read_hub_table(config.dataset, config.dataset_config, config.dataset_split, config.dataset_revision)
+        return qa_data_from_table(table, config.question_column, config.answer_column)
+    return load_qa_data(config.csv, config.question_column, config.answer_column)
 
 
 def read_table(path, max_bytes=None) -> tuple[pd.DataFrame, dict]:

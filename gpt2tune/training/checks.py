@@ -30,14 +30,14 @@ class CheckReport:
 
 
 def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckReport:
-    from gpt2tune.data.load import load_qa_data
+    from gpt2tune.data.load import load_config_data
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import check_and_fix_vocabulary, load_model_and_tokenizer, parameter_count, resolve_base_model
     from gpt2tune.data.prep import prepare_datasets, split_frame
     from gpt2tune.data.report import dataset_report
 
     config.validate()
-    data = load_qa_data(config.csv, config.question_column, config.answer_column)
+    data = load_config_data(config)
     base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
     model, tokenizer = load_model_and_tokenizer(base_model, allow_pickle=config.allow_pickle)
     vocab = check_and_fix_vocabulary(model, tokenizer)

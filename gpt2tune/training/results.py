@@ -97,6 +97,15 @@ def dataset_fingerprint(csv, rows: int) -> dict:
     return {"file": Path(csv).name, "rows": rows, "sha256": digest.hexdigest()}
 
 
+def source_fingerprint(config: TuneConfig, frame) -> dict:
+    """The fingerprint of the data a TuneConfig names: its Hub dataset, or its file."""
+    if getattr(config, "dataset", None):
+        from gpt2tune.data.hub_dataset import fingerprint
+
+        return fingerprint(frame, config.dataset, config.dataset_config, config.dataset_split, config.dataset_revision)
+    return dataset_fingerprint(config.csv, len(frame))
+
+
 def score_answers(config: TuneConfig, model, tokenizer, train_frame, eval_frame, metrics: dict, status) -> list[dict]:
     """Answer metrics and the memorisation verdict into `metrics`; returns a few eval Q&As."""
     from gpt2tune.evaluation.evaluate import answer_evaluation

@@ -31,7 +31,7 @@ class TrainResult:
 def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_event: threading.Event | None = None,
           fallback_to_tiny: bool = False) -> TrainResult:
     """Run one fine-tune end to end and leave a loadable model in `config.output_dir`."""
-    from gpt2tune.data.load import load_qa_data
+    from gpt2tune.data.load import load_config_data
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import (
         check_and_fix_vocabulary,
@@ -49,7 +49,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     status = lambda message: on_event(events.Status(message))  # noqa: E731
     resume_from = _resume_checkpoint(config, output_dir)  # a missing checkpoint fails before any loading
 
-    data = load_qa_data(config.csv, config.question_column, config.answer_column)
+    data = load_config_data(config)  # the file, or the Hub dataset when config.dataset is set
     status(data.report.summary())
     devices = inspect_devices(config.device, config.precision)
     status(f"device: {devices.device} ({devices.precision})")
@@ -87,7 +87,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
 
     metrics = results.collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
     metrics.update(results.early_stopping_record(trainer))
-    metrics["dataset"] = results.dataset_fingerprint(config.csv, len(data.frame))
+    metrics["dataset"] = results.source_fingerprint(config, data.frame)
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
