@@ -118,12 +118,19 @@ def qa_data_from_table(table: RawTable, question_column: str | None = None, answ
 
 def load_config_data(config) -> QAData:
     """The data a TuneConfig names: the Hub dataset when `dataset` is set, else the `csv` file."""
-    if getattr(config, "dataset", None):
+    return load_source(config.csv, config.question_column, config.answer_column, getattr(config, "dataset", None),
+                       config.dataset_config, config.dataset_split, config.dataset_revision)
+
+
+def load_source(csv, question_column=None, answer_column=None, dataset=None, dataset_config=None,
+                dataset_split=None, dataset_revision=None) -> QAData:
+    """A file, or a Hub dataset when `dataset` (user/name) is given: the same mapping, cleaning and report."""
+    if dataset and str(dataset).strip():
         from gpt2tune.data.hub_dataset import read_hub_table
 
-        table = read_hub_table(config.dataset, config.dataset_config, config.dataset_split, config.dataset_revision)
-        return qa_data_from_table(table, config.question_column, config.answer_column)
-    return load_qa_data(config.csv, config.question_column, config.answer_column)
+        table = read_hub_table(str(dataset).strip(), dataset_config, dataset_split, dataset_revision)
+        return qa_data_from_table(table, question_column, answer_column)
+    return load_qa_data(csv, question_column, answer_column)
 
 
 def read_table(path, max_bytes=None) -> tuple[pd.DataFrame, dict]:

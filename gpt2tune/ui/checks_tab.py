@@ -31,12 +31,14 @@ def create_checks_tab(elems: dict) -> None:
                 allow_pickle = field_component(TuneConfig, "allow_pickle")
                 run = gr.Button("Run checks", variant="primary")
             with gr.Column(scale=5):
-                verdict = gr.HTML('<div class="stat-grid placeholder">Run the checks to see the report.</div>')
-                report = gr.Markdown(elem_classes="summary")
+                verdict = gr.HTML('<div class="stat-grid placeholder">Run the checks to see the report.</div>',
+                                  label="Verdict")
+                report = gr.Markdown(elem_classes="summary", label="Report", show_label=False)
 
     elems.update({"base_model": base_model, "device": device, "precision": precision, "allow_pickle": allow_pickle})
     inputs = {name: elems[name] for name in ("question_column", "answer_column", "eval_fraction", "seed", "max_length",
-                                             "base_model", "device", "precision", "allow_pickle")}
+                                             "base_model", "device", "precision", "allow_pickle",
+                                             "dataset", "dataset_config", "dataset_split", "dataset_revision")}
     run.click(run_checks, inputs_kwargs={"csv": elems["data.file"], **inputs}, outputs=[verdict, report],
               api_name="checks")
     use_gpt2.click(lambda: "gpt2", outputs=base_model, api_visibility="private", queue=False)
@@ -53,7 +55,7 @@ def _tiny_model() -> str:
 def run_checks(**values):
     from gpt2tune.training.checks import run_checks as check
 
-    values["csv"] = data_path(values.get("csv"))
+    values["csv"] = data_path(values.get("csv"), values.get("dataset"))
     values["base_model"], fallback_warning = resolve_base_model(values.get("base_model"))
     config = build_config(TuneConfig, values)
     result = check(config)

@@ -16,6 +16,7 @@ from gpt2tune.ui.fields import field_component
 FILE_TYPES = [".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".xls"]
 PREVIEW_ROWS = 20
 HISTOGRAM_BINS = 30
+HUB_FIELDS = {"dataset": "user/name", "dataset_split": "train", "dataset_config": "", "dataset_revision": "main"}
 LENGTH_VIEWS = {"whole example": "token_lengths", "question": "question_lengths", "answer": "answer_lengths"}
 
 
@@ -31,6 +32,9 @@ def create_data_tab(elems: dict) -> None:
                 file = gr.File(value=str(SAMPLE_CSV), label="Question/answer file", file_types=FILE_TYPES, height=140,
                                elem_id="data-file")
                 sample = gr.Button("Use the sample dataset", size="sm", variant="secondary")
+                with gr.Accordion("…or a dataset from the Hugging Face Hub", open=False):
+                    hub = {name: field_component(TuneConfig, name, value="", placeholder=hint)
+                           for name, hint in HUB_FIELDS.items()}
                 with gr.Group(visible=False) as mapping:
                     gr.Markdown("**Which columns hold the questions and the answers?**", elem_classes="group-title")
                     question_column = gr.Dropdown(label="Question column", choices=[], value=None, allow_custom_value=True)
@@ -40,8 +44,8 @@ def create_data_tab(elems: dict) -> None:
                 max_length = field_component(TuneConfig, "max_length", gr.Slider, minimum=32, maximum=1024, step=32)
                 preview = gr.Button("Preview", variant="primary")
             with gr.Column(scale=5):
-                stats = gr.HTML(_empty_stats())
-                summary = gr.Markdown(elem_classes="summary")
+                stats = gr.HTML(_empty_stats(), label="Summary tiles")
+                summary = gr.Markdown(elem_classes="summary", label="Summary", show_label=False)
                 with gr.Row():
                     view = gr.Radio(list(LENGTH_VIEWS), value="whole example", label="Token lengths of", scale=3)
                 histogram = gr.BarPlot(
@@ -52,17 +56,18 @@ def create_data_tab(elems: dict) -> None:
                 table = gr.Dataframe(label="First rows (as trained on)", wrap=True, max_height=360, interactive=False,
                                      column_widths=["35%", "65%"], elem_id="preview-table")
                 with gr.Accordion("Rejected rows", open=False) as rejected_box:
-                    rejected = gr.Dataframe(wrap=True, max_height=300, interactive=False, show_label=False)
+                    rejected = gr.Dataframe(wrap=True, max_height=300, interactive=False, show_label=False,
+                                            label="Rejected rows")
                     download = gr.DownloadButton("Download rejected rows (CSV)", visible=False, size="sm")
         lengths = gr.State({})
 
     elems.update({
         "data.file": file, "question_column": question_column, "answer_column": answer_column,
-        "eval_fraction": eval_fraction, "seed": seed, "max_length": max_length,
+        "eval_fraction": eval_fraction, "seed": seed, "max_length": max_length, **hub,
     })
 
     preview_inputs = dict(file=file, question_column=question_column, answer_column=answer_column,
-                          eval_fraction=eval_fraction, seed=seed, max_length=max_length)
+                          eval_fraction=eval_fraction, seed=seed, max_length=max_length, **hub)
     preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
     column_outputs = [question_column, answer_column, mapping]
 
@@ -71,6 +76,9 @@ def create_data_tab(elems: dict) -> None:
     file.clear(clear_preview, outputs=column_outputs + preview_outputs, api_visibility="private", queue=False)
     sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private").success(
         inspect_columns, inputs=file, outputs=column_outputs, api_visibility="private").success(
+        preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    hub["dataset"].submit(inspect_dataset_columns, inputs=list(hub.values()), outputs=column_outputs,
+                          api_visibility="private").success(
         preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
     preview.click(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_name="preview")
     for control in (max_length, eval_fraction):
@@ -83,8 +91,12 @@ def create_data_tab(elems: dict) -> None:
 
 
 # --- handlers ------------------------------------------------------------------------------------
-def data_path(file) -> str:
-    """The file a handler got from the upload box (a per-session upload copy, or the sample)."""
+def data_path(file, dataset=None) -> str:
+    """The file a handler got from the upload box (a per-session upload copy, or the sample).
+
+    With a Hub dataset named, the file is not read: an empty box is fine then."""
+    if not file and dataset and str(dataset).strip():
+        return str(SAMPLE_CSV)
     if not file:
         raise ValueError("no data file: upload a CSV (or TSV/JSON/JSONL) or click 'Use the sample dataset'")
     return str(file)
@@ -108,11 +120,28 @@ def inspect_columns(file):
 
 
 @ui_errors
-def preview_data(file, question_column=None, answer_column=None, eval_fraction=0.1, seed=42, max_length=256):
-    from gpt2tune.data.load import load_qa_data
+def inspect_dataset_columns(dataset, dataset_split=None, dataset_config=None, dataset_revision=None):
+    """The column pickers for a Hub dataset, as `inspect_columns` fills them for a file."""
+    from gpt2tune.data.hub_dataset import read_hub_table
+    from gpt2tune.data.load import suggest_columns
+
+    if not (dataset or "").strip():
+        raise ValueError("no Hub dataset: enter its id as user/name")
+    table = read_hub_table(dataset, dataset_config or None, dataset_split or None, dataset_revision or None)
+    question, answer = suggest_columns(table.header)
+    return (gr.Dropdown(choices=table.header, value=question), gr.Dropdown(choices=table.header, value=answer),
+            gr.Group(visible=True))
+
+
+@ui_errors
+def preview_data(file=None, question_column=None, answer_column=None, eval_fraction=0.1, seed=42, max_length=256,
+                 dataset=None, dataset_split=None, dataset_config=None, dataset_revision=None):
+    from gpt2tune.data.load import load_source
     from gpt2tune.data.report import dataset_report
 
-    data = load_qa_data(data_path(file), question_column or None, answer_column or None)
+    # No file and no dataset: the bundled sample, as the page shows when it opens.
+    data = load_source(data_path(file or SAMPLE_CSV, dataset), question_column or None, answer_column or None,
+                       dataset, dataset_config or None, dataset_split or None, dataset_revision or None)
     report = dataset_report(data.frame, _tokenizer(), int(max_length), float(eval_fraction), int(seed))
     lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}
     has_rejected = len(data.rejected) > 0

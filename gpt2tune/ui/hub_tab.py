@@ -24,13 +24,13 @@ def create_hub_tab(elems: dict) -> None:
                                         "It is used for this upload only and never stored.")
                 private = gr.Checkbox(label="Private repository", value=True)
                 push = gr.Button("Push to the Hub", variant="primary")
-                push_result = gr.Markdown(elem_classes="summary")
+                push_result = gr.Markdown(elem_classes="summary", label="Push result", show_label=False)
             with gr.Column():
                 gr.Markdown("### Load a model from the Hub", elem_classes="section-title")
                 load_id = gr.Textbox(label="Repository", placeholder="user/name, or gpt2",
                                      info="Downloaded once, then answered with on the Generate tab.")
                 load = gr.Button("Load", variant="secondary")
-                load_result = gr.Markdown(elem_classes="summary")
+                load_result = gr.Markdown(elem_classes="summary", label="Load result", show_label=False)
 
     push.click(push_run, inputs=[run, repo_id, token, private], outputs=push_result, api_name="push")
     load.click(load_from_hub, inputs=[load_id, elems["allow_pickle"]],

@@ -22,7 +22,8 @@ from gpt2tune.ui.fields import build_config, field_component
 
 # Set on other tabs (data, base model, hardware) or by the buttons (output_dir, resume).
 OTHER_TABS = ("csv", "question_column", "answer_column", "eval_fraction", "seed", "max_length",
-              "base_model", "allow_pickle", "device", "precision")
+              "base_model", "allow_pickle", "device", "precision",
+              "dataset", "dataset_config", "dataset_split", "dataset_revision")
 SET_BY_BUTTONS = ("output_dir", "resume")
 BASICS = ("epochs", "max_steps", "learning_rate", "batch_size")
 SECTIONS = {
@@ -68,21 +69,21 @@ def create_train_tab(elems: dict) -> None:
                     start = gr.Button("Start", variant="primary", scale=2, min_width=80, elem_id="start-button")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
                     resume = gr.Button("Resume", variant="secondary", scale=1, min_width=80)
-                status = gr.HTML(render_status(RunSnapshot()), elem_id="train-status")
+                status = gr.HTML(render_status(RunSnapshot()), elem_id="train-status", label="Status")
                 loss_plot = gr.LinePlot(
                     x="step", y="loss", color="series", x_title="step", y_title="loss", label="Loss",
                     show_label=False, color_map={"train": "#6366f1", "eval": "#f97316"}, x_axis_format="d",
                     caption="train loss at every logged step, eval loss at every evaluation", elem_id="loss-plot",
                 )
-                metrics_html = gr.HTML()
+                metrics_html = gr.HTML(label="Metrics")
                 with gr.Accordion("Probe timeline: the model's answers during training", open=True):
                     probes = gr.Dataframe(headers=["step", "question", "answer"], wrap=True, max_height=300,
-                                          interactive=False, show_label=False, column_widths=["12%", "30%", "58%"],
+                                          interactive=False, show_label=False, column_widths=["12%", "30%", "58%"], label="Probe timeline",
                                           elem_id="probe-timeline")
                 with gr.Accordion("All metrics", open=False):
-                    metrics_json = gr.JSON(show_label=False)
+                    metrics_json = gr.JSON(show_label=False, label="All metrics")
                 with gr.Accordion("Log", open=False):
-                    log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True)
+                    log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True, label="Log")
 
     elems.update(settings)
     elems["train.run_name"] = run_name
@@ -101,7 +102,7 @@ def _config(values: dict, resume: bool) -> TuneConfig:
     from gpt2tune.runs.store import new_run_name, run_dir
 
     run_name = (values.pop("run_name", "") or "").strip()
-    values["csv"] = data_path(values.get("csv"))
+    values["csv"] = data_path(values.get("csv"), values.get("dataset"))
     values["output_dir"] = str(run_dir(run_name or new_run_name()))
     values["base_model"], _ = resolve_base_model(values.get("base_model"))
     return build_config(TuneConfig, {**values, "resume": resume})
