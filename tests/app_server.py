@@ -59,15 +59,16 @@ def app_url(tiny_model_dir, tmp_path_factory):
 
 
 @contextmanager
-def launch_app_process(env: dict, log_path: Path):
-    """`python app.py` with `env`; yields (url, seconds until the page answered HTTP 200)."""
+def launch_app_process(env: dict, log_path: Path, app_dir: Path = ROOT):
+    """`python app.py` in `app_dir` with `env`; yields (url, seconds until the page answered HTTP 200)."""
     port = free_port()
     env = {**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
         try:
             while http_status(url) != 200:
                 if process.poll() is not None or time.perf_counter() - started > STARTUP_TIMEOUT_S:

@@ -117,6 +117,7 @@ def resolve_model_reference(text: str, what: str = "model") -> str:
 
 
 _resolved: dict[str, tuple[float, str, str | None]] = {}
+_resolve_lock = threading.Lock()
 
 
 def _resolve_remembered(reference: str) -> tuple[str, str | None]:
@@ -124,10 +125,12 @@ def _resolve_remembered(reference: str) -> tuple[str, str | None]:
     seconds of retries, and every Checks, Train and Generate click would pay them again."""
     from gpt2tune.model import resolve_base_model as resolve
 
-    remembered = _resolved.get(reference)
-    if remembered is None or time.monotonic() - remembered[0] > RESOLVE_TTL_S:
-        remembered = (time.monotonic(), *resolve(reference, fallback_to_tiny=True))
-        _resolved[reference] = remembered
+    # One at a time: the start-up warm-up and a first click would otherwise both write the tiny model.
+    with _resolve_lock:
+        remembered = _resolved.get(reference)
+        if remembered is None or time.monotonic() - remembered[0] > RESOLVE_TTL_S:
+            remembered = (time.monotonic(), *resolve(reference, fallback_to_tiny=True))
+            _resolved[reference] = remembered
     return remembered[1], remembered[2]
 
 
@@ -144,7 +147,9 @@ def warm_up(base_model: str) -> None:
     """Resolve the default base model in the background, so the first click doesn't wait on the Hub."""
     def run():
         try:
-            _resolve_remembered(resolve_model_reference(base_model, "base model"))
+            _, warning = _resolve_remembered(resolve_model_reference(base_model, "base model"))
+            if warning:  # e.g. the Hub is unreachable and the offline tiny model stands in
+                log.warning(warning)
         except Exception:  # a click will try again, and report it properly
             log.warning("could not resolve the base model %r in the background", base_model, exc_info=True)
 

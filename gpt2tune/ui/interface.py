@@ -10,7 +10,7 @@ import os
 
 import gradio as gr
 
-from gpt2tune.paths import SAMPLE_CSV, work_dir
+from gpt2tune.paths import SAMPLE_CSV, ephemeral_storage_note, work_dir
 from gpt2tune.ui.checks_tab import create_checks_tab
 from gpt2tune.ui.data_tab import create_data_tab
 from gpt2tune.ui.generate_tab import create_generate_tab
@@ -23,9 +23,15 @@ MAX_UPLOAD_ENV = "GPT2TUNE_MAX_UPLOAD"  # e.g. "20mb"; Gradio refuses bigger upl
 
 
 def build_app() -> gr.Blocks:
+    # The first `import transformers` is not thread-safe (two threads importing it at once get
+    # "cannot import name ..."), and handlers run in threads: import it once here (under a second).
+    import transformers  # noqa: F401
+
     elems: dict = {}
     with gr.Blocks(title="gpt2tune · fine-tune GPT-2 on your Q&A") as demo:
         gr.HTML(HEADER)
+        if ephemeral_storage_note():
+            gr.Markdown(f"⚠️ {ephemeral_storage_note()}", elem_id="storage-note")
         with gr.Tabs():
             create_data_tab(elems)
             create_checks_tab(elems)

@@ -78,7 +78,8 @@ def create_train_tab(elems: dict) -> None:
                 metrics_html = gr.HTML(label="Metrics")
                 with gr.Accordion("Probe timeline: the model's answers during training", open=True):
                     probes = gr.Dataframe(headers=["step", "question", "answer"], wrap=True, max_height=300,
-                                          interactive=False, show_label=False, column_widths=["12%", "30%", "58%"], label="Probe timeline",
+                                          interactive=False, show_label=False, column_widths=["12%", "30%", "58%"],
+                                          label="Probe timeline",
                                           elem_id="probe-timeline")
                 with gr.Accordion("All metrics", open=False):
                     metrics_json = gr.JSON(show_label=False, label="All metrics")
