@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # PyPI's Linux torch wheel brings the CUDA libraries (several GB) even on a machine without a GPU.
 # Without a GPU, take the CPU build from PyTorch's own index first; the install below then keeps it
 # (2.13.0+cpu satisfies torch==2.13.0).
-if ! command -v nvidia-smi >/dev/null && ! python3 -c "import torch" 2>/dev/null; then
+if ! command -v nvidia-smi >/dev/null; then
     python3 -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 fi
 python3 -m pip install -q torch==2.13.0 -e ".[test]"
