@@ -139,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        # Bad input and settings (ValueError) exit 2; anything else exits 1. One line either way.
+        # Bad input and settings (ValueError) exit 2; anything else, the network included, exits 1.
+        # One line either way.
+        from gpt2tune.errors import NetworkError
+
         print(f"error: {_one_line(error)}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
+        return 2 if isinstance(error, ValueError) and not isinstance(error, NetworkError) else 1
 
 
 def _one_line(error: BaseException) -> str:
@@ -232,6 +235,7 @@ class ProgressPrinter:
 
     def __init__(self, prefix: str = "", lines_only: bool = False):
         self.bar = None
+        self.task_bar = None
         self.prefix = prefix
         self.lines_only = lines_only
 
@@ -249,6 +253,19 @@ class ProgressPrinter:
             self.write(f"checkpoint saved: {event.path}")
         elif isinstance(event, events.Probe):
             self.write(f"step {event.step} probe: {event.question!r} -> {event.answer!r}")
+        elif isinstance(event, events.Task) and not self.lines_only:
+            self._update_task(event)
+
+    def _update_task(self, event: events.Task) -> None:
+        """One bar per task (eval loss, answers...); a new task closes the previous bar."""
+        from tqdm.auto import tqdm
+
+        if self.task_bar is None or self.task_bar.desc != event.name:
+            if self.task_bar is not None:
+                self.task_bar.close()
+            self.task_bar = tqdm(total=event.total, desc=event.name, dynamic_ncols=True, file=sys.stderr)
+        self.task_bar.n = event.done
+        self.task_bar.refresh()
 
     def _update_bar(self, event: events.Progress) -> None:
         from tqdm.auto import tqdm
@@ -267,8 +284,9 @@ class ProgressPrinter:
         tqdm.write("\n".join(self.prefix + line for line in message.splitlines()), file=sys.stderr)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        for bar in (self.bar, self.task_bar):
+            if bar is not None:
+                bar.close()
 
 
 def run_generate(args) -> int:
@@ -293,8 +311,12 @@ def run_generate(args) -> int:
 def run_push(args) -> int:
     from gpt2tune.hub.push import push_to_hub
 
-    result = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
-                         commit_message=args.commit_message, verify=args.verify)
+    printer = ProgressPrinter()
+    try:
+        result = push_to_hub(args.model, args.repo_id, token=args.token, private=args.private,
+                             commit_message=args.commit_message, verify=args.verify, on_event=printer)
+    finally:
+        printer.close()
     url, report = result if args.verify else (result, None)
     print(f"pushed to {url}")
     if report is not None:
@@ -306,8 +328,12 @@ def run_push(args) -> int:
 def run_verify(args) -> int:
     from gpt2tune.hub.roundtrip import verify_roundtrip
 
-    report = verify_roundtrip(args.model, args.repo_id, token=args.token, revision=args.revision,
-                              questions=args.question)
+    printer = ProgressPrinter()
+    try:
+        report = verify_roundtrip(args.model, args.repo_id, token=args.token, revision=args.revision,
+                                  questions=args.question, on_event=printer)
+    finally:
+        printer.close()
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -318,9 +344,13 @@ def run_eval(args) -> int:
 
     from gpt2tune.evaluation.evaluate import evaluate_model
 
-    result = evaluate_model(args.model, args.csv, max_samples=args.max_samples, max_length=args.max_length,
-                            question_column=args.question_column, answer_column=args.answer_column,
-                            allow_pickle=args.allow_pickle)
+    printer = ProgressPrinter()
+    try:
+        result = evaluate_model(args.model, args.csv, max_samples=args.max_samples, max_length=args.max_length,
+                                question_column=args.question_column, answer_column=args.answer_column,
+                                allow_pickle=args.allow_pickle, on_event=printer)
+    finally:
+        printer.close()
     print(f"{args.model} on {Path(args.csv).name} ({result['rows']} rows):")
     print_metrics({k: v for k, v in result.items() if k not in ("model", "csv")})
     short = lambda text: " ".join(text.split())[:100]  # noqa: E731  (one line per field)

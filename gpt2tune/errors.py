@@ -8,3 +8,11 @@ def first_line(error: BaseException, limit: int | None = None) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else type(error).__name__
     return text[:limit] if limit else text
+
+
+class NetworkError(ValueError):
+    """A one-line failure that is not the user's input: the Hub or the network did not answer.
+
+    A ValueError, so every place that shows a ValueError as its one line shows this one the same way;
+    the CLI exits with 1 for it (a failure) rather than 2 (bad input or settings).
+    """

@@ -7,7 +7,7 @@ import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gpt2tune.errors import first_line
+from gpt2tune.errors import NetworkError, first_line
 from gpt2tune.paths import TOKENIZER_DIR
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def locate_model(name_or_path: str) -> str:
         return name_or_path
     cached = _cached_snapshot(name_or_path)
     if cached is None:
-        raise ValueError(hub_unreachable_message(repr(name_or_path), "model"))
+        raise NetworkError(hub_unreachable_message(repr(name_or_path), "model"))
     return cached
 
 
@@ -189,6 +189,9 @@ def init_tiny(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, n_head
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
+    from gpt2tune.runs.artifacts import match_weights_mode
+
+    match_weights_mode(output_dir)
     (output_dir / "README.md").write_text(f"# Tiny GPT-2 (untrained)\n\n{TINY_MODEL_NOTE}\n")
     return output_dir
 

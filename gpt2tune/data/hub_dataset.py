@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gpt2tune.data.tables import RawTable, short
-from gpt2tune.errors import first_line
+from gpt2tune.errors import NetworkError, first_line
 
 # owner/name or a bare canonical name; dots, dashes and underscores as the Hub allows
 DATASET_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -58,12 +58,12 @@ def _load_splits(dataset_id: str, config_name, split, revision) -> dict:
     # Offline, huggingface_hub retries a dead network for about 30 s: ask once, fail fast. With
     # HF_HUB_OFFLINE set, `datasets` itself reads the local cache, so let it try that.
     if not constants.HF_HUB_OFFLINE and not _hub_reachable():
-        raise ValueError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset"))
+        raise NetworkError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset"))
     try:
         loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision)
     except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError, ConnectionError) as error:
         if constants.HF_HUB_OFFLINE:
-            raise ValueError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset")) from None
+            raise NetworkError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset")) from None
         raise ValueError(f"could not load dataset {dataset_id!r}: {_one_line(error)}") from None
     except (ValueError, OSError, datasets.exceptions.DatasetsError) as error:
         # an unknown config or split, a file `datasets` cannot parse, a network failure midway

@@ -29,8 +29,10 @@ def greedy_settings(max_new_tokens: int = MAX_ANSWER_TOKENS) -> GenerationSettin
 
 
 def answer_many(model, tokenizer, questions: list[str], settings: GenerationSettings | None = None,
-                batch_size: int = GENERATION_BATCH) -> list[str]:
-    """Answers to many questions, batched; same template and decoding as `generate.answer`."""
+                batch_size: int = GENERATION_BATCH, on_batch=None) -> list[str]:
+    """Answers to many questions, batched; same template and decoding as `generate.answer`.
+
+    `on_batch(done, total)`, when given, is called after each batch (questions answered so far)."""
     settings = settings or greedy_settings()
     settings.validate()
     if not questions:
@@ -46,6 +48,8 @@ def answer_many(model, tokenizer, questions: list[str], settings: GenerationSett
             chunk = order[start:start + batch_size]
             for i, text in zip(chunk, _generate_batch(model, tokenizer, [prompts[i] for i in chunk], settings)):
                 answers[i] = text
+            if on_batch:
+                on_batch(start + len(chunk), len(order))
     finally:
         model.train(was_training)
     return answers
@@ -80,12 +84,12 @@ def answer_budget(tokenizer, references: list[str]) -> int:
 
 
 def score_answers(model, tokenizer, questions: list[str], references: list[str],
-                  settings: GenerationSettings | None = None) -> tuple[dict, list[str]]:
+                  settings: GenerationSettings | None = None, on_batch=None) -> tuple[dict, list[str]]:
     """(answer_metrics dict, the generated answers) for these questions."""
     from gpt2tune.evaluation.metrics import answer_metrics
 
     settings = settings or greedy_settings(answer_budget(tokenizer, references))
-    generated = answer_many(model, tokenizer, questions, settings)
+    generated = answer_many(model, tokenizer, questions, settings, on_batch=on_batch)
     return answer_metrics(generated, references), generated
 
 
@@ -145,7 +149,8 @@ def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, s
     return AnswerEvaluation(eval_scores, train_scores, copies, verdict, kept)
 
 
-def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, answers_only: bool = True) -> dict:
+def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, answers_only: bool = True,
+              on_batch=None) -> dict:
     """Mean loss per answer token (and perplexity) of `model` on a frame of Q&A pairs.
 
     Same examples, packing and masks as training; the mean is over tokens (the Trainer's eval loss
@@ -175,6 +180,8 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
                 total += F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                          ignore_index=IGNORE_INDEX, reduction="sum").item()
                 count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+                if on_batch:  # (packed rows done, rows in all)
+                    on_batch(min(start + batch_size, len(rows["input_ids"])), len(rows["input_ids"]))
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
@@ -183,23 +190,30 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
 
 def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max_length: int | None = None,
                    question_column: str | None = None, answer_column: str | None = None,
-                   allow_pickle: bool = False, batch_size: int = 4) -> dict:
-    """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file."""
+                   allow_pickle: bool = False, batch_size: int = 4, on_event=None) -> dict:
+    """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file.
+
+    `on_event` receives what it is doing (Status) and how far each part is (Task), as for `train`."""
+    from gpt2tune import events
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer
 
     if max_samples < 0:
         raise ValueError(f"max_samples must be 0 or more (got {max_samples})")
+    on_event = on_event or events.ignore
+    task = lambda name: lambda done, total: on_event(events.Task(name, done, total))  # noqa: E731
     data = load_qa_data(csv, question_column, answer_column)
+    on_event(events.Status(f"{data.report.source}: {len(data.frame):,} rows; loading {model_name_or_path}"))
     tokenizer = load_tokenizer(model_name_or_path)
     model = load_model(model_name_or_path, allow_pickle=allow_pickle)
     check_and_fix_vocabulary(model, tokenizer)
     max_length = min(max_length or model.config.n_positions, model.config.n_positions)
     result = {"model": model_name_or_path, "csv": str(csv), "rows": len(data.frame), "max_length": max_length}
-    result.update(eval_loss(model, tokenizer, data.frame, max_length, batch_size))
+    result.update(eval_loss(model, tokenizer, data.frame, max_length, batch_size, on_batch=task("eval loss")))
     if max_samples:
         part = data.frame.head(max_samples)
-        scores, generated = score_answers(model, tokenizer, list(part["question"]), list(part["answer"]))
+        scores, generated = score_answers(model, tokenizer, list(part["question"]), list(part["answer"]),
+                                          on_batch=task("answers"))
         result.update({"answer_exact_match": scores["exact_match"], "answer_f1": scores["f1"],
                        "answer_rouge_l": scores["rouge_l"], "answer_samples": scores["count"]})
         result["samples"] = [{"question": q, "reference": r, "generated": g}

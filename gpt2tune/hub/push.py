@@ -33,7 +33,7 @@ def resolve_token(token: str | None = None) -> str:
 
 
 def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False,
-                commit_message: str = "Upload fine-tuned GPT-2 (gpt2tune)", verify: bool = False):
+                commit_message: str = "Upload fine-tuned GPT-2 (gpt2tune)", verify: bool = False, on_event=None):
     """Create the repo if needed and upload the model, tokenizer, metrics and card. Returns its URL.
 
     With `verify=True`, the model is then downloaded back into a fresh cache and compared with the
@@ -60,12 +60,22 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
             ignore_patterns=UPLOAD_IGNORE,
         )
     except Exception as error:
-        raise ValueError(explain_hub_error(error, repo_id)) from None
+        raise _hub_failure(error, repo_id) from None
     if verify:
         from gpt2tune.hub.roundtrip import verify_roundtrip
 
-        return str(url), verify_roundtrip(model_dir, repo_id, token=token)
+        return str(url), verify_roundtrip(model_dir, repo_id, token=token, on_event=on_event)
     return str(url)
+
+
+def _hub_failure(error: Exception, repo_id: str) -> ValueError:
+    """A wrong token or repo id is a setting to fix (ValueError); anything else, such as no network,
+    a server error or rate limiting, is a failure (NetworkError: the CLI exits 1)."""
+    from gpt2tune.errors import NetworkError
+
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    kind = ValueError if status in (401, 403, 404, 409) else NetworkError
+    return kind(explain_hub_error(error, repo_id))
 
 
 def explain_hub_error(error: Exception, repo_id: str) -> str:
