@@ -117,3 +117,20 @@ def test_a_path_is_not_taken_for_a_dataset_id():
     done = _cli(["check", "--dataset", "../etc/passwd"], {})
     assert done.returncode == 2
     assert done.stderr.strip() == "error: dataset '../etc/passwd' is not a Hub dataset id; write it as user/name"
+
+
+@pytest.mark.slow
+def test_the_data_tab_previews_the_dataset(served_dataset, tiny_model_dir, tmp_path):
+    from app_server import launch_app_process
+    from gradio_client import Client
+
+    endpoint, _ = served_dataset
+    env = {**os.environ, **hub_env(endpoint, tmp_path / "cache"), "GPT2TUNE_HOME": str(tmp_path / "home"),
+           "GPT2TUNE_BASE_MODEL": str(tiny_model_dir)}
+    with launch_app_process(env, tmp_path / "app.log") as (url, _):
+        stats, summary, _, table, _, _ = Client(url, verbose=False).predict(
+            dataset=REPO, dataset_split="test", max_length=256, api_name="/preview")
+    train, test = _frames()
+    assert f"**{REPO}, split test** · hub dataset, utf-8 · question ← `prompt`, answer ← `solution`" in summary
+    assert f"of {TEST_ROWS} read" in stats
+    assert table["data"][0] == [test["prompt"][0].strip(), test["solution"][0].strip()]
