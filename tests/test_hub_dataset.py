@@ -88,8 +88,12 @@ def test_train_from_the_dataset_records_it(served_dataset, tiny_model_dir, tmp_p
     expected = pd.DataFrame({"question": train["prompt"].str.strip(), "answer": train["solution"].str.strip()})
     assert metrics["dataset"]["hub_dataset"] == REPO and metrics["dataset"]["rows"] == TRAIN_ROWS
     assert metrics["dataset"]["sha256"] == hashlib.sha256(expected.to_csv(index=False).encode()).hexdigest()
+    assert metrics["dataset"]["split"] == "train"  # not given: the train split was chosen
     assert metrics["global_step"] == 3
     assert (out / "model.safetensors").exists()
+    card = (out / "README.md").read_text()
+    assert f"datasets:\n- {REPO}\n" in card  # the card's metadata links the dataset
+    assert f"- Hub dataset: [{REPO}](https://huggingface.co/datasets/{REPO}), split `train`" in card
 
 
 def test_unreachable_hub_fails_fast_with_one_line(tmp_path):

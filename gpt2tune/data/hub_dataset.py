@@ -37,16 +37,16 @@ def read_hub_table(dataset_id: str, config_name: str | None = None, split: str |
     return _as_table(splits[name], _source(dataset_id, config_name, name))
 
 
-def fingerprint(frame: pd.DataFrame, dataset_id: str, config_name: str | None, split: str | None,
+def fingerprint(frame: pd.DataFrame, source: str, dataset_id: str, config_name: str | None,
                 revision: str | None) -> dict:
-    """Which data a model saw: the dataset id, config, split and revision asked for, its rows after
-    cleaning and a SHA-256 of those rows (a branch may point at another commit later)."""
+    """Which data a model saw: the dataset id, config, split (in `source`, as read) and revision,
+    its rows after cleaning and a SHA-256 of those rows (a branch may point at another commit later)."""
     import hashlib
 
     content = frame.to_csv(index=False).encode("utf-8")
-    return {"file": _source(dataset_id, config_name, split or "default"), "hub_dataset": dataset_id,
-            "config": config_name, "split": split, "revision": revision, "rows": len(frame),
-            "sha256": hashlib.sha256(content).hexdigest()}
+    # `source` ends in "split <name>" (see _source); Hub split names have no spaces
+    return {"file": source, "hub_dataset": dataset_id, "config": config_name, "split": source.rsplit(" ", 1)[-1],
+            "revision": revision, "rows": len(frame), "sha256": hashlib.sha256(content).hexdigest()}
 
 
 def _load_splits(dataset_id: str, config_name, split, revision) -> dict:

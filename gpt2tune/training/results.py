@@ -97,13 +97,14 @@ def dataset_fingerprint(csv, rows: int) -> dict:
     return {"file": Path(csv).name, "rows": rows, "sha256": digest.hexdigest()}
 
 
-def source_fingerprint(config: TuneConfig, frame) -> dict:
+def source_fingerprint(config: TuneConfig, data) -> dict:
     """The fingerprint of the data a TuneConfig names: its Hub dataset, or its file."""
     if getattr(config, "dataset", None):
         from gpt2tune.data.hub_dataset import fingerprint
 
-        return fingerprint(frame, config.dataset, config.dataset_config, config.dataset_split, config.dataset_revision)
-    return dataset_fingerprint(config.csv, len(frame))
+        return fingerprint(data.frame, data.report.source, config.dataset, config.dataset_config,
+                           config.dataset_revision)
+    return dataset_fingerprint(config.csv, len(data.frame))
 
 
 def score_answers(config: TuneConfig, model, tokenizer, train_frame, eval_frame, metrics: dict, status) -> list[dict]:

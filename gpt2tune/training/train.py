@@ -87,7 +87,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
 
     metrics = results.collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
     metrics.update(results.early_stopping_record(trainer))
-    metrics["dataset"] = results.source_fingerprint(config, data.frame)
+    metrics["dataset"] = results.source_fingerprint(config, data)
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
