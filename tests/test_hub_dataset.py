@@ -96,6 +96,21 @@ def test_train_from_the_dataset_records_it(served_dataset, tiny_model_dir, tmp_p
     assert f"- Hub dataset: [{REPO}](https://huggingface.co/datasets/{REPO}), split `train`" in card
 
 
+@pytest.mark.slow
+def test_a_dataset_read_before_is_read_from_the_cache_when_the_hub_is_unreachable(served_dataset, tiny_model_dir,
+                                                                                  tmp_path):
+    endpoint, _ = served_dataset
+    args = ["check", "--dataset", REPO, "--base-model", tiny_model_dir]
+    online = _cli(args, hub_env(endpoint, tmp_path / "cache"))
+    assert online.returncode == 0, online.stderr[-2000:]
+    dead = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    offline = _cli(args, hub_env(dead, tmp_path / "cache"))  # same cache, no Hub
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    assert f"{REPO}, split train (hub dataset, utf-8): kept {TRAIN_ROWS} of {TRAIN_ROWS} rows" in offline.stdout
+    assert time.monotonic() - start < 60  # no network retries
+
+
 def test_unreachable_hub_fails_fast_with_one_line(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     start = time.monotonic()

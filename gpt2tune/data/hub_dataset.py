@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 
 from gpt2tune.data.tables import RawTable, short
 from gpt2tune.errors import NetworkError, first_line
+from gpt2tune.model import hub_unreachable_message
 
 # owner/name or a bare canonical name; dots, dashes and underscores as the Hub allows
 DATASET_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -53,16 +56,16 @@ def _load_splits(dataset_id: str, config_name, split, revision) -> dict:
     import datasets
     from huggingface_hub import constants
 
-    from gpt2tune.model import hub_unreachable_message, _hub_reachable
+    from gpt2tune.model import _hub_reachable
 
-    # Offline, huggingface_hub retries a dead network for about 30 s: ask once, fail fast. With
-    # HF_HUB_OFFLINE set, `datasets` itself reads the local cache, so let it try that.
-    if not constants.HF_HUB_OFFLINE and not _hub_reachable():
-        raise NetworkError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset"))
+    # Offline, huggingface_hub retries a dead network for about 30 s: ask once, and when the Hub
+    # does not answer, read the copy a previous load left in the cache (as HF_HUB_OFFLINE=1 does).
+    offline = constants.HF_HUB_OFFLINE or not _hub_reachable()
     try:
-        loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision)
+        with _offline_mode(offline):
+            loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision)
     except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError, ConnectionError) as error:
-        if constants.HF_HUB_OFFLINE:
+        if offline:
             raise NetworkError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset")) from None
         raise ValueError(f"could not load dataset {dataset_id!r}: {_one_line(error)}") from None
     except (ValueError, OSError, datasets.exceptions.DatasetsError) as error:
@@ -71,6 +74,24 @@ def _load_splits(dataset_id: str, config_name, split, revision) -> dict:
     if isinstance(loaded, datasets.Dataset):
         return {split: loaded}
     return dict(loaded)
+
+
+_offline_lock = threading.Lock()
+
+
+@contextmanager
+def _offline_mode(offline: bool):
+    """`datasets` in offline mode (cache only) for this load. Its switch is a module global read at
+    call time, so loads take turns while it may be flipped."""
+    import datasets
+
+    with _offline_lock:
+        saved = datasets.config.HF_HUB_OFFLINE
+        datasets.config.HF_HUB_OFFLINE = saved or offline
+        try:
+            yield
+        finally:
+            datasets.config.HF_HUB_OFFLINE = saved
 
 
 def _one_line(error: BaseException) -> str:
