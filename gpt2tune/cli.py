@@ -27,18 +27,38 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, .
             continue
         flags = ["--" + f.name.replace("_", "-")] + ALIASES.get(f.name, [])
         kind = hints[f.name]
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not dataclasses.MISSING else None
         if kind is bool:
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=_with_default(help_text, "on" if default else "off"))
         elif f.name == "probe_questions":
-            parser.add_argument("--probe-question", dest=f.name, action="append", default=[], help=help_text)
+            parser.add_argument("--probe-question", dest=f.name, action="append", default=[], metavar="QUESTION",
+                                help=f"{help_text} Repeat the flag for several questions (default: none).")
         else:
             base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
             if f.metadata.get("auto"):
                 base = _auto_int  # "--max-length auto" or 0
             parser.add_argument(*flags, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),
-                                help=f"{help_text} (default: {default})")
+                                help=_with_default(help_text, _shown_default(default)))
+
+
+def _shown_default(default) -> str | None:
+    """How a default reads in --help: the bundled sample by name, not this machine's absolute path."""
+    from gpt2tune.paths import SAMPLE_CSV
+
+    if default is None:
+        return None  # the help text says what happens when the setting is left out
+    if default == str(SAMPLE_CSV):
+        return f"the bundled sample, {SAMPLE_CSV.name}"
+    return str(default)
+
+
+def _with_default(help_text: str, shown: str | None) -> str:
+    # Help that already states its default ("(default: detected)") is not told a second time.
+    if shown is None or "(default:" in help_text:
+        return help_text
+    return f"{help_text} (default: {shown})"
 
 
 def config_from_args(cls, args: argparse.Namespace):
@@ -65,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="Dataset summary, vocabulary check and devices.")
     add_dataclass_flags(check, TuneConfig, only=("csv", "question_column", "answer_column", "base_model",
                                                  "max_length", "eval_fraction", "seed", "allow_pickle",
-                                                 "overlong", "answer_lists", "strip_html"))
+                                                 "overlong", "answer_lists", "strip_html", "dataset", "dataset_config",
+                                                 "dataset_split", "dataset_revision"))
     check.add_argument("--offline-fallback", action="store_true",
                        help="Use the offline tiny model when the base model can't be reached.")
 
@@ -136,9 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        # Bad input and settings (ValueError) exit 2; anything else exits 1. One line either way.
+        # Bad input and settings (ValueError) exit 2; anything else, the network included, exits 1.
+        # One line either way.
+        from gpt2tune.errors import NetworkError
+
         print(f"error: {_one_line(error)}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
+        return 2 if isinstance(error, ValueError) and not isinstance(error, NetworkError) else 1
 
 
 def _one_line(error: BaseException) -> str:
@@ -162,6 +186,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # no multi-line retry chatter when offline
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # a Hub dataset's per-split bars
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # The variables are read at import; when `main()` runs inside a process that already imported
     # the libraries, say the same thing through their APIs (without importing them here: slow).
@@ -169,6 +194,8 @@ def _quiet_libraries() -> None:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def run_check(args) -> int:
@@ -227,6 +254,7 @@ class ProgressPrinter:
 
     def __init__(self, prefix: str = "", lines_only: bool = False):
         self.bar = None
+        self.task_bar = None
         self.prefix = prefix
         self.lines_only = lines_only
 
@@ -244,6 +272,19 @@ class ProgressPrinter:
             self.write(f"checkpoint saved: {event.path}")
         elif isinstance(event, events.Probe):
             self.write(f"step {event.step} probe: {event.question!r} -> {event.answer!r}")
+        elif isinstance(event, events.Task) and not self.lines_only:
+            self._update_task(event)
+
+    def _update_task(self, event: events.Task) -> None:
+        """One bar per task (eval loss, answers...); a new task closes the previous bar."""
+        from tqdm.auto import tqdm
+
+        if self.task_bar is None or self.task_bar.desc != event.name:
+            if self.task_bar is not None:
+                self.task_bar.close()
+            self.task_bar = tqdm(total=event.total, desc=event.name, dynamic_ncols=True, file=sys.stderr)
+        self.task_bar.n = event.done
+        self.task_bar.refresh()
 
     def _update_bar(self, event: events.Progress) -> None:
         from tqdm.auto import tqdm
@@ -262,8 +303,9 @@ class ProgressPrinter:
         tqdm.write("\n".join(self.prefix + line for line in message.splitlines()), file=sys.stderr)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        for bar in (self.bar, self.task_bar):
+            if bar is not None:
+                bar.close()
 
 
 def run_generate(args) -> int:
@@ -300,8 +342,12 @@ def run_push(args) -> int:
 def run_verify(args) -> int:
     from gpt2tune.hub.roundtrip import verify_roundtrip
 
-    report = verify_roundtrip(args.model, args.repo_id, token=args.token, revision=args.revision,
-                              questions=args.question)
+    printer = ProgressPrinter()
+    try:
+        report = verify_roundtrip(args.model, args.repo_id, token=args.token, revision=args.revision,
+                                  questions=args.question, on_event=printer)
+    finally:
+        printer.close()
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -312,9 +358,13 @@ def run_eval(args) -> int:
 
     from gpt2tune.evaluation.evaluate import evaluate_model
 
-    result = evaluate_model(args.model, args.csv, max_samples=args.max_samples, max_length=args.max_length,
-                            question_column=args.question_column, answer_column=args.answer_column,
-                            allow_pickle=args.allow_pickle, seed=args.seed)
+    printer = ProgressPrinter()
+    try:
+        result = evaluate_model(args.model, args.csv, max_samples=args.max_samples, max_length=args.max_length,
+                                question_column=args.question_column, answer_column=args.answer_column,
+                                allow_pickle=args.allow_pickle, seed=args.seed, on_event=printer)
+    finally:
+        printer.close()
     print(result["data_summary"])  # what was kept, dropped and cut, and the length used, as train says it
     for warning in result["warnings"]:
         print(f"warning: {warning}")

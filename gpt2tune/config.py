@@ -50,6 +50,10 @@ class GenerationSettings:
 class TuneConfig:
     # --- data -------------------------------------------------------------------------------
     csv: str = _opt(str(SAMPLE_CSV), "CSV (or TSV/JSON/JSONL) file with question and answer columns.")
+    dataset: str | None = _opt(None, "Hugging Face Hub dataset id (user/name) to train on instead of the file.")
+    dataset_config: str | None = _opt(None, "Configuration (subset) of the Hub dataset, if it has several.")
+    dataset_split: str | None = _opt(None, "Split of the Hub dataset to use (default: train, or its only split).")
+    dataset_revision: str | None = _opt(None, "Branch, tag or commit of the Hub dataset (default: main).")
     question_column: str | None = _opt(None, "Column holding the questions (default: detected).")
     answer_column: str | None = _opt(None, "Column holding the answers (default: detected).")
     eval_fraction: float = _opt(0.1, "Fraction of rows held out for evaluation (0 = no eval).")

@@ -16,3 +16,11 @@ class RunFailed(Exception):
     Not a ValueError: the settings were valid, the run failed (the CLI exits 1, not 2); but like a
     ValueError it is shown as its one line, without a type name or a traceback.
     """
+
+
+class NetworkError(ValueError):
+    """A one-line failure that is not the user's input: the Hub or the network did not answer.
+
+    A ValueError, so every place that shows a ValueError as its one line shows this one the same way;
+    the CLI exits with 1 for it (a failure) rather than 2 (bad input or settings).
+    """

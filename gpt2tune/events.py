@@ -85,6 +85,16 @@ class Probe(Event):
 
 
 @dataclass
+class Task(Event):
+    """Progress of work other than training steps (the eval loss, answering questions): `done` of `total`."""
+
+    kind: ClassVar[str] = "task"
+    name: str
+    done: int
+    total: int
+
+
+@dataclass
 class Done(Event):
     kind: ClassVar[str] = "done"
     metrics: dict
@@ -116,7 +126,8 @@ class State(Event):
 
 
 KINDS: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (Status, Warning, Progress, Eval, Checkpoint, Probe, Done, Settings, State)
+    cls.kind: cls for cls in (Status, Warning, Progress, Eval, Checkpoint, Probe, Done, Settings, State,
+                                Task)
 }
 
 EventSink = Callable[[Event], None]

@@ -7,7 +7,7 @@ import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gpt2tune.errors import first_line
+from gpt2tune.errors import NetworkError, first_line
 from gpt2tune.paths import TOKENIZER_DIR
 from gpt2tune.references import looks_like_path
 
@@ -106,11 +106,17 @@ def locate_model(name_or_path: str) -> str:
         return name_or_path
     cached = _cached_snapshot(name_or_path)
     if cached is None:
-        raise ValueError(
-            f"could not load {name_or_path!r}: the Hugging Face Hub is unreachable ({unreachable}) and the model "
-            "is not in the local cache; connect to the internet or give a local model folder"
-        )
+        raise NetworkError(hub_unreachable_message(repr(name_or_path), "model", unreachable))
     return cached
+
+
+def hub_unreachable_message(subject: str, kind: str, reason: str | None = None) -> str:
+    """The one line for "the Hub can't be reached and nothing cached stands in", for a model or a dataset."""
+    remedy = ("give a local model folder, or pass --offline-fallback (train, check) to use the offline tiny model"
+              if kind == "model" else "use a local data file instead")
+    why = f" ({reason})" if reason else ""
+    return (f"could not load {subject}: the Hugging Face Hub is unreachable{why} and the {kind} is not in the "
+            f"local cache; connect to the internet, {remedy}")
 
 
 def _refuse_missing_folder(name_or_path: str) -> None:
@@ -220,6 +226,9 @@ def init_tiny(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, n_head
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
+    from gpt2tune.runs.artifacts import match_weights_mode
+
+    match_weights_mode(output_dir)
     (output_dir / "README.md").write_text(f"# Tiny GPT-2 (untrained)\n\n{TINY_MODEL_NOTE}\n")
     return output_dir
 

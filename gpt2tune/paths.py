@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -15,13 +16,53 @@ TOKENIZER_DIR = ASSETS_DIR / "gpt2-tokenizer"
 SAMPLE_CSV = ASSETS_DIR / "sample_qa.csv"
 
 
+PERSISTENT_DIR_ENV = "GPT2TUNE_PERSISTENT_DIR"  # where a Space's persistent storage is; tests point it elsewhere
+SPACE_PERSISTENT_DIR = "/data"  # what a Hugging Face Space mounts when persistent storage is enabled
+
+
+def on_space() -> bool:
+    """Running as a Hugging Face Space: the platform sets SPACE_ID."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def persistent_dir() -> Path | None:
+    """The Space's persistent storage when it has one (and it is writable), else None.
+
+    Only a Space's storage counts: elsewhere `/data` may be anybody's folder.
+    """
+    if not on_space():
+        return None
+    root = Path(os.environ.get(PERSISTENT_DIR_ENV) or SPACE_PERSISTENT_DIR)
+    return root if root.is_dir() and os.access(root, os.W_OK) else None
+
+
+def ephemeral_storage_note() -> str | None:
+    """What to tell a Space's owner when runs will not survive a restart (None when they will)."""
+    if not on_space() or os.environ.get("GPT2TUNE_HOME") or persistent_dir() is not None:
+        return None
+    return ("This Space has no persistent storage: trained runs are lost when it restarts. Enable persistent "
+            f"storage in the Space's settings to keep them under {SPACE_PERSISTENT_DIR}/gpt2tune.")
+
+
 def work_dir() -> Path:
     """The one folder the app writes under (runs, uploads, the tiny model).
 
-    GPT2TUNE_HOME overrides it; on a Hugging Face Space (SPACE_ID is set) the app's folder is
-    ephemeral anyway, so a relative `gpt2tune_work` there is the natural home.
+    GPT2TUNE_HOME overrides it. On a Hugging Face Space with persistent storage it is
+    `/data/gpt2tune`, so runs survive restarts; on a Space without, the app's own folder is
+    ephemeral anyway (and may be read-only), so a temporary folder is used. Elsewhere it is
+    `gpt2tune_work` in the current folder.
     """
-    root = Path(os.environ.get("GPT2TUNE_HOME", "gpt2tune_work")).resolve()
+    home = os.environ.get("GPT2TUNE_HOME")
+    persistent = persistent_dir()
+    if home:
+        root = Path(home)
+    elif persistent is not None:
+        root = persistent / "gpt2tune"
+    elif on_space():
+        root = Path(tempfile.gettempdir()) / "gpt2tune"
+    else:
+        root = Path("gpt2tune_work")
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

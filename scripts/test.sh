@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# torch 2.13.0: on Linux without a GPU this resolves to the CPU build (no multi-GB CUDA download).
+# PyPI's Linux torch wheel brings the CUDA libraries (several GB) even on a machine without a GPU.
+# Without a GPU, take the CPU build from PyTorch's own index first; the install below then keeps it
+# (2.13.0+cpu satisfies torch==2.13.0).
+if ! command -v nvidia-smi >/dev/null; then
+    python3 -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+fi
 python3 -m pip install -q torch==2.13.0 -e ".[test]"
 
 # A real browser for the UI tests: Debian's Chromium (Playwright's own download is not needed).

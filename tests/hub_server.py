@@ -135,7 +135,7 @@ def hub_env(endpoint: str, cache_dir: Path) -> dict[str, str]:
 
 @contextmanager
 def serve_hub_repo(
-    model_dir: Path, repo_id: str = "tester/tiny-gpt2", workdir: Path | None = None
+    model_dir: Path, repo_id: str = "tester/tiny-gpt2", workdir: Path | None = None, repo_type: str = "models"
 ) -> Iterator[str]:
     """Copy model_dir into a local git repo laid out as olah expects, start olah on a
     free 127.0.0.1 port in offline mode, wait until it answers, yield the endpoint URL
@@ -143,7 +143,8 @@ def serve_hub_repo(
 
     ``repo_id`` must be ``"<org>/<name>"``. ``workdir`` receives the git mirror, the
     olah cache/config and ``olah.log`` (kept for inspection when given; a temporary
-    directory, removed afterwards, otherwise). Raises ``RuntimeError`` with the tail
+    directory, removed afterwards, otherwise). ``repo_type="datasets"`` serves the
+    folder as a dataset repo (``/api/datasets/...``, ``/datasets/<repo>/resolve/...``). Raises ``RuntimeError`` with the tail
     of the server log if olah does not come up within ``STARTUP_TIMEOUT_S``.
     """
     model_dir = Path(model_dir)
@@ -160,16 +161,18 @@ def serve_hub_repo(
         root.mkdir(parents=True, exist_ok=True)
         mirrors = root / "mirrors"
         cache = root / "olah-cache"
-        git_dir = mirrors / "models" / org / name
+        if repo_type not in ("models", "datasets"):
+            raise ValueError(f"repo_type must be 'models' or 'datasets', got {repo_type!r}")
+        git_dir = mirrors / repo_type / org / name
         if git_dir.exists():
             shutil.rmtree(git_dir)
         if cache.exists():  # stale offline metadata would point at an old commit
             shutil.rmtree(cache)
         shutil.copytree(model_dir, git_dir, ignore=shutil.ignore_patterns(".git"))
         sha = _commit_folder(git_dir)
-        _seed_offline_metadata(cache, org, name, sha)
+        _seed_offline_metadata(cache, org, name, sha, repo_type)
 
-        proc, endpoint = _start_olah(root, mirrors, cache, repo_id)
+        proc, endpoint = _start_olah(root, mirrors, cache, repo_id, repo_type)
         try:
             yield endpoint
         finally:
@@ -219,13 +222,13 @@ def _commit_folder(git_dir: Path) -> str:
     return _git(git_dir, "rev-parse", "HEAD")
 
 
-def _seed_offline_metadata(cache: Path, org: str, name: str, sha: str) -> None:
+def _seed_offline_metadata(cache: Path, org: str, name: str, sha: str, repo_type: str = "models") -> None:
     """Write the offline-cache records olah needs to resolve ``main`` and the newest
     commit (see module docstring). Formats follow olah 0.5.4:
     ``olah.utils.repo_utils.get_newest_commit_hf_offline`` (meta_head.json: plain
     RepoMeta JSON) and ``get_commit_hf_offline`` / ``olah.utils.cache_utils``
     (resolved_commit.json envelope + raw ``.body`` sidecar)."""
-    revisions = cache / "api" / "models" / org / name / "revision"
+    revisions = cache / "api" / repo_type / org / name / "revision"
     meta_head = revisions / sha / "meta_head.json"
     meta_head.parent.mkdir(parents=True, exist_ok=True)
     meta_head.write_text(
@@ -249,7 +252,9 @@ def _log_tail(log_path: Path) -> str:
     return text[-_LOG_TAIL_CHARS:]
 
 
-def _start_olah(root: Path, mirrors: Path, cache: Path, repo_id: str) -> tuple[subprocess.Popen, str]:
+def _start_olah(
+    root: Path, mirrors: Path, cache: Path, repo_id: str, repo_type: str = "models"
+) -> tuple[subprocess.Popen, str]:
     """Start olah; retry on a new port if the chosen one got taken in the meantime."""
     log_path = root / "olah.log"
     last_error = ""
@@ -281,7 +286,7 @@ def _start_olah(root: Path, mirrors: Path, cache: Path, repo_id: str) -> tuple[s
                 start_new_session=True,  # own process group -> we can stop it and any children
             )
         endpoint = f"http://127.0.0.1:{port}"
-        probe = f"{endpoint}/api/models/{repo_id}/revision/{_BRANCH}"
+        probe = f"{endpoint}/api/{repo_type}/{repo_id}/revision/{_BRANCH}"
         try:
             status = _wait_ready(proc, probe)
         except BaseException:

@@ -316,3 +316,26 @@ def test_load_from_the_hub_by_repo_id(tiny_model_dir, tmp_path):
             assert fine == greedy_by_hand(tiny_model_dir, "Hello?", 4)
             with pytest.raises(AppError, match="tester/missing"):
                 hub_client.predict("tester/missing", False, api_name="/load")
+
+
+def test_preview_without_a_file_previews_the_sample(client):
+    import pandas as pd
+
+    stats, summary, _, table, _, _ = client.predict(max_length=64, api_name="/preview")
+    assert "sample_qa.csv" in summary and "Rows kept" in stats
+    sample = pd.read_csv(SAMPLE_CSV)
+    assert table["data"][0] == [sample["question"][0], sample["answer"][0]]
+
+
+def test_api_outputs_are_named(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    names = {name: [output["label"] for output in endpoint["returns"]] for name, endpoint in endpoints.items()}
+    assert names["/preview"] == ["Summary tiles", "Summary", "Length histogram", "First rows (as trained on)",
+                                 "Rejected rows", "Download rejected rows (CSV)"]
+    assert names["/checks"] == ["Verdict", "Report"]
+    # the run view, then the form it loads a run's settings into
+    assert names["/train"][:9] == ["Status", "Loss", "Metrics", "All metrics", "Probe timeline", "Log", "Alert", "Run",
+                                   "Run summary"]
+    assert names["/train"][9] == "Run name"
+    unnamed = {name: labels for name, labels in names.items() if any(label.startswith("value_") for label in labels)}
+    assert unnamed == {}

@@ -107,8 +107,16 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
     one row); for a JSON array it is the item number, for JSONL the line number.
     Syntax errors instead name the "line", counted as a text editor does.
     """
-    table = read_raw_table(path, max_bytes)
+    return qa_data_from_table(read_raw_table(path, max_bytes), question_column, answer_column, drop_duplicates,
+                              strip_html)
+
+
+def qa_data_from_table(table: RawTable, question_column: str | None = None, answer_column: str | None = None,
+                       drop_duplicates: bool = True, strip_html: bool = False) -> QAData:
+    """Pick, clean and report the question/answer columns of a table already read (a file or a Hub dataset)."""
     if len(table.frame) == 0:
+        if table.file_format == "hub dataset":
+            raise ValueError(f"{table.source}: the dataset split has no rows. Choose another split or dataset.")
         if table.delimiter is None:
             raise ValueError(f"{table.source}: the file has no data rows (the JSON holds no records). "
                              'Add at least one object like {"question": "...", "answer": "..."}.')
@@ -116,6 +124,23 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
                          f"{list_columns(table.header)}). Add at least one row with a question and an answer.")
     q_idx, a_idx, mapping_warnings = _choose_columns(table, question_column, answer_column)
     return _clean(table, q_idx, a_idx, drop_duplicates, mapping_warnings, strip_html)
+
+
+def load_config_data(config) -> QAData:
+    """The data a TuneConfig names: the Hub dataset when `dataset` is set, else the `csv` file."""
+    return load_source(config.csv, config.question_column, config.answer_column, config.dataset,
+                       config.dataset_config, config.dataset_split, config.dataset_revision, config.strip_html)
+
+
+def load_source(csv, question_column=None, answer_column=None, dataset=None, dataset_config=None,
+                dataset_split=None, dataset_revision=None, strip_html: bool = False) -> QAData:
+    """A file, or a Hub dataset when `dataset` (user/name) is given: the same mapping, cleaning and report."""
+    if dataset and str(dataset).strip():
+        from gpt2tune.data.hub_dataset import read_hub_table
+
+        table = read_hub_table(str(dataset).strip(), dataset_config, dataset_split, dataset_revision)
+        return qa_data_from_table(table, question_column, answer_column, strip_html=strip_html)
+    return load_qa_data(csv, question_column, answer_column, strip_html=strip_html)
 
 
 def read_table(path, max_bytes=None) -> tuple[pd.DataFrame, dict]:

@@ -30,8 +30,10 @@ def greedy_settings(max_new_tokens: int = MAX_ANSWER_TOKENS) -> GenerationSettin
 
 
 def answer_many(model, tokenizer, questions: list[str], settings: GenerationSettings | None = None,
-                batch_size: int = GENERATION_BATCH) -> list[str]:
-    """Answers to many questions, batched; same template and decoding as `generate.answer`."""
+                batch_size: int = GENERATION_BATCH, on_batch=None) -> list[str]:
+    """Answers to many questions, batched; same template and decoding as `generate.answer`.
+
+    `on_batch(done, total)`, when given, is called after each batch (questions answered so far)."""
     settings = settings or greedy_settings()
     settings.validate()
     if not questions:
@@ -47,6 +49,8 @@ def answer_many(model, tokenizer, questions: list[str], settings: GenerationSett
             chunk = order[start:start + batch_size]
             for i, text in zip(chunk, _generate_batch(model, tokenizer, [prompts[i] for i in chunk], settings)):
                 answers[i] = text
+            if on_batch:
+                on_batch(start + len(chunk), len(order))
     finally:
         model.train(was_training)
     return answers
@@ -81,13 +85,13 @@ def answer_budget(tokenizer, references: list) -> int:
 
 
 def score_questions(model, tokenizer, questions: list[str], references: list,
-                  settings: GenerationSettings | None = None) -> tuple[dict, list[str]]:
+                    settings: GenerationSettings | None = None, on_batch=None) -> tuple[dict, list[str]]:
     """(answer_metrics dict, the generated answers) for these questions; a reference may be a list of
-    acceptable answers (scored against the closest)."""
+    acceptable answers (scored against the closest). `on_batch(done, total)` hears each batch."""
     from gpt2tune.evaluation.metrics import answer_metrics
 
     settings = settings or greedy_settings(answer_budget(tokenizer, references))
-    generated = answer_many(model, tokenizer, questions, settings)
+    generated = answer_many(model, tokenizer, questions, settings, on_batch=on_batch)
     return answer_metrics(generated, references), generated
 
 
@@ -154,7 +158,7 @@ def _samples(questions, references, generated) -> list[dict]:
 
 
 def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, answers_only: bool = True,
-              overlong: str = "truncate") -> dict:
+              overlong: str = "truncate", on_batch=None) -> dict:
     """Mean loss per answer token (and perplexity) of `model` on a frame of Q&A pairs.
 
     Same examples, packing and masks as training; the mean is over tokens (the Trainer's eval loss
@@ -185,6 +189,8 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
                 total += F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                          ignore_index=IGNORE_INDEX, reduction="sum").item()
                 count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+                if on_batch:  # (packed rows done, rows in all)
+                    on_batch(min(start + batch_size, len(rows["input_ids"])), len(rows["input_ids"]))
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
@@ -195,14 +201,17 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
 
 def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max_length: int | None = None,
                    question_column: str | None = None, answer_column: str | None = None,
-                   allow_pickle: bool = False, batch_size: int = 4, seed: int | None = None) -> dict:
+                   allow_pickle: bool = False, batch_size: int = 4, seed: int | None = None,
+                   on_event=None) -> dict:
     """Eval loss, perplexity and answer scores of any model (run folder or Hub id) on a Q&A file.
 
     Says what it did with the data as `train` does (rows kept and dropped, examples cut or dropped,
     the max_length used: a run's own unless `max_length` is given, 0 = auto), scores answers on
     `max_samples` rows drawn at random with `seed` (a run's own by default), and warns when the file
-    is the run's training file or shares questions with the run's training split.
+    is the run's training file or shares questions with the run's training split. `on_event` receives
+    what it is doing (Status) and how far each part is (Task), as for `train`.
     """
+    from gpt2tune import events
     from gpt2tune.data.answers import references_of
     from gpt2tune.data.length import choose_max_length, example_lengths
     from gpt2tune.data.load import load_qa_data
@@ -211,10 +220,13 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
 
     if max_samples < 0:
         raise ValueError(f"max_samples must be 0 or more (got {max_samples})")
+    on_event = on_event or events.ignore
+    task = lambda name: lambda done, total: on_event(events.Task(name, done, total))  # noqa: E731
     run = run_record(model_name_or_path)
     data = load_qa_data(csv, question_column, answer_column, strip_html=bool(run.config.get("strip_html")))
     if max_length is not None and max_length != 0 and max_length < 8:
         raise ValueError(f"max_length must be at least 8 tokens, or 0 for auto (got {max_length})")
+    on_event(events.Status(f"{data.report.source}: {len(data.frame):,} rows; loading {model_name_or_path}"))
     model, tokenizer = load_model_and_tokenizer(model_name_or_path, allow_pickle=allow_pickle)
     context = model.config.n_positions
     if max_length is None:
@@ -228,14 +240,16 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
     result = {"model": model_name_or_path, "csv": str(csv), "rows": len(data.frame), "max_length": policy.max_length,
               "max_length_source": source, "seed": seed}
     result.update(eval_loss(model, tokenizer, data.frame, policy.max_length, batch_size,
-                            answers_only=run.config.get("train_on_answers_only", True), overlong=overlong))
+                            answers_only=run.config.get("train_on_answers_only", True), overlong=overlong,
+                            on_batch=task("eval loss")))
     result["data"] = {"report": _plain(data.report), "length_policy": policy.to_dict()}
     result["data_summary"] = (data.report.summary() + "\n" + f"length ({source}): " + policy.summary())
     result["warnings"] = training_overlap(run, csv, data.frame, result)
     if max_samples:
         part = data.frame.sample(n=min(max_samples, len(data.frame)), random_state=seed)  # not the first rows
         references = references_of(part)
-        scores, generated = score_questions(model, tokenizer, list(part["question"]), references)
+        scores, generated = score_questions(model, tokenizer, list(part["question"]), references,
+                                              on_batch=task("answers"))
         result.update({"answer_exact_match": scores["exact_match"], "answer_f1": scores["f1"],
                        "answer_rouge_l": scores["rouge_l"], "answer_samples": scores["count"]})
         result["samples"] = _samples(part["question"], references, generated)

@@ -158,6 +158,8 @@ def _metadata(base_model: str, metrics: dict, config: dict, name: str, license: 
         license=license,
         tags=["gpt2", "gpt2tune", "question-answering", "fine-tuned"],
         model_name=name if results else None,
+        datasets=[(metrics.get("dataset") or {})["hub_dataset"]] if (metrics.get("dataset") or {}).get("hub_dataset")
+        else None,
         eval_results=results or None,
     )
 
@@ -185,9 +187,11 @@ def _samples(samples: list[dict]) -> str:
 def _data(metrics: dict, config: dict) -> str:
     dataset = metrics.get("dataset") or {}
     lines = [
+        f"- Hub dataset: [{dataset['hub_dataset']}](https://huggingface.co/datasets/{dataset['hub_dataset']}), "
+        f"split `{dataset.get('split')}`" if dataset.get("hub_dataset") else
         f"- file: `{dataset.get('file') or Path(str(config.get('csv', '?'))).name}`",
         f"- rows after cleaning: {dataset.get('rows', '?')}",
-        f"- SHA-256 of the file: `{dataset.get('sha256', '?')}`",
+        f"- SHA-256 of the {'rows' if dataset.get('hub_dataset') else 'file'}: `{dataset.get('sha256', '?')}`",
         f"- training examples: {metrics.get('train_examples', '?')}, eval examples: {metrics.get('eval_examples', '?')}"
         f" (eval fraction {config.get('eval_fraction', '?')}, split seed {config.get('seed', '?')})",
     ]

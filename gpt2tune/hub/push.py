@@ -56,8 +56,18 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
             ignore_patterns=UPLOAD_IGNORE,
         )
     except Exception as error:
-        raise ValueError(explain_hub_error(error, repo_id)) from None
+        raise _hub_failure(error, repo_id) from None
     return str(url)
+
+
+def _hub_failure(error: Exception, repo_id: str) -> ValueError:
+    """A wrong token or repo id is a setting to fix (ValueError); anything else, such as no network,
+    a server error or rate limiting, is a failure (NetworkError: the CLI exits 1)."""
+    from gpt2tune.errors import NetworkError
+
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    kind = ValueError if status in (401, 403, 404, 409) else NetworkError
+    return kind(explain_hub_error(error, repo_id))
 
 
 def explain_hub_error(error: Exception, repo_id: str) -> str:

@@ -55,16 +55,23 @@ def state_dict_hash(model) -> str:
 
 
 def verify_roundtrip(model_dir: str | Path, repo_id: str, token: str | None = None, revision: str | None = None,
-                     questions: list[str] | None = None) -> RoundTripReport:
-    """Download `repo_id` into a fresh cache and compare it with the model in `model_dir`."""
+                     questions: list[str] | None = None, on_event=None) -> RoundTripReport:
+    """Download `repo_id` into a fresh cache and compare it with the model in `model_dir`.
+
+    `on_event` hears each stage (Status events), as `train`'s listener does."""
+    from gpt2tune import events
     from gpt2tune.model import load_model_and_tokenizer
     from gpt2tune.references import validate_repo_id
 
+    status = lambda message: (on_event or events.ignore)(events.Status(message))  # noqa: E731
     repo_id = validate_repo_id(repo_id)
+    status(f"loading the local model from {model_dir}")
     local = load_model_and_tokenizer(str(model_dir))
     questions = list(questions or _questions_for(Path(model_dir)))
+    status(f"downloading {repo_id} from the Hub into a fresh cache")
     with tempfile.TemporaryDirectory(prefix="gpt2tune-roundtrip-") as cache:
         remote = _load_from_hub(repo_id, cache, token, revision)
+    status(f"comparing weights, tokenizers and the answers to {len(questions)} question(s)")
     return compare_models(repo_id, local, remote, questions)
 
 
@@ -92,8 +99,14 @@ def compare_models(repo_id: str, local, remote, questions: list[str]) -> RoundTr
 
 def _load_from_hub(repo_id: str, cache_dir: str, token: str | None, revision: str | None):
     """The Hub copy, downloaded into `cache_dir` (fresh: never what an earlier download left)."""
+    from gpt2tune.errors import NetworkError
     from gpt2tune.model import load_model_and_tokenizer
+    from gpt2tune.model import hub_unreachable_reason
 
+    # Fail at once, not after transformers' retries, and in the same words as every other Hub load.
+    if hub_unreachable_reason() is not None:
+        raise NetworkError(f"could not load {repo_id!r} back from the Hub: the Hugging Face Hub is unreachable; "
+                           "connect to the internet and retry")
     try:
         model, tokenizer = load_model_and_tokenizer(repo_id, cache_dir=cache_dir, token=token or None,
                                                     revision=revision)

@@ -43,7 +43,7 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     token cache lets a rerun on the same data skip tokenizing. None (a check) writes nothing.
     """
     from gpt2tune.data.answers import expand_answers
-    from gpt2tune.data.load import load_qa_data
+    from gpt2tune.data.load import load_config_data
     from gpt2tune.data.prep import encode_pairs, prepare_datasets, split_positions
     from gpt2tune.data.report import dataset_report
     from gpt2tune.device import inspect_devices
@@ -52,7 +52,7 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
 
     config.validate()
     status = lambda message: on_event(events.Status(message))  # noqa: E731
-    data = load_qa_data(config.csv, config.question_column, config.answer_column, strip_html=config.strip_html)
+    data = load_config_data(config)  # the file, or the Hub dataset when config.dataset is set
     status(data.report.summary())
     devices = inspect_devices(config.device, config.precision)
     status(f"device: {devices.device} ({devices.precision})")

@@ -97,6 +97,16 @@ def dataset_fingerprint(csv, rows: int) -> dict:
     return {"file": Path(csv).name, "rows": rows, "sha256": digest.hexdigest()}
 
 
+def source_fingerprint(config: TuneConfig, data) -> dict:
+    """The fingerprint of the data a TuneConfig names: its Hub dataset, or its file."""
+    if config.dataset:
+        from gpt2tune.data.hub_dataset import fingerprint
+
+        return fingerprint(data.frame, data.report.source, config.dataset, config.dataset_config,
+                           config.dataset_revision)
+    return dataset_fingerprint(config.csv, len(data.frame))
+
+
 def record_answer_scores(config: TuneConfig, model, tokenizer, train_frame, eval_frame, metrics: dict, status) -> list[dict]:
     """Answer metrics and the memorisation verdict into `metrics`; returns a few eval Q&As."""
     from gpt2tune.evaluation.evaluate import answer_evaluation

@@ -76,7 +76,7 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
                                       prepared.devices)
     check_final_losses(metrics, trainer.state.global_step, config.learning_rate)
     metrics.update(results.early_stopping_record(trainer))
-    metrics["dataset"] = results.dataset_fingerprint(config.csv, len(prepared.data.frame))
+    metrics["dataset"] = results.source_fingerprint(config, prepared.data)
     metrics.update(totals_over_segments(output_dir, trainer.state.log_history, metrics))
     metrics.update(results.data_record(prepared.data.report, prepared.dataset))
     effective = results.effective_record(trainer, config, prepared.data.report, prepared.dataset)

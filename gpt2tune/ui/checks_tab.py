@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
-from gpt2tune.ui.common import default_base_model, resolve_base_model, stat_tile, ui_errors, visitor_file
+from gpt2tune.ui.common import data_source, default_base_model, resolve_base_model, stat_tile, ui_errors
 from gpt2tune.ui.fields import build_config, field_component
 
 
@@ -46,8 +46,9 @@ def create_checks_tab(data_inputs: dict) -> ChecksTab:
                 allow_pickle = field_component(TuneConfig, "allow_pickle")
                 run = gr.Button("Run checks", variant="primary")
             with gr.Column(scale=5):
-                verdict = gr.HTML('<div class="stat-grid placeholder">Run the checks to see the report.</div>')
-                report = gr.Markdown(elem_classes="summary")
+                verdict = gr.HTML('<div class="stat-grid placeholder">Run the checks to see the report.</div>',
+                                  label="Verdict")
+                report = gr.Markdown(elem_classes="summary", label="Report", show_label=False)
 
     tab = ChecksTab(base_model, device, precision, allow_pickle)
     run.click(run_checks, inputs_kwargs={**data_inputs, **tab.config_inputs()}, outputs=[verdict, report],
@@ -67,7 +68,7 @@ def _tiny_model() -> str:
 def run_checks(**values):
     from gpt2tune.training.checks import run_checks as check
 
-    values["csv"] = visitor_file(values.get("csv"))
+    values["csv"] = data_source(values.get("csv"), values.get("dataset"))
     values["base_model"], fallback_warning = resolve_base_model(values.get("base_model"))
     config = build_config(TuneConfig, values)
     result = check(config)

@@ -96,12 +96,22 @@ def visitor_file(file) -> str:
     return str(path)
 
 
-def training_file(file) -> str:
-    """`visitor_file` for a training run, which on an owner-only app the owner alone may start."""
+def data_source(file, dataset=None) -> str:
+    """The file a handler may read for a visitor (`visitor_file`), or, with a Hub dataset named, the
+    sample in its place: the dataset is what is read then, and an empty file box is fine."""
+    from gpt2tune.paths import SAMPLE_CSV
+
+    if not file and dataset and str(dataset).strip():
+        return str(SAMPLE_CSV)
+    return visitor_file(file)
+
+
+def training_file(file, dataset=None) -> str:
+    """`data_source` for a training run, which on an owner-only app the owner alone may start."""
     from gpt2tune.hub.access import check_may_train
 
     check_may_train(current_caller())
-    return visitor_file(file)
+    return data_source(file, dataset)
 
 
 def current_caller(request: gr.Request | None = None):
@@ -194,6 +204,7 @@ def _guard_server_token(repo_id: str, what: str) -> None:
 
 
 _resolved: dict[str, tuple[float, str, str | None]] = {}
+_resolve_lock = threading.Lock()
 
 
 def _resolve_remembered(reference: str) -> tuple[str, str | None]:
@@ -201,10 +212,12 @@ def _resolve_remembered(reference: str) -> tuple[str, str | None]:
     seconds of retries, and every Checks, Train and Generate click would pay them again."""
     from gpt2tune.model import resolve_base_model as resolve
 
-    remembered = _resolved.get(reference)
-    if remembered is None or time.monotonic() - remembered[0] > RESOLVE_TTL_S:
-        remembered = (time.monotonic(), *resolve(reference, fallback_to_tiny=True))
-        _resolved[reference] = remembered
+    # One at a time: the start-up warm-up and a first click would otherwise both write the tiny model.
+    with _resolve_lock:
+        remembered = _resolved.get(reference)
+        if remembered is None or time.monotonic() - remembered[0] > RESOLVE_TTL_S:
+            remembered = (time.monotonic(), *resolve(reference, fallback_to_tiny=True))
+            _resolved[reference] = remembered
     return remembered[1], remembered[2]
 
 
@@ -221,7 +234,9 @@ def warm_up(base_model: str) -> None:
     """Resolve the default base model in the background, so the first click doesn't wait on the Hub."""
     def run():
         try:
-            _resolve_remembered(resolve_model_reference(base_model, "base model"))
+            _, warning = _resolve_remembered(resolve_model_reference(base_model, "base model"))
+            if warning:  # e.g. the Hub is unreachable and the offline tiny model stands in
+                log.warning(warning)
         except Exception:  # a click will try again, and report it properly
             log.warning("could not resolve the base model %r in the background", base_model, exc_info=True)
 

@@ -10,7 +10,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, work_dir
-from gpt2tune.ui.common import stat_tile, ui_errors, visitor_file
+from gpt2tune.ui.common import data_source, stat_tile, ui_errors, visitor_file
 from gpt2tune.ui.fields import field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
@@ -18,6 +18,7 @@ FILE_TYPES = [".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".x
 PREVIEW_ROWS = 20
 HISTOGRAM_BINS = 30
 KEEP_DOWNLOADS = 8  # rejected-rows folders kept under downloads/: enough for previews running at once
+HUB_FIELDS = {"dataset": "user/name", "dataset_split": "train", "dataset_config": "", "dataset_revision": "main"}
 LENGTH_VIEWS = {"whole example": "token_lengths", "question": "question_lengths", "answer": "answer_lengths"}
 
 
@@ -29,17 +30,18 @@ class DataTab:
     eval_fraction: gr.Slider
     seed: gr.Number
     max_length: gr.Slider
+    hub: dict  # the Hub dataset's fields (dataset, dataset_split, ...) → their text boxes
     preview_outputs: list  # what `preview_data` fills: a fresh page shows the preview at once
 
     def config_inputs(self) -> dict:
         """The TuneConfig settings this tab holds, by field name (`csv` is the file)."""
         return dict(csv=self.file, question_column=self.question_column, answer_column=self.answer_column,
-                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length)
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub)
 
     def preview_inputs(self) -> dict:
         """`preview_data`'s keyword arguments."""
         return dict(file=self.file, question_column=self.question_column, answer_column=self.answer_column,
-                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length)
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub)
 
 
 def create_data_tab() -> DataTab:
@@ -54,6 +56,9 @@ def create_data_tab() -> DataTab:
                 file = gr.File(value=str(SAMPLE_CSV), label="Question/answer file", file_types=FILE_TYPES, height=140,
                                elem_id="data-file")
                 sample = gr.Button("Use the sample dataset", size="sm", variant="secondary")
+                with gr.Accordion("…or a dataset from the Hugging Face Hub", open=False):
+                    hub = {name: field_component(TuneConfig, name, value="", placeholder=hint)
+                           for name, hint in HUB_FIELDS.items()}
                 with gr.Group(visible=False) as mapping:
                     gr.Markdown("**Which columns hold the questions and the answers?**", elem_classes="group-title")
                     question_column = gr.Dropdown(label="Question column", choices=[], value=None, allow_custom_value=True)
@@ -63,8 +68,8 @@ def create_data_tab() -> DataTab:
                 max_length = field_component(TuneConfig, "max_length", gr.Slider, minimum=0, maximum=1024, step=64)
                 preview = gr.Button("Preview", variant="primary")
             with gr.Column(scale=5):
-                stats = gr.HTML(_empty_stats())
-                summary = gr.Markdown(elem_classes="summary")
+                stats = gr.HTML(_empty_stats(), label="Summary tiles")
+                summary = gr.Markdown(elem_classes="summary", label="Summary", show_label=False)
                 with gr.Row():
                     view = gr.Radio(list(LENGTH_VIEWS), value="whole example", label="Token lengths of", scale=3)
                 histogram = gr.BarPlot(
@@ -75,12 +80,13 @@ def create_data_tab() -> DataTab:
                 table = gr.Dataframe(label="First rows (as trained on)", wrap=True, max_height=360, interactive=False,
                                      column_widths=["35%", "65%"], elem_id="preview-table")
                 with gr.Accordion("Rejected rows", open=False) as rejected_box:
-                    rejected = gr.Dataframe(wrap=True, max_height=300, interactive=False, show_label=False)
+                    rejected = gr.Dataframe(wrap=True, max_height=300, interactive=False, show_label=False,
+                                            label="Rejected rows")
                     download = gr.DownloadButton("Download rejected rows (CSV)", visible=False, size="sm")
         lengths = gr.State({})
 
     preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
-    tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, preview_outputs)
+    tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, preview_outputs)
     preview_inputs = tab.preview_inputs()
     column_outputs = [question_column, answer_column, mapping]
 
@@ -89,6 +95,9 @@ def create_data_tab() -> DataTab:
     file.clear(clear_preview, outputs=column_outputs + preview_outputs, api_visibility="private", queue=False)
     sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private").success(
         inspect_columns, inputs=file, outputs=column_outputs, api_visibility="private").success(
+        preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    hub["dataset"].submit(inspect_dataset_columns, inputs=list(hub.values()), outputs=column_outputs,
+                          api_visibility="private").success(
         preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
     preview.click(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_name="preview")
     for control in (max_length, eval_fraction):
@@ -101,7 +110,6 @@ def create_data_tab() -> DataTab:
 
 
 # --- handlers ------------------------------------------------------------------------------------
-
 @ui_errors
 def inspect_columns(file):
     """Fill the column pickers from the file's header, pre-selecting the likeliest columns."""
@@ -120,12 +128,29 @@ def inspect_columns(file):
 
 
 @ui_errors
-def preview_data(file, question_column=None, answer_column=None, eval_fraction=TuneConfig.eval_fraction,
-                 seed=TuneConfig.seed, max_length=TuneConfig.max_length):
-    from gpt2tune.data.load import load_qa_data
+def inspect_dataset_columns(dataset, dataset_split=None, dataset_config=None, dataset_revision=None):
+    """The column pickers for a Hub dataset, as `inspect_columns` fills them for a file."""
+    from gpt2tune.data.hub_dataset import read_hub_table
+    from gpt2tune.data.load import suggest_columns
+
+    if not (dataset or "").strip():
+        raise ValueError("no Hub dataset: enter its id as user/name")
+    table = read_hub_table(dataset, dataset_config or None, dataset_split or None, dataset_revision or None)
+    question, answer = suggest_columns(table.header)
+    return (gr.Dropdown(choices=table.header, value=question), gr.Dropdown(choices=table.header, value=answer),
+            gr.Group(visible=True))
+
+
+@ui_errors
+def preview_data(file=None, question_column=None, answer_column=None, eval_fraction=TuneConfig.eval_fraction,
+                 seed=TuneConfig.seed, max_length=TuneConfig.max_length, dataset=None, dataset_split=None,
+                 dataset_config=None, dataset_revision=None):
+    from gpt2tune.data.load import load_source
     from gpt2tune.data.report import dataset_report
 
-    data = load_qa_data(visitor_file(file), question_column or None, answer_column or None)
+    # No file and no dataset: the bundled sample, as the page shows when it opens.
+    data = load_source(data_source(file or SAMPLE_CSV, dataset), question_column or None, answer_column or None,
+                       dataset, dataset_config or None, dataset_split or None, dataset_revision or None)
     # max_length 0 is auto; GPT-2's context (1024) caps it, as it caps training on any GPT-2 size.
     # Duplicates come from the loader, counted before it dropped the exact repeats.
     report = dataset_report(data.frame, _tokenizer(), int(max_length or 0), float(eval_fraction), int(seed),

@@ -48,13 +48,13 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                                      info="Download the model back into a fresh cache and check weights and "
                                           "answers match.")
                 push = gr.Button("Push to the Hub", variant="primary")
-                push_result = gr.Markdown(elem_classes="summary")
+                push_result = gr.Markdown(elem_classes="summary", label="Push result", show_label=False)
             with gr.Column():
                 gr.Markdown("### Load a model from the Hub", elem_classes="section-title")
                 load_id = gr.Textbox(label="Repository", placeholder="user/name, or gpt2",
                                      info="Downloaded once, then answered with on the Generate tab.")
                 load = gr.Button("Load", variant="secondary")
-                load_result = gr.Markdown(elem_classes="summary")
+                load_result = gr.Markdown(elem_classes="summary", label="Load result", show_label=False)
 
     push.click(push_run, inputs=[run, repo_id, token, private, verify], outputs=push_result, api_name="push")
     load.click(load_from_hub, inputs=[load_id, allow_pickle],

@@ -11,7 +11,7 @@ import os
 
 import gradio as gr
 
-from gpt2tune.paths import SAMPLE_CSV, work_dir
+from gpt2tune.paths import SAMPLE_CSV, ephemeral_storage_note, work_dir
 from gpt2tune.ui.checks_tab import create_checks_tab
 from gpt2tune.ui.common import refresh_run_choices
 from gpt2tune.ui.data_tab import DataTab, create_data_tab, preview_data
@@ -26,8 +26,14 @@ LOGIN_ENV = "GPT2TUNE_LOGIN"  # "name:password": the app asks for it, and whoeve
 
 
 def build_app() -> gr.Blocks:
+    # The first `import transformers` is not thread-safe (two threads importing it at once get
+    # "cannot import name ..."), and handlers run in threads: import it once here (under a second).
+    import transformers  # noqa: F401
+
     with gr.Blocks(title="gpt2tune · fine-tune GPT-2 on your Q&A") as demo:
         gr.HTML(HEADER)
+        if ephemeral_storage_note():
+            gr.Markdown(f"⚠️ {ephemeral_storage_note()}", elem_id="storage-note")
         with gr.Tabs():
             data = create_data_tab()
             checks = create_checks_tab(data_inputs=data.config_inputs())

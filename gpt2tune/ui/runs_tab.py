@@ -20,7 +20,8 @@ def create_runs_tab() -> None:
             refresh = gr.Button("Refresh", size="sm", scale=1)
         curves = gr.LinePlot(x="step", y="loss", color="curve", x_title="step", y_title="loss",
                              label="Loss curves", show_label=False, x_axis_format="d")
-        table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False)
+        table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False,
+                             label="Runs")
 
     outputs = [table, chosen, curves]
     refresh.click(list_runs_view, inputs=chosen, outputs=outputs, api_name="runs")

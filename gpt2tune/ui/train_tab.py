@@ -31,7 +31,8 @@ from gpt2tune.ui.fields import build_config, field_component
 
 # Set on other tabs (data, base model, hardware) or by the buttons (output_dir, resume).
 OTHER_TABS = ("csv", "question_column", "answer_column", "eval_fraction", "seed", "max_length",
-              "base_model", "allow_pickle", "device", "precision")
+              "base_model", "allow_pickle", "device", "precision",
+              "dataset", "dataset_config", "dataset_split", "dataset_revision")
 SET_BY_BUTTONS = ("output_dir", "resume")
 # Loaded back into the form when a run is shown (the data file and the base model are named in
 # the run's summary instead: their values are server paths).
@@ -97,23 +98,24 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                     start = gr.Button("Start", variant="primary", scale=2, min_width=80, elem_id="start-button")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop-button")
                     resume = gr.Button("Resume", variant="secondary", scale=1, min_width=80, elem_id="resume-button")
-                alert = gr.HTML("", elem_id="train-alert")
-                status = gr.HTML(render_status(None), elem_id="train-status")
-                summary = gr.Markdown(elem_id="run-summary", elem_classes="summary")
+                alert = gr.HTML("", elem_id="train-alert", label="Alert")
+                status = gr.HTML(render_status(None), elem_id="train-status", label="Status")
+                summary = gr.Markdown(elem_id="run-summary", elem_classes="summary", label="Run summary")
                 loss_plot = gr.LinePlot(
                     x="step", y="loss", color="series", x_title="step", y_title="loss", label="Loss",
                     show_label=False, color_map={"train": "#6366f1", "eval": "#f97316"}, x_axis_format="d",
                     caption="train loss at every logged step, eval loss at every evaluation", elem_id="loss-plot",
                 )
-                metrics_html = gr.HTML()
+                metrics_html = gr.HTML(label="Metrics")
                 with gr.Accordion("Probe timeline: the model's answers during training", open=True):
                     probes = gr.Dataframe(headers=["step", "question", "answer"], wrap=True, max_height=300,
                                           interactive=False, show_label=False, column_widths=["12%", "30%", "58%"],
+                                          label="Probe timeline",
                                           elem_id="probe-timeline")
                 with gr.Accordion("All metrics", open=False):
-                    metrics_json = gr.JSON(show_label=False)
+                    metrics_json = gr.JSON(show_label=False, label="All metrics")
                 with gr.Accordion("Log", open=False):
-                    log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True)
+                    log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True, label="Log")
 
     inputs = {**{name: other_inputs[name] for name in OTHER_TABS}, **settings, "run_name": run_name}
     view = [status, loss_plot, metrics_html, metrics_json, probes, log_box, alert, picker, summary]
@@ -149,7 +151,7 @@ def start_training(request: gr.Request = None, **values):
         if _holds_a_run(folder):
             raise ValueError(f"run {name!r} already exists: choose another run name, or pick it in the run list "
                              "and press Resume")
-        source = training_file(values.get("csv"))  # a visitor's upload or the sample; owner-only apps: the owner
+        source = training_file(values.get("csv"), values.get("dataset"))  # a visitor's upload or the sample; owner-only apps: the owner
         values["base_model"] = _base_model(values.get("base_model"), session)
         config = build_config(TuneConfig, {**values, "csv": source, "output_dir": str(folder), "resume": False})
         config.validate()
