@@ -184,9 +184,16 @@ class PackedTrainer(Trainer):
         tokens = torch.as_tensor(inputs["num_real_tokens"], device=self.args.device, dtype=torch.int64)
         self.state.num_input_tokens_seen += self.accelerator.gather(tokens).sum().item()
 
-    def compute_loss(self, model, inputs, *args, **kwargs):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs.pop("num_real_tokens", None)
-        return super().compute_loss(model, inputs, *args, **kwargs)
+        if self.label_smoother is not None or self.compute_loss_func is not None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # The LM head only where a label counts; normalised as the Trainer's own loss (see training/loss.py).
+        from gpt2tune.training.loss import labelled_loss, trainer_loss_scale
+
+        items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        loss = labelled_loss(model, inputs, items) * trainer_loss_scale(self, items)
+        return (loss, {"loss": loss}) if return_outputs else loss
 
 
 def _resume_checkpoint(config: TuneConfig, output_dir: Path):
