@@ -61,6 +61,7 @@ class Segment:
     mfu: float | None
     precision: str
     final_loss: float | None
+    load_1min: float = 0.0  # the machine's 1-minute load average when the segment ended
 
 
 # --- measurement helpers --------------------------------------------------------------------------
@@ -142,7 +143,23 @@ def _summarise(name, config_name, clock, warmup, slots, start_rss, warmup_s, par
         slots_per_step=slots, warmup_s=warmup_s, peak_rss_gib=_rss_gib("VmHWM"),
         rss_growth_gib=_rss_gib("VmHWM") - start_rss, cuda_peak_gib=cuda_peak, mfu=mfu,
         precision=precision, final_loss=clock.losses[-1] if clock.losses else None,
+        load_1min=os.getloadavg()[0],
     )
+
+
+def noisy(load_before: float, segments: list[Segment]) -> str | None:
+    """Why a run's figures are not to be trusted, or None. Another process on the same cores shows as
+    load before we start (over half a core) or as load above our own threads while we run; on a
+    shared 2-core machine that made a 1.7x speed-up read 0.87x."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if load_before > 0.5:
+        return f"load average {load_before:.2f} before the run started: another process shares these cores"
+    busiest = max((s.load_1min for s in segments), default=0.0)
+    if busiest > threads + 1:
+        return f"load average reached {busiest:.2f} with {threads} torch threads of ours: another process was busy"
+    return None
 
 
 # --- the two recipes ------------------------------------------------------------------------------
@@ -221,7 +238,7 @@ def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flop
         config = TuneConfig(
             csv=csv, base_model=str(model_dir), output_dir=str(Path(out) / "run"), eval_fraction=0.0,
             max_steps=args.warmup + args.steps, batch_size=args.batch_size, max_length=args.max_length,
-            save_steps=0, logging_steps=1, torch_compile=compile_, precision=args.precision,
+            save_steps=0, logging_steps=1, torch_compile="on" if compile_ else "off", precision=args.precision,
             **_quiet_extras(TuneConfig),
         )
         training._build_trainer = build_with_clock
@@ -283,7 +300,7 @@ def _peak_flops(override_tflops: float | None) -> float | None:
 
 def print_table(segments: list[Segment]) -> None:
     header = ("| model | recipe | real tok/s | median step tok/s | × tutorial | real tok/step | slots/step "
-              "| peak RSS GiB (growth) | CUDA peak GiB | MFU | warm-up s |")
+              "| peak RSS GiB (growth) | CUDA peak GiB | MFU | warm-up s | load |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     base = {}
@@ -295,7 +312,7 @@ def print_table(segments: list[Segment]) -> None:
         mfu = f"{100 * s.mfu:.1f} %" if s.mfu is not None else "–"
         print(f"| {s.config} | {s.name} | {s.real_tokens_per_s:,.0f} | {s.median_step_tokens_per_s:,.0f} | "
               f"{ratio:.2f}× | {s.real_tokens_per_step:,.0f} | {s.slots_per_step} | "
-              f"{s.peak_rss_gib:.2f} ({s.rss_growth_gib:+.2f}) | {cuda} | {mfu} | {s.warmup_s:.0f} |")
+              f"{s.peak_rss_gib:.2f} ({s.rss_growth_gib:+.2f}) | {cuda} | {mfu} | {s.warmup_s:.0f} | {s.load_1min:.2f} |")
 
 
 def main(argv=None) -> int:
@@ -319,6 +336,8 @@ def main(argv=None) -> int:
 
     machine = machine_description()
     print(json.dumps(machine))
+    print(f"CPU: {machine['cpu']}, {machine['cores']} cores; load average {machine['load_average'][0]:.2f} "
+          f"{machine['load_average'][1]:.2f} {machine['load_average'][2]:.2f}", flush=True)
     frame = load_qa_data(args.csv).frame
     print(f"data: {args.csv}: {len(frame)} question/answer pairs", flush=True)
     peak_flops = _peak_flops(args.peak_tflops)
@@ -339,8 +358,11 @@ def main(argv=None) -> int:
                       flush=True)
     print()
     print_table(segments)
+    verdict = noisy(machine["load_average"][0], segments)
+    print(f"NOISY RUN: {verdict}; ratios side by side may still hold, absolute figures do not" if verdict
+          else "quiet run: no other load seen")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "args": vars(args),
+        Path(args.json).write_text(json.dumps({"machine": machine, "args": vars(args), "noisy": verdict,
                                                "segments": [asdict(s) for s in segments]}, indent=2))
     return 0
 

@@ -96,6 +96,8 @@ class AnswerEvaluation:
     copy_rate: float  # share of eval answers that nearly copy a training answer
     verdict: dict  # metrics.memorisation_verdict: {"verdict", "text"}
     samples: list[dict] = field(default_factory=list)  # eval {"question", "reference", "generated"}
+    asked: int = 0  # eval questions there were to answer; fewer were answered when the time budget ran out
+    seconds: float = 0.0
 
     def metrics(self) -> dict:
         """The keys this adds to metrics.json."""
@@ -104,6 +106,8 @@ class AnswerEvaluation:
             "answer_f1": self.eval_scores["f1"],
             "answer_rouge_l": self.eval_scores["rouge_l"],
             "answer_samples": self.eval_scores["count"],
+            "answer_samples_asked": self.asked,
+            "answer_scoring_s": self.seconds,
             "train_answer_f1": self.train_scores["f1"],
             "memorisation": {
                 "verdict": self.verdict["verdict"],
@@ -118,21 +122,39 @@ class AnswerEvaluation:
         return asdict(self)
 
 
-def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, seed: int = 0) -> AnswerEvaluation:
+def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, seed: int = 0,
+                      time_budget_s: float = 0.0) -> AnswerEvaluation:
     """Score greedy answers on up to `samples` eval questions and as many training questions.
 
     Train score far above eval score, with eval answers that copy training answers, is memorisation;
     both close and well above zero is learning (see `metrics.memorisation_verdict`).
+    With `time_budget_s` > 0, no new batch starts once the budget is spent: eval and training
+    questions go in pairs of half-batches, so whatever was answered is still a fair comparison.
     """
+    import time
+
     from gpt2tune.evaluation.metrics import answer_metrics, copy_rate, memorisation_verdict
 
     if samples < 1 or len(eval_frame) == 0 or len(train_frame) == 0:
         raise ValueError("answer evaluation needs at least one eval and one training question")
+    started = time.monotonic()
     eval_part = eval_frame.head(samples)  # split_frame already shuffled the eval rows
     train_part = train_frame.sample(n=min(len(eval_part), len(train_frame)), random_state=seed)
+    asked = len(eval_part)
+    settings = greedy_settings(answer_budget(tokenizer, list(eval_part["answer"]) + list(train_part["answer"])))
+    half = max(1, GENERATION_BATCH // 2)
+    eval_answers, train_answers = [], []
+    for start in range(0, asked, half):
+        if time_budget_s and eval_answers and time.monotonic() - started > time_budget_s:
+            break  # the first batch always runs: some score beats none
+        eval_q = list(eval_part["question"].iloc[start:start + half])
+        train_q = list(train_part["question"].iloc[start:start + half])
+        answers = answer_many(model, tokenizer, eval_q + train_q, settings, batch_size=len(eval_q) + len(train_q))
+        eval_answers += answers[:len(eval_q)]
+        train_answers += answers[len(eval_q):]
+    eval_part, train_part = eval_part.head(len(eval_answers)), train_part.head(len(train_answers))
     references = list(eval_part["answer"]) + list(train_part["answer"])
-    settings = greedy_settings(answer_budget(tokenizer, references))
-    generated = answer_many(model, tokenizer, list(eval_part["question"]) + list(train_part["question"]), settings)
+    generated = eval_answers + train_answers
     n_eval = len(eval_part)
     eval_scores = answer_metrics(generated[:n_eval], references[:n_eval])
     train_scores = answer_metrics(generated[n_eval:], references[n_eval:])
@@ -142,7 +164,8 @@ def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, s
         for q, r, g in zip(eval_part["question"], eval_part["answer"], generated[:n_eval])
     ][:SAMPLES_KEPT]
     verdict = memorisation_verdict(train_scores, eval_scores, copies)
-    return AnswerEvaluation(eval_scores, train_scores, copies, verdict, kept)
+    return AnswerEvaluation(eval_scores, train_scores, copies, verdict, kept, asked=asked,
+                            seconds=time.monotonic() - started)
 
 
 def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, answers_only: bool = True) -> dict:

@@ -44,6 +44,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     from gpt2tune.data.tokcache import default_cache_dir
 
     config.validate()
+    clock = results.RunClock()  # where the wall time goes, for metrics.json
     output_dir = Path(config.output_dir)
     stop_event = stop_event or threading.Event()
     status = lambda message: on_event(events.Status(message))  # noqa: E731
@@ -51,8 +52,8 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
 
     data = load_qa_data(config.csv, config.question_column, config.answer_column)
     status(data.report.summary())
-    devices = inspect_devices(config.device, config.precision)
-    status(f"device: {devices.device} ({devices.precision})")
+    devices = inspect_devices(config.device, config.precision, config.torch_compile)
+    status(devices.choices())
 
     base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
     if warning:
@@ -80,18 +81,23 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
         check_and_fix_vocabulary(fresh, tokenizer)
         return fresh
 
+    clock.mark("preparation")
     # Out of memory becomes a retry with half the batch (same effective batch) or one clear line.
     trainer, stopper, train_output, config = train_with_oom_retry(
         config, model, build_trainer, resume_from, reload_model, on_event, devices
     )
 
+    clock.mark("training", trainer.state.log_history)  # periodic evals move to "evaluation"
     metrics = results.collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
+    clock.mark("evaluation")
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.dataset_fingerprint(config.csv, len(data.frame))
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
         samples = results.score_answers(config, trainer.model, tokenizer, train_frame, eval_frame, metrics, status)
+    clock.mark("answer_scoring")
+    metrics["time_s"] = clock.split()
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
         results.save_outputs(trainer, tokenizer, config, metrics, history, output_dir, samples)
@@ -130,7 +136,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         bf16=devices.precision == "bf16",
         fp16=devices.precision == "fp16",
         use_cpu=devices.device == "cpu",
-        torch_compile=config.torch_compile,
+        torch_compile=devices.compile,
         tf32=_tf32(devices),
         optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and GPU)
         ddp_find_unused_parameters=False,  # every GPT-2 weight gets a gradient: skip DDP's extra graph walk
@@ -160,7 +166,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         eval_dataset=eval_set,
         # Compiled, every batch gets the same width (packed rows are nearly full anyway): one graph.
         data_collator=PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask,
-                                     pad_to_multiple_of=config.max_length if config.torch_compile else 8),
+                                     pad_to_multiple_of=config.max_length if devices.compile else 8),
         processing_class=tokenizer,
         callbacks=callbacks,
     )

@@ -30,7 +30,8 @@ SECTIONS = {
     "Optimisation": ("gradient_accumulation_steps", "warmup_ratio", "weight_decay", "lr_scheduler", "dropout",
                      "max_grad_norm"),
     "What the model learns": ("train_on_answers_only", "pack"),
-    "Checkpoints and evaluation": ("save_steps", "save_total_limit", "eval_answer_samples", "torch_compile"),
+    "Checkpoints and evaluation": ("save_steps", "save_total_limit", "eval_answer_samples", "answer_scoring_seconds",
+                                   "torch_compile"),
 }
 REDRAW_EVERY_S = 0.5  # a fast run logs many times a second; the page needs two frames a second at most
 LOG_LINES = 200
