@@ -126,3 +126,21 @@ def _pick_compile(report: DeviceReport, requested: str | bool) -> tuple[bool, st
     if report.device == "mps":
         return False, "Apple MPS: inductor's Metal backend is experimental"
     return False, "CPU: the compile warm-up costs more than it saves on a run of a few hundred steps"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere): avx512f, avx512_bf16, amx_tile..."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 arithmetic in hardware (AVX512-BF16 dot products or AMX tiles), so bf16 weights are not
+    converted back to fp32 in software on every read."""
+    return _cpu_has_amx() or "avx512_bf16" in cpu_flags()
