@@ -121,8 +121,20 @@ def normalise(values):
     )
 
 
+COUNT_CHUNK_ROWS = 10_000  # token ids are counted and dropped per chunk: memory stays flat on big files
+
+
 def _token_counts(tokenizer, texts: list[str]) -> list[int]:
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer: no BatchEncoding built
+    encode = getattr(backend, "encode_batch_fast", None) if backend is not None else None
+    counts = []
+    for start in range(0, len(texts), COUNT_CHUNK_ROWS):
+        chunk = texts[start:start + COUNT_CHUNK_ROWS]
+        if encode is not None:
+            counts += [len(encoding) for encoding in encode(chunk, add_special_tokens=False)]
+        else:
+            counts += [len(ids) for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]]
+    return counts
 
 
 def _quote(text: str, limit: int = 80) -> str:

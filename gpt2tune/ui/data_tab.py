@@ -112,20 +112,26 @@ def preview_data(file, question_column=None, answer_column=None, eval_fraction=0
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.report import dataset_report
 
+    from gpt2tune.memory import release_freed_memory
+
     data = load_qa_data(data_path(file), question_column or None, answer_column or None)
     report = dataset_report(data.frame, _tokenizer(), int(max_length), float(eval_fraction), int(seed))
     lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}
     has_rejected = len(data.rejected) > 0
-    return (
+    outputs = (
         _stats_html(data.report, report),
         _summary_markdown(data.report, report),
         length_histogram(lengths, "whole example", max_length),
-        data.frame.head(PREVIEW_ROWS),
-        data.rejected.head(500),
+        # copies: a head() may be a view that keeps the whole table alive with the page's outputs
+        data.frame.head(PREVIEW_ROWS).copy(),
+        data.rejected.head(500).copy(),
         gr.Accordion(label=f"Rejected rows ({len(data.rejected):,})", open=False),
         gr.DownloadButton(value=_write_rejected(data) if has_rejected else None, visible=has_rejected),
         lengths,
     )
+    del data, report  # the page keeps only what it shows; the table and the report's work go back to the OS
+    release_freed_memory()
+    return outputs
 
 
 def clear_preview():
