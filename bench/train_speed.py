@@ -38,6 +38,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 MODEL_CONFIGS = {  # GPT2Config overrides; "124m" is GPT-2 small as released
     "small": dict(n_layer=4, n_embd=256, n_head=4),
     "124m": dict(),
+    "tiny": dict(n_layer=2, n_embd=64, n_head=2),  # dry runs: exercises the code paths in seconds
 }
 TUTORIAL_MAX_LENGTH, TUTORIAL_BATCH = 128, 8
 # Dense bf16 peak of common GPUs, FLOP/s (MFU denominators); --peak-tflops overrides.
@@ -198,8 +199,9 @@ def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.pad_token = tokenizer.eos_token
     texts = [format_prompt(q) + format_answer(a) + tokenizer.eos_token for q, a in zip(frame["question"], frame["answer"])]
+    max_length = getattr(args, "tutorial_max_length", TUTORIAL_MAX_LENGTH)
     dataset = Dataset.from_dict({"text": texts}).map(
-        lambda batch: tokenizer(batch["text"], truncation=True, padding="max_length", max_length=TUTORIAL_MAX_LENGTH),
+        lambda batch: tokenizer(batch["text"], truncation=True, padding="max_length", max_length=max_length),
         batched=True, remove_columns=["text"],
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -215,11 +217,11 @@ def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) 
         trainer.remove_callback(PrinterCallback)  # keep the benchmark's output readable
         trainer.train()
     warmup_s = clock.marks[args.warmup][0] - t0
-    return _summarise("tutorial (fp32, padded 8x128)", config_name, clock, args.warmup,
-                      TUTORIAL_BATCH * TUTORIAL_MAX_LENGTH, start_rss, warmup_s, params, "fp32", peak_flops)
+    return _summarise(f"tutorial (fp32, padded {TUTORIAL_BATCH}x{max_length})", config_name, clock, args.warmup,
+                      TUTORIAL_BATCH * max_length, start_rss, warmup_s, params, "fp32", peak_flops)
 
 
-def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flops, compile_: bool) -> Segment:
+def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flops, compile_: bool | str) -> Segment:
     """`gpt2tune.training.train.train`, unchanged, with a step clock added to the Trainer it builds."""
     import gpt2tune.training.train as training
     from gpt2tune.config import TuneConfig
@@ -238,7 +240,8 @@ def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flop
         config = TuneConfig(
             csv=csv, base_model=str(model_dir), output_dir=str(Path(out) / "run"), eval_fraction=0.0,
             max_steps=args.warmup + args.steps, batch_size=args.batch_size, max_length=args.max_length,
-            save_steps=0, logging_steps=1, torch_compile="on" if compile_ else "off", precision=args.precision,
+            save_steps=0, logging_steps=1, precision=args.precision,
+            torch_compile=compile_ if isinstance(compile_, str) else "on" if compile_ else "off",
             **_quiet_extras(TuneConfig),
         )
         training._build_trainer = build_with_clock
@@ -247,8 +250,9 @@ def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flop
         finally:
             training._build_trainer = build
     warmup_s = clock.marks[args.warmup][0] - t0
+    compiled = result.metrics.get("torch_compile", compile_ in (True, "on"))
     name = f"gpt2tune ({result.metrics['precision']}, packed {args.batch_size}x{args.max_length}" + (
-        ", compiled)" if compile_ else ")")
+        ", compiled)" if compiled else ")")
     return _summarise(name, config_name, clock, args.warmup, args.batch_size * args.max_length, start_rss,
                       warmup_s, params, result.metrics["precision"], peak_flops)
 

@@ -19,6 +19,7 @@ def collect_metrics(trainer, train_output, eval_set, prep, base_model, devices) 
         "base_model": base_model,
         "device": devices.device,
         "precision": devices.precision,
+        "torch_compile": devices.compile,
         "global_step": trainer.state.global_step,
         "epoch": trainer.state.epoch,
         "train_runtime": train_output.metrics.get("train_runtime"),
