@@ -407,7 +407,7 @@ def _arrow_frame(path: Path, delimiter: str, n_fields: int, crlf: bool) -> pd.Da
         return None  # ragged rows, bad quoting, invalid UTF-8: the general path explains them
     columns = {}
     for name in names:
-        column = table.column(name).combine_chunks()
+        column = table.column(name)  # kept in its blocks: joining them would copy the whole column
         if crlf:  # one line-end convention inside cells too, as the general path has
             column = pc.replace_substring(pc.replace_substring(column, "\r\n", "\n"), "\r", "\n")
         columns[name] = column

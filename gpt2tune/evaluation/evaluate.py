@@ -175,9 +175,9 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     averages batch means, which differs slightly when batches hold different token counts).
     """
     import torch
-    import torch.nn.functional as F
 
-    from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, rows_for
+    from gpt2tune.data.prep import PackedCollator, rows_for
+    from gpt2tune.training.loss import chunked_cross_entropy_sum, shifted_targets
 
     examples, rows, _ = rows_for(frame, tokenizer, max_length, answers_only, pack=True)
     rows = rows.to_dict() if rows is not None else {"input_ids": []}
@@ -192,12 +192,11 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
                 batch = collate([{k: rows[k][i] for k in rows}
                                  for i in range(start, min(start + batch_size, len(rows["input_ids"])))])
                 batch.pop("num_real_tokens")
-                labels = batch.pop("labels").to(model.device)
-                logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
-                # Token t is predicted from position t-1.
-                total += F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                         ignore_index=IGNORE_INDEX, reduction="sum").item()
-                count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+                # Token t is predicted from position t-1; the LM head runs on labelled positions only.
+                keep, targets = shifted_targets(batch.pop("labels").to(model.device))
+                logits = model(**{k: v.to(model.device) for k, v in batch.items()}, logits_to_keep=keep).logits
+                total += chunked_cross_entropy_sum(logits, targets).item()
+                count += targets.numel()
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
