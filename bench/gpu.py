@@ -4,8 +4,9 @@
     python bench/gpu.py --dry-run       # anywhere: a 2-layer model, 2 steps, no RESULTS.md change
 
 Segments (one JSON line each, as it finishes):
-  train  pubmedqa: tutorial (fp32, 8 x 128 padded), gpt2tune defaults, gpt2tune eager and compiled
-  train  gsm8k at max length 512: the same four (tutorial padded to 512)
+  train  pubmedqa: tutorial (fp32, 8 x 128 padded), gpt2tune defaults, and gpt2tune with the other
+         torch.compile choice (eager where the defaults compile, as on CUDA; compiled elsewhere)
+  train  gsm8k at max length 512: the same three (tutorial padded to 512)
   decode GPT-2 124M greedy: the default dynamic cache, and on CUDA the static cache that transformers
          compiles (gpt2tune.generation_weights.use_static_cache)
 Training figures: real (non-padding) tokens/s, MFU against the GPU's dense bf16 peak
@@ -158,7 +159,11 @@ def main(argv=None) -> int:
         print(json.dumps({"kind": "error", "error": "no CUDA device: run with --dry-run to exercise the code paths"}))
         return 2
     peak_flops = _peak_flops(None)
-    recipes = ("tutorial", "gpt2tune defaults", "gpt2tune eager", "gpt2tune compiled")
+    from gpt2tune.device import inspect_devices
+
+    # The defaults compile where `auto` says so (CUDA): then the eager run is the other one, else the compiled.
+    other = "gpt2tune eager" if inspect_devices().compile else "gpt2tune compiled"
+    recipes = ("tutorial", "gpt2tune defaults", other)
     lines = []
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
