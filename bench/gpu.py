@@ -123,7 +123,7 @@ def append_results(lines: list[dict], machine: dict, command: str) -> None:
             ratio = f"{line['real_tok_s'] / base:.1f}×" if base else "–"
             mfu = f"{100 * line['mfu']:.1f} %" if line["mfu"] is not None else "–"
             mem = f"{line['peak_mem_gib']:.1f}" if line["peak_mem_gib"] is not None else "–"
-            rows.append(f"| {line['dataset']} | {line['label']} | {line['real_tok_s']:,.0f} tok/s | {ratio} | {mfu} "
+            rows.append(f"| {line['dataset']} | {line['recipe']}: {line['label']} | {line['real_tok_s']:,.0f} tok/s | {ratio} | {mfu} "
                         f"| {mem} | {line['warmup_s']:.0f} s warm-up |")
         else:
             mem = f"{line['peak_mem_gib']:.1f}" if line["peak_mem_gib"] is not None else "–"
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
                 try:
                     line = (run_training(workload, recipe, sizes, model_dir, params, peak_flops, work)
                             if kind == "train" else run_decoding(recipe, sizes, model_dir))
-                except Exception as error:  # one failed segment must not hide the others' figures
+                except Exception as error:  # noqa: BLE001  (one failed segment must not hide the others' figures)
                     line = {**base, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
             line["elapsed_s"] = round(time.perf_counter() - started, 1)
             lines.append(line)

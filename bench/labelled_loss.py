@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             positions = sum(b["labels"].numel() for b in batches)
             model = AutoModelForCausalLM.from_pretrained(folder, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-            variants = {"full": lambda b: model(**b).loss, "labelled": lambda b: labelled_loss(model, b)}
+            variants = {"full": lambda b, m=model: m(**b).loss, "labelled": lambda b, m=model: labelled_loss(m, b)}
             times = {name: [] for name in variants}
             for step, batch in enumerate(batches):
                 for name, loss_of in variants.items():
