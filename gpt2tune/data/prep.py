@@ -136,10 +136,14 @@ def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only
 
 def tokenize_examples(questions, answers, tokenizer, max_length: int, answers_only: bool) -> Examples:
     """Prompt + answer + EOS for every pair, truncated to max_length, tokenized in large batches."""
-    questions, answers = list(questions), list(answers)
+    # Python strings one chunk at a time: Arrow-backed columns (large files) would otherwise become
+    # a million Python strings at once
+    def chunk(values, i):
+        part = values.iloc[i:i + TOKENIZE_CHUNK_ROWS] if hasattr(values, "iloc") else values[i:i + TOKENIZE_CHUNK_ROWS]
+        return list(part)
+
     parts = [
-        _tokenize_chunk(questions[i:i + TOKENIZE_CHUNK_ROWS], answers[i:i + TOKENIZE_CHUNK_ROWS],
-                        tokenizer, max_length, answers_only)
+        _tokenize_chunk(chunk(questions, i), chunk(answers, i), tokenizer, max_length, answers_only)
         for i in range(0, max(len(questions), 1), TOKENIZE_CHUNK_ROWS)
     ]
     return Examples.concat(parts)

@@ -111,7 +111,6 @@ def inspect_columns(file):
 def preview_data(file, question_column=None, answer_column=None, eval_fraction=0.1, seed=42, max_length=256):
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.report import dataset_report
-
     from gpt2tune.memory import release_freed_memory
 
     data = load_qa_data(data_path(file), question_column or None, answer_column or None)
