@@ -82,8 +82,8 @@ def run_training(workload, recipe, sizes, model_dir, params, peak_flops, work) -
     if recipe == "tutorial":
         segment = run_tutorial(model_dir, load_qa_data(csv).frame, sizes["config"], args, params, peak_flops)
     else:
-        segment = run_gpt2tune(model_dir, csv, sizes["config"], args, params, peak_flops,
-                               {"gpt2tune defaults": "auto", "gpt2tune eager": "off", "gpt2tune compiled": "on"}[recipe])
+        compile_choice = {"gpt2tune defaults": "auto", "gpt2tune eager": "off", "gpt2tune compiled": "on"}[recipe]
+        segment = run_gpt2tune(model_dir, csv, sizes["config"], args, params, peak_flops, compile_choice)
     values = asdict(segment)
     return {"kind": "train", "dataset": workload["dataset"], "recipe": recipe, "label": segment.name,
             "real_tok_s": values["real_tokens_per_s"], "mfu": values["mfu"], "peak_mem_gib": values["cuda_peak_gib"],
@@ -116,15 +116,15 @@ def append_results(lines: list[dict], machine: dict, command: str) -> None:
     rows = []
     for line in lines:
         if "error" in line or "skipped" in line:
-            rows.append(f"| {line.get('dataset', 'decode')} | {line['recipe']} | {line.get('error') or line['skipped']} "
-                        "| | | | |")
+            why = line.get("error") or line["skipped"]
+            rows.append(f"| {line.get('dataset', 'decode')} | {line['recipe']} | {why} | | | | |")
         elif line["kind"] == "train":
             base = tutorial.get(line["dataset"])
             ratio = f"{line['real_tok_s'] / base:.1f}×" if base else "–"
             mfu = f"{100 * line['mfu']:.1f} %" if line["mfu"] is not None else "–"
             mem = f"{line['peak_mem_gib']:.1f}" if line["peak_mem_gib"] is not None else "–"
-            rows.append(f"| {line['dataset']} | {line['recipe']}: {line['label']} | {line['real_tok_s']:,.0f} tok/s | {ratio} | {mfu} "
-                        f"| {mem} | {line['warmup_s']:.0f} s warm-up |")
+            rows.append(f"| {line['dataset']} | {line['recipe']}: {line['label']} | {line['real_tok_s']:,.0f} tok/s "
+                        f"| {ratio} | {mfu} | {mem} | {line['warmup_s']:.0f} s warm-up |")
         else:
             mem = f"{line['peak_mem_gib']:.1f}" if line["peak_mem_gib"] is not None else "–"
             rows.append(f"| decode | {line['recipe']} | {line['ms_per_token']:.1f} ms/token | – | – | {mem} "

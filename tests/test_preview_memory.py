@@ -29,8 +29,9 @@ def _write_large_csv(path, target_bytes: int) -> int:
         handle.write("question,answer\n")
         while written < target_bytes:
             n = 20_000
-            q = [f"What happens to {' '.join(w)} at {i}?" for w, i in zip(rng.choice(WORDS, (n, 8)), range(rows, rows + n))]
-            a = [" ".join(w) + f" ({i})." for w, i in zip(rng.choice(WORDS, (n, 40)), range(rows, rows + n))]
+            numbers = range(rows, rows + n)
+            q = [f"What happens to {' '.join(w)} at {i}?" for w, i in zip(rng.choice(WORDS, (n, 8)), numbers)]
+            a = [" ".join(w) + f" ({i})." for w, i in zip(rng.choice(WORDS, (n, 40)), numbers)]
             chunk = pd.DataFrame({"question": q, "answer": a}).to_csv(index=False, header=False)
             handle.write(chunk)
             written += len(chunk)

@@ -30,7 +30,8 @@ def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return keep, shifted[keep]
 
 
-def chunked_cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor, chunk_rows: int = CHUNK_ROWS) -> torch.Tensor:
+def chunked_cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor,
+                              chunk_rows: int = CHUNK_ROWS) -> torch.Tensor:
     """Sum of the cross-entropies of (positions, vocab) logits, in float32 like the model's loss.
     Past one chunk, each chunk's float32 log-softmax is recomputed in the backward pass instead of
     kept, so memory grows with the logits alone, not with their float32 copies."""
