@@ -38,6 +38,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 MODEL_CONFIGS = {  # GPT2Config overrides; "124m" is GPT-2 small as released
     "small": dict(n_layer=4, n_embd=256, n_head=4),
     "124m": dict(),
+    "tiny": dict(n_layer=2, n_embd=64, n_head=2),  # dry runs: exercises the code paths in seconds
 }
 TUTORIAL_MAX_LENGTH, TUTORIAL_BATCH = 128, 8
 # Dense bf16 peak of common GPUs, FLOP/s (MFU denominators); --peak-tflops overrides.
@@ -61,6 +62,7 @@ class Segment:
     mfu: float | None
     precision: str
     final_loss: float | None
+    load_1min: float = 0.0  # the machine's 1-minute load average when the segment ended
 
 
 # --- measurement helpers --------------------------------------------------------------------------
@@ -142,7 +144,23 @@ def _summarise(name, config_name, clock, warmup, slots, start_rss, warmup_s, par
         slots_per_step=slots, warmup_s=warmup_s, peak_rss_gib=_rss_gib("VmHWM"),
         rss_growth_gib=_rss_gib("VmHWM") - start_rss, cuda_peak_gib=cuda_peak, mfu=mfu,
         precision=precision, final_loss=clock.losses[-1] if clock.losses else None,
+        load_1min=os.getloadavg()[0],
     )
+
+
+def noisy(load_before: float, segments: list[Segment]) -> str | None:
+    """Why a run's figures are not to be trusted, or None. Another process on the same cores shows as
+    load before we start (over half a core) or as load above our own threads while we run; on a
+    shared 2-core machine that made a 1.7x speed-up read 0.87x."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if load_before > 0.5:
+        return f"load average {load_before:.2f} before the run started: another process shares these cores"
+    busiest = max((s.load_1min for s in segments), default=0.0)
+    if busiest > threads + 1:
+        return f"load average reached {busiest:.2f} with {threads} torch threads of ours: another process was busy"
+    return None
 
 
 # --- the two recipes ------------------------------------------------------------------------------
@@ -181,8 +199,9 @@ def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.pad_token = tokenizer.eos_token
     texts = [format_prompt(q) + format_answer(a) + tokenizer.eos_token for q, a in zip(frame["question"], frame["answer"])]
+    max_length = getattr(args, "tutorial_max_length", TUTORIAL_MAX_LENGTH)
     dataset = Dataset.from_dict({"text": texts}).map(
-        lambda batch: tokenizer(batch["text"], truncation=True, padding="max_length", max_length=TUTORIAL_MAX_LENGTH),
+        lambda batch: tokenizer(batch["text"], truncation=True, padding="max_length", max_length=max_length),
         batched=True, remove_columns=["text"],
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -198,11 +217,11 @@ def run_tutorial(model_dir: Path, frame, config_name, args, params, peak_flops) 
         trainer.remove_callback(PrinterCallback)  # keep the benchmark's output readable
         trainer.train()
     warmup_s = clock.marks[args.warmup][0] - t0
-    return _summarise("tutorial (fp32, padded 8x128)", config_name, clock, args.warmup,
-                      TUTORIAL_BATCH * TUTORIAL_MAX_LENGTH, start_rss, warmup_s, params, "fp32", peak_flops)
+    return _summarise(f"tutorial (fp32, padded {TUTORIAL_BATCH}x{max_length})", config_name, clock, args.warmup,
+                      TUTORIAL_BATCH * max_length, start_rss, warmup_s, params, "fp32", peak_flops)
 
 
-def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flops, compile_: bool) -> Segment:
+def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flops, compile_: bool | str) -> Segment:
     """`gpt2tune.training.train.train`, unchanged, with a step clock added to the Trainer it builds."""
     import gpt2tune.training.train as training
     from gpt2tune.config import TuneConfig
@@ -221,7 +240,8 @@ def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flop
         config = TuneConfig(
             csv=csv, base_model=str(model_dir), output_dir=str(Path(out) / "run"), eval_fraction=0.0,
             max_steps=args.warmup + args.steps, batch_size=args.batch_size, max_length=args.max_length,
-            save_steps=0, logging_steps=1, torch_compile=compile_, precision=args.precision,
+            save_steps=0, logging_steps=1, precision=args.precision,
+            torch_compile=compile_ if isinstance(compile_, str) else "on" if compile_ else "off",
             **_quiet_extras(TuneConfig),
         )
         training._build_trainer = build_with_clock
@@ -230,8 +250,9 @@ def run_gpt2tune(model_dir: Path, csv: str, config_name, args, params, peak_flop
         finally:
             training._build_trainer = build
     warmup_s = clock.marks[args.warmup][0] - t0
+    compiled = result.metrics.get("torch_compile", compile_ in (True, "on"))
     name = f"gpt2tune ({result.metrics['precision']}, packed {args.batch_size}x{args.max_length}" + (
-        ", compiled)" if compile_ else ")")
+        ", compiled)" if compiled else ")")
     return _summarise(name, config_name, clock, args.warmup, args.batch_size * args.max_length, start_rss,
                       warmup_s, params, result.metrics["precision"], peak_flops)
 
@@ -283,7 +304,7 @@ def _peak_flops(override_tflops: float | None) -> float | None:
 
 def print_table(segments: list[Segment]) -> None:
     header = ("| model | recipe | real tok/s | median step tok/s | × tutorial | real tok/step | slots/step "
-              "| peak RSS GiB (growth) | CUDA peak GiB | MFU | warm-up s |")
+              "| peak RSS GiB (growth) | CUDA peak GiB | MFU | warm-up s | load |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     base = {}
@@ -295,7 +316,7 @@ def print_table(segments: list[Segment]) -> None:
         mfu = f"{100 * s.mfu:.1f} %" if s.mfu is not None else "–"
         print(f"| {s.config} | {s.name} | {s.real_tokens_per_s:,.0f} | {s.median_step_tokens_per_s:,.0f} | "
               f"{ratio:.2f}× | {s.real_tokens_per_step:,.0f} | {s.slots_per_step} | "
-              f"{s.peak_rss_gib:.2f} ({s.rss_growth_gib:+.2f}) | {cuda} | {mfu} | {s.warmup_s:.0f} |")
+              f"{s.peak_rss_gib:.2f} ({s.rss_growth_gib:+.2f}) | {cuda} | {mfu} | {s.warmup_s:.0f} | {s.load_1min:.2f} |")
 
 
 def main(argv=None) -> int:
@@ -319,6 +340,8 @@ def main(argv=None) -> int:
 
     machine = machine_description()
     print(json.dumps(machine))
+    print(f"CPU: {machine['cpu']}, {machine['cores']} cores; load average {machine['load_average'][0]:.2f} "
+          f"{machine['load_average'][1]:.2f} {machine['load_average'][2]:.2f}", flush=True)
     frame = load_qa_data(args.csv).frame
     print(f"data: {args.csv}: {len(frame)} question/answer pairs", flush=True)
     peak_flops = _peak_flops(args.peak_tflops)
@@ -339,8 +362,11 @@ def main(argv=None) -> int:
                       flush=True)
     print()
     print_table(segments)
+    verdict = noisy(machine["load_average"][0], segments)
+    print(f"NOISY RUN: {verdict}; ratios side by side may still hold, absolute figures do not" if verdict
+          else "quiet run: no other load seen")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "args": vars(args),
+        Path(args.json).write_text(json.dumps({"machine": machine, "args": vars(args), "noisy": verdict,
                                                "segments": [asdict(s) for s in segments]}, indent=2))
     return 0
 

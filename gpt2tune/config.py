@@ -87,7 +87,10 @@ class TuneConfig:
     # --- hardware ---------------------------------------------------------------------------
     device: str = _opt("auto", "Device to train on.", choices=("auto", "cuda", "mps", "cpu"))
     precision: str = _opt("auto", "Numeric precision.", choices=("auto", "bf16", "fp16", "fp32"))
-    torch_compile: bool = _opt(False, "Compile the model with torch.compile (pays off on long GPU runs).")
+    torch_compile: str = _opt(
+        "auto", "Compile the model with torch.compile (auto: on for CUDA, off on CPU and MPS; see device.py).",
+        choices=("auto", "on", "off"),
+    )
     # --- monitoring and safety --------------------------------------------------------------
     logging_steps: int = _opt(5, "Log the training loss every N steps.")
     eval_steps: int = _opt(50, "Evaluate every N steps (0 = only at the end).")
@@ -107,6 +110,11 @@ class TuneConfig:
     eval_answer_samples: int = _opt(
         64, "Eval (and as many training) questions answered after training for exact match, F1 and "
         "ROUGE-L and the memorisation check (0 = off; generating answers is the slow part)."
+    )
+
+    answer_scoring_seconds: float = _opt(
+        60.0, "Time budget for answering those questions after training; scoring stops starting new batches "
+        "when it runs out and scores what was answered (0 = no limit)."
     )
 
     def validate(self) -> None:
@@ -134,9 +142,13 @@ class TuneConfig:
             (self.save_steps >= 0, f"save_steps must be 0 or more (got {self.save_steps})"),
             (self.max_grad_norm > 0, f"max_grad_norm must be greater than 0 (got {self.max_grad_norm})"),
             (self.weight_decay >= 0, f"weight_decay must be 0 or more (got {self.weight_decay})"),
+            (0 <= self.answer_scoring_seconds < float("inf"),
+             f"answer_scoring_seconds must be 0 (no limit) or more (got {self.answer_scoring_seconds})"),
             (not self.early_stopping_patience or (self.eval_fraction > 0 and self.eval_steps > 0),
              "early stopping needs an eval split and periodic evals: set eval_fraction > 0 and eval_steps > 0"),
         ]
+        checks.append((self.torch_compile in ("auto", "on", "off", True, False),  # bools: configs saved before "auto"
+                       "torch_compile must be one of auto, on, off"))
         for name in ("device", "precision", "lr_scheduler", "overlong", "answer_lists"):
             choices = _field_metadata(TuneConfig, name)["choices"]
             checks.append((getattr(self, name) in choices, f"{name} must be one of {', '.join(choices)}"))

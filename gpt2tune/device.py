@@ -16,6 +16,8 @@ class DeviceReport:
     device: str = "cpu"  # the pick
     precision: str = "fp32"  # the pick
     reason: str = ""
+    compile: bool = False  # the pick for torch.compile
+    compile_reason: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -31,10 +33,17 @@ class DeviceReport:
         lines.append(f"Apple MPS: {'available' if self.mps_available else 'not available'}")
         lines.append(f"CPU: {self.cpu_count} cores, torch uses {self.cpu_threads} threads")
         lines.append(f"Chosen: {self.device} with {self.precision} ({self.reason})")
+        lines.append(f"torch.compile: {'on' if self.compile else 'off'} ({self.compile_reason})")
         return "\n".join(lines)
 
+    def choices(self) -> str:
+        """One line for a run's log: what was picked for this machine, and why."""
+        return (f"device: {self.device}, {self.precision} ({self.reason}); "
+                f"torch.compile {'on' if self.compile else 'off'} ({self.compile_reason})")
 
-def inspect_devices(requested_device: str = "auto", requested_precision: str = "auto") -> DeviceReport:
+
+def inspect_devices(requested_device: str = "auto", requested_precision: str = "auto",
+                    requested_compile: str | bool = "auto") -> DeviceReport:
     import torch
 
     report = DeviceReport(
@@ -55,6 +64,7 @@ def inspect_devices(requested_device: str = "auto", requested_precision: str = "
         )
     report.device = _pick_device(report, requested_device)
     report.precision, report.reason = _pick_precision(report, requested_precision)
+    report.compile, report.compile_reason = _pick_compile(report, requested_compile)
     return report
 
 
@@ -94,3 +104,43 @@ def _cpu_has_amx() -> bool:
         return bool(probe and probe())
     except RuntimeError:
         return False
+
+
+def _pick_compile(report: DeviceReport, requested: str | bool) -> tuple[bool, str]:
+    """torch.compile per device class. `requested` is auto/on/off (True/False from older configs).
+
+    The rule, from measurements in bench/RESULTS.md (warm-up included, since a run pays for it):
+    - CUDA: on. Fused kernels are where the GPU recipe's speed comes from; the ~1 min warm-up is
+      repaid within the first few hundred steps.
+    - CPU: off. Compiled steps are 7-20 % faster once warm, but the warm-up (20-40 s for GPT-2 124M
+      on 2 cores, longer under load) costs more than a typical CPU fine-tune of a few hundred steps
+      saves, and the LM-head selection (a data-dependent shape) splits the graph.
+    - MPS: off (inductor's Metal backend is still experimental).
+    """
+    if requested in (True, "on"):
+        return True, "as requested"
+    if requested in (False, "off"):
+        return False, "as requested"
+    if report.device == "cuda":
+        return True, "GPU: fused kernels; the ~1 min compile warm-up pays back within a few hundred steps"
+    if report.device == "mps":
+        return False, "Apple MPS: inductor's Metal backend is experimental"
+    return False, "CPU: the compile warm-up costs more than it saves on a run of a few hundred steps"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere): avx512f, avx512_bf16, amx_tile..."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 arithmetic in hardware (AVX512-BF16 dot products or AMX tiles), so bf16 weights are not
+    converted back to fp32 in software on every read."""
+    return _cpu_has_amx() or "avx512_bf16" in cpu_flags()

@@ -186,11 +186,16 @@ def tokenize_examples(questions, answers, tokenizer, max_length: int, answers_on
                       encoded: Encoded | None = None) -> Examples:
     """Prompt + answer + EOS for every pair, truncated to max_length, tokenized in large batches
     (or built from `encoded`, the same pairs already tokenized by `encode_pairs`)."""
-    questions, answers = list(questions), list(answers)
+    # Python strings one chunk at a time: Arrow-backed columns (large files) would otherwise become
+    # a million Python strings at once
+    def chunk(values, i):
+        part = values.iloc[i:i + TOKENIZE_CHUNK_ROWS] if hasattr(values, "iloc") else values[i:i + TOKENIZE_CHUNK_ROWS]
+        return list(part)
+
     parts = []
     for i in range(0, max(len(questions), 1), TOKENIZE_CHUNK_ROWS):
         span = range(i, min(i + TOKENIZE_CHUNK_ROWS, len(questions)))
-        parts.append(_tokenize_chunk(questions[i:span.stop], answers[i:span.stop], tokenizer, max_length,
+        parts.append(_tokenize_chunk(chunk(questions, i), chunk(answers, i), tokenizer, max_length,
                                      answers_only, None if encoded is None else encoded.take(span)))
     return Examples.concat(parts)
 

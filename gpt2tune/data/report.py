@@ -195,6 +195,9 @@ def suggest_max_length(token_lengths: list[int], context: int = MAX_CONTEXT) -> 
     return choose_max_length(token_lengths, context).max_length
 
 
+COUNT_CHUNK_ROWS = 10_000  # token ids are counted and dropped per chunk: memory stays flat on big files
+
+
 def _token_counts(tokenizer, texts: list[str]) -> list[int]:
     from gpt2tune.data.prep import encode_text
 

@@ -46,7 +46,9 @@ def frame_fingerprint(frame) -> str:
 
     digest = hashlib.sha256(f"{len(frame)}|".encode())
     if len(frame):
-        digest.update(pd.util.hash_pandas_object(frame[["question", "answer"]], index=False).to_numpy().tobytes())
+        pairs = frame[["question", "answer"]]
+        for start in range(0, len(pairs), 100_000):  # row hashes are independent: slices bound the memory
+            digest.update(pd.util.hash_pandas_object(pairs.iloc[start:start + 100_000], index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -102,6 +102,8 @@ class AnswerEvaluation:
     copy_rate: float  # share of eval answers that nearly copy a training answer
     verdict: dict  # metrics.memorisation_verdict: {"verdict", "text"}
     samples: list[dict] = field(default_factory=list)  # eval {"question", "reference", "generated"[, "references"]}
+    asked: int = 0  # eval questions there were to answer; fewer were answered when the time budget ran out
+    seconds: float = 0.0
 
     def metrics(self) -> dict:
         """The keys this adds to metrics.json."""
@@ -110,6 +112,8 @@ class AnswerEvaluation:
             "answer_f1": self.eval_scores["f1"],
             "answer_rouge_l": self.eval_scores["rouge_l"],
             "answer_samples": self.eval_scores["count"],
+            "answer_samples_asked": self.asked,
+            "answer_scoring_s": self.seconds,
             "train_answer_f1": self.train_scores["f1"],
             "memorisation": {
                 "verdict": self.verdict["verdict"],
@@ -124,29 +128,48 @@ class AnswerEvaluation:
         return asdict(self)
 
 
-def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, seed: int = 0) -> AnswerEvaluation:
+def answer_evaluation(model, tokenizer, train_frame, eval_frame, samples: int, seed: int = 0,
+                      time_budget_s: float = 0.0) -> AnswerEvaluation:
     """Score greedy answers on up to `samples` eval questions and as many training questions.
 
     Train score far above eval score, with eval answers that copy training answers, is memorisation;
     both close and well above zero is learning (see `metrics.memorisation_verdict`).
+    With `time_budget_s` > 0, no new batch starts once the budget is spent: eval and training
+    questions go in pairs of half-batches, so whatever was answered is still a fair comparison.
     """
+    import time
+
     from gpt2tune.data.answers import all_references, references_of
     from gpt2tune.evaluation.metrics import answer_metrics, copy_rate, memorisation_verdict
 
     if samples < 1 or len(eval_frame) == 0 or len(train_frame) == 0:
         raise ValueError("answer evaluation needs at least one eval and one training question")
+    started = time.monotonic()
     eval_part = eval_frame.head(samples)  # split_frame already shuffled the eval rows
     train_part = train_frame.sample(n=min(len(eval_part), len(train_frame)), random_state=seed)
+    asked = len(eval_part)
+    settings = greedy_settings(answer_budget(tokenizer, references_of(eval_part) + references_of(train_part)))
+    half = max(1, GENERATION_BATCH // 2)
+    eval_answers, train_answers = [], []
+    for start in range(0, asked, half):
+        if time_budget_s and eval_answers and time.monotonic() - started > time_budget_s:
+            break  # the first batch always runs: some score beats none
+        eval_q = list(eval_part["question"].iloc[start:start + half])
+        train_q = list(train_part["question"].iloc[start:start + half])
+        answers = answer_many(model, tokenizer, eval_q + train_q, settings, batch_size=len(eval_q) + len(train_q))
+        eval_answers += answers[:len(eval_q)]
+        train_answers += answers[len(eval_q):]
+    eval_part, train_part = eval_part.head(len(eval_answers)), train_part.head(len(train_answers))
     references = references_of(eval_part) + references_of(train_part)
-    settings = greedy_settings(answer_budget(tokenizer, references))
-    generated = answer_many(model, tokenizer, list(eval_part["question"]) + list(train_part["question"]), settings)
+    generated = eval_answers + train_answers
     n_eval = len(eval_part)
     eval_scores = answer_metrics(generated[:n_eval], references[:n_eval])
     train_scores = answer_metrics(generated[n_eval:], references[n_eval:])
     copies = copy_rate(generated[:n_eval], all_references(train_frame))
     kept = _samples(eval_part["question"], references[:n_eval], generated[:n_eval])
     verdict = memorisation_verdict(train_scores, eval_scores, copies)
-    return AnswerEvaluation(eval_scores, train_scores, copies, verdict, kept)
+    return AnswerEvaluation(eval_scores, train_scores, copies, verdict, kept, asked=asked,
+                            seconds=time.monotonic() - started)
 
 
 def _samples(questions, references, generated) -> list[dict]:
@@ -165,9 +188,9 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     averages batch means, which differs slightly when batches hold different token counts).
     """
     import torch
-    import torch.nn.functional as F
 
-    from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, rows_for
+    from gpt2tune.data.prep import PackedCollator, rows_for
+    from gpt2tune.training.loss import chunked_cross_entropy_sum, shifted_targets
 
     examples, rows, no_answer_left = rows_for(frame, tokenizer, max_length, answers_only, pack=True,
                                               overlong=overlong)
@@ -183,12 +206,11 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
                 batch = collate([{k: rows[k][i] for k in rows}
                                  for i in range(start, min(start + batch_size, len(rows["input_ids"])))])
                 batch.pop("num_real_tokens")
-                labels = batch.pop("labels").to(model.device)
-                logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
-                # Token t is predicted from position t-1.
-                total += F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                         ignore_index=IGNORE_INDEX, reduction="sum").item()
-                count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+                # Token t is predicted from position t-1; the LM head runs on labelled positions only.
+                keep, targets = shifted_targets(batch.pop("labels").to(model.device))
+                logits = model(**{k: v.to(model.device) for k, v in batch.items()}, logits_to_keep=keep).logits
+                total += chunked_cross_entropy_sum(logits, targets).item()
+                count += targets.numel()
                 if on_batch:  # (packed rows done, rows in all)
                     on_batch(min(start + batch_size, len(rows["input_ids"])), len(rows["input_ids"]))
     finally:

@@ -54,8 +54,8 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     status = lambda message: on_event(events.Status(message))  # noqa: E731
     data = load_config_data(config)  # the file, or the Hub dataset when config.dataset is set
     status(data.report.summary())
-    devices = inspect_devices(config.device, config.precision)
-    status(f"device: {devices.device} ({devices.precision})")
+    devices = inspect_devices(config.device, config.precision, config.torch_compile)
+    status(devices.choices())  # device, precision and compile, and why
 
     base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
     if warning:

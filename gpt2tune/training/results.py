@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from gpt2tune.runs import artifacts
@@ -18,6 +19,7 @@ def collect_metrics(trainer, train_output, eval_set, prep, base_model, devices) 
         "base_model": base_model,
         "device": devices.device,
         "precision": devices.precision,
+        "torch_compile": devices.compile,
         "global_step": trainer.state.global_step,
         "epoch": trainer.state.epoch,
         "train_runtime": train_output.metrics.get("train_runtime"),
@@ -114,11 +116,18 @@ def record_answer_scores(config: TuneConfig, model, tokenizer, train_frame, eval
     if not config.eval_answer_samples or len(eval_frame) == 0:
         return []
     n = min(config.eval_answer_samples, len(eval_frame))
-    status(f"answering {n} eval and {min(n, len(train_frame))} training questions (exact match, F1, ROUGE-L)...")
-    result = answer_evaluation(model, tokenizer, train_frame, eval_frame, n, config.seed)
+    budget = config.answer_scoring_seconds
+    status(f"answering {n} eval and {min(n, len(train_frame))} training questions (exact match, F1, ROUGE-L)"
+           + (f" within {budget:g} s (answer_scoring_seconds)..." if budget else "..."))
+    result = answer_evaluation(model, tokenizer, train_frame, eval_frame, n, config.seed, time_budget_s=budget)
     metrics.update(result.metrics())
+    answered = result.eval_scores["count"]
+    if answered < n:
+        status(f"answer scoring stopped at its time budget ({budget:g} s): {answered} of {n} eval questions answered "
+               "and scored; raise answer_scoring_seconds (0 = no limit) to answer all")
     status(f"answers: exact match {result.eval_scores['exact_match']:.3f}, F1 {result.eval_scores['f1']:.3f}, "
-           f"ROUGE-L {result.eval_scores['rouge_l']:.3f}\n{result.verdict['verdict']}: {result.verdict['text']}")
+           f"ROUGE-L {result.eval_scores['rouge_l']:.3f} ({answered} questions, {result.seconds:.0f} s)\n"
+           f"{result.verdict['verdict']}: {result.verdict['text']}")
     return result.samples
 
 
@@ -167,6 +176,35 @@ def effective_record(trainer, config, data_report, dataset) -> dict:
         "batch_size": config.batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
     }
+
+
+class RunClock:
+    """Where a run's wall time went: preparation, training, evaluation, answer scoring.
+
+    `mark(phase)` books the time since the previous mark to `phase`. The Trainer's periodic evals run
+    inside its training loop; their own runtimes (the `eval_runtime` it logs) move from training to
+    evaluation, so the training figure is the time spent training."""
+
+    def __init__(self):
+        self._last = time.perf_counter()
+        self._started = self._last
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, phase: str, log_history: list[dict] | None = None) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+        if log_history:
+            periodic = sum(entry.get("eval_runtime", 0.0) for entry in log_history)
+            self.seconds[phase] -= periodic
+            self.seconds["evaluation"] = self.seconds.get("evaluation", 0.0) + periodic
+
+    def split(self) -> dict:
+        """`time_s` in metrics.json: seconds per phase, and the total since the clock started."""
+        phases = ("preparation", "training", "evaluation", "answer_scoring")
+        split = {phase: round(self.seconds.get(phase, 0.0), 3) for phase in phases}
+        split["total"] = round(self._last - self._started, 3)
+        return split
 
 
 def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=(),

@@ -51,6 +51,7 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     from gpt2tune.training.prepare import bytes_needed, prepare, weight_bytes
 
     config.validate()
+    clock = results.RunClock()  # where the wall time goes, for metrics.json
     output_dir = Path(config.output_dir)
     stop_event = stop_event or threading.Event()
     status = lambda message: on_event(events.Status(message))  # noqa: E731
@@ -58,6 +59,7 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
 
     prepared = prepare(config, on_event, fallback_to_tiny, output_dir=output_dir)
     on_event(_resolved_settings(config, prepared.data, prepared.base_model))
+    clock.mark("preparation")
     if resume_from:
         status(f"resuming from {resume_from}")
 
@@ -72,9 +74,11 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     divergence = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, DivergenceCallback))
     divergence.check(config.learning_rate)
     tokenizer, train_frame, eval_frame = prepared.tokenizer, prepared.train_frame, prepared.eval_frame
+    clock.mark("training", trainer.state.log_history)  # periodic evals move to "evaluation"
     metrics = results.collect_metrics(trainer, train_output, prepared.eval_set, prepared.prep, prepared.base_model,
                                       prepared.devices)
     check_final_losses(metrics, trainer.state.global_step, config.learning_rate)
+    clock.mark("evaluation")
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.source_fingerprint(config, prepared.data)
     metrics.update(totals_over_segments(output_dir, trainer.state.log_history, metrics))
@@ -85,6 +89,8 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     if trainer.is_world_process_zero() and not stopped:
         samples = results.record_answer_scores(config, trainer.model, tokenizer, train_frame, eval_frame, metrics,
                                                status)
+    clock.mark("answer_scoring")
+    metrics["time_s"] = clock.split()
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
         final_bytes = diskspace.space_needed(weight_bytes(model), save_total_limit=0, saves_checkpoints=False)
@@ -196,7 +202,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         bf16=devices.precision == "bf16",
         fp16=devices.precision == "fp16",
         use_cpu=devices.device == "cpu",
-        torch_compile=config.torch_compile,
+        torch_compile=devices.compile,
         tf32=_tf32(devices),
         optim="adamw_torch_fused",  # one fused kernel for all parameters (CPU and GPU)
         ddp_find_unused_parameters=False,  # every GPT-2 weight gets a gradient: skip DDP's extra graph walk
@@ -229,7 +235,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         eval_dataset=eval_set,
         # Compiled, every batch gets the same width (packed rows are nearly full anyway): one graph.
         data_collator=PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask,
-                                     pad_to_multiple_of=config.max_length if config.torch_compile else 8),
+                                     pad_to_multiple_of=config.max_length if devices.compile else 8),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -253,9 +259,16 @@ class PackedTrainer(Trainer):
         tokens = torch.as_tensor(inputs["num_real_tokens"], device=self.args.device, dtype=torch.int64)
         self.state.num_input_tokens_seen += self.accelerator.gather(tokens).sum().item()
 
-    def compute_loss(self, model, inputs, *args, **kwargs):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs.pop("num_real_tokens", None)
-        return super().compute_loss(model, inputs, *args, **kwargs)
+        if self.label_smoother is not None or self.compute_loss_func is not None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # The LM head only where a label counts; normalised as the Trainer's own loss (see training/loss.py).
+        from gpt2tune.training.loss import labelled_loss, trainer_loss_scale
+
+        items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        loss = labelled_loss(model, inputs, items) * trainer_loss_scale(self, items)
+        return (loss, {"loss": loss}) if return_outputs else loss
 
 
 def _resume_checkpoint(config: TuneConfig, output_dir: Path):

@@ -147,6 +147,7 @@ def preview_data(file=None, question_column=None, answer_column=None, eval_fract
                  dataset_config=None, dataset_revision=None):
     from gpt2tune.data.load import load_source
     from gpt2tune.data.report import dataset_report
+    from gpt2tune.memory import release_freed_memory
 
     # No file and no dataset: the bundled sample, as the page shows when it opens.
     data = load_source(data_source(file or SAMPLE_CSV, dataset), question_column or None, answer_column or None,
@@ -159,16 +160,20 @@ def preview_data(file=None, question_column=None, answer_column=None, eval_fract
     lengths["effective_max_length"] = report.max_length  # what auto chose: the histogram colours by it
     max_length = report.max_length
     has_rejected = len(data.rejected) > 0
-    return (
+    outputs = (
         _stats_html(data.report, report),
         _summary_markdown(data.report, report),
         length_histogram(lengths, "whole example", max_length),
-        data.frame[["question", "answer"]].head(PREVIEW_ROWS),  # a list answer shows its first, as trained
-        data.rejected.head(500),
+        # copies: a head() may be a view that keeps the whole table alive with the page's outputs
+        data.frame[["question", "answer"]].head(PREVIEW_ROWS).copy(),  # a list answer shows its first, as trained
+        data.rejected.head(500).copy(),
         gr.Accordion(label=f"Rejected rows ({len(data.rejected):,})", open=False),
         gr.DownloadButton(value=_write_rejected(data) if has_rejected else None, visible=has_rejected),
         lengths,
     )
+    del data, report  # the page keeps only what it shows; the table and the report's work go back to the OS
+    release_freed_memory()
+    return outputs
 
 
 def clear_preview():

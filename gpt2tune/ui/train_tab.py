@@ -45,6 +45,7 @@ SECTIONS = {
                      "max_grad_norm"),
     "What the model learns": ("train_on_answers_only", "pack"),
     "Checkpoints and evaluation": ("save_steps", "save_minutes", "save_total_limit", "eval_answer_samples",
+                                   "answer_scoring_seconds",
                                    "torch_compile"),
 }
 REDRAW_EVERY_S = 0.5  # a fast run logs many times a second; the page needs two frames a second at most
