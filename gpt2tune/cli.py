@@ -33,6 +33,10 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, .
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif f.name == "probe_questions":
             parser.add_argument("--probe-question", dest=f.name, action="append", default=[], help=help_text)
+        elif typing.get_origin(kind) is list:
+            default = f.default_factory()
+            parser.add_argument(*flags, dest=f.name, nargs="+", default=default, metavar="NAME",
+                                help=f"{help_text} (default: {' '.join(default)})")
         else:
             base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
             parser.add_argument(*flags, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),

@@ -37,13 +37,19 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None):
-    """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed."""
+    """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed.
+
+    A LoRA adapter (folder or Hub id with adapter_config.json) loads its base model first, by
+    the same rules, then the adapter on top."""
     from transformers import AutoModelForCausalLM
 
     overrides = {}
     if dropout is not None:
         overrides = {"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout}
     name_or_path = locate_model(name_or_path)
+    adapter = adapter_config(name_or_path)
+    if adapter is not None:
+        return _load_with_adapter(name_or_path, adapter, allow_pickle, dropout)
     _refuse_pickle_only_folder(name_or_path, allow_pickle)
     try:
         return AutoModelForCausalLM.from_pretrained(
@@ -60,6 +66,36 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
         ) from None
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"could not load model {name_or_path!r}: {first_line(error)}") from None
+
+
+def adapter_config(name_or_path: str) -> dict | None:
+    """The adapter_config.json of a LoRA adapter (folder or Hub id), or None for a full model."""
+    import json
+
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        path = folder / "adapter_config.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+    from transformers.utils import find_adapter_config_file
+
+    try:
+        path = find_adapter_config_file(name_or_path)  # one request; a missing file is None
+    except (OSError, ValueError):
+        return None  # the full-model load that follows reports what is wrong
+    return json.loads(Path(path).read_text()) if path else None
+
+
+def _load_with_adapter(name_or_path: str, adapter: dict, allow_pickle: bool, dropout: float | None):
+    base = adapter.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{name_or_path!r} is a LoRA adapter whose adapter_config.json names no base model")
+    model = load_model(base, allow_pickle=allow_pickle, dropout=dropout)
+    try:
+        # transformers' own peft integration: the base model gains the adapter layers in place.
+        model.load_adapter(name_or_path, adapter_name="default")
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"could not load the LoRA adapter {name_or_path!r} onto {base!r}: {first_line(error)}") from None
+    return model
 
 
 def locate_model(name_or_path: str) -> str:
@@ -233,10 +269,12 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 def _cached_snapshot(repo_id: str) -> str | None:
     from huggingface_hub import hf_hub_download
 
-    try:
-        return str(Path(hf_hub_download(repo_id, "config.json", local_files_only=True)).parent)
-    except Exception:  # not cached, or not a valid repo id: nothing to stand in
-        return None
+    for filename in ("config.json", "adapter_config.json"):  # a full model, or a LoRA adapter
+        try:
+            return str(Path(hf_hub_download(repo_id, filename, local_files_only=True)).parent)
+        except Exception:  # not cached, or not a valid repo id: nothing to stand in
+            continue
+    return None
 
 
 def parameter_count(model) -> int:

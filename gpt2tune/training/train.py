@@ -16,7 +16,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from gpt2tune import events
 from gpt2tune.runs import artifacts
 
-from gpt2tune.training import results
+from gpt2tune.training import adapters, results, tracking
 from gpt2tune.config import TuneConfig
 
 
@@ -44,6 +44,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     from gpt2tune.data.tokcache import default_cache_dir
 
     config.validate()
+    tracking.check_available(config.report_to)
     output_dir = Path(config.output_dir)
     stop_event = stop_event or threading.Event()
     status = lambda message: on_event(events.Status(message))  # noqa: E731
@@ -61,6 +62,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
     vocab = check_and_fix_vocabulary(model, tokenizer)
     status(vocab.action)
+    model = adapters.prepare(model, config, base_model, status)  # method lora: frozen base + adapters
     artifacts.check_writable(output_dir, needed_bytes=_bytes_needed(model, config))
 
     train_frame, eval_frame = split_frame(data.frame, config.eval_fraction, config.seed)
@@ -78,7 +80,7 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     def reload_model():
         fresh = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
         check_and_fix_vocabulary(fresh, tokenizer)
-        return fresh
+        return adapters.prepare(fresh, config, base_model)
 
     # Out of memory becomes a retry with half the batch (same effective batch) or one clear line.
     trainer, stopper, train_output, config = train_with_oom_retry(
@@ -88,6 +90,9 @@ def train(config: TuneConfig, on_event: events.EventSink = events.ignore, stop_e
     metrics = results.collect_metrics(trainer, train_output, eval_set, prep, base_model, devices)
     metrics.update(results.early_stopping_record(trainer))
     metrics["dataset"] = results.dataset_fingerprint(config.csv, len(data.frame))
+    metrics.update(adapters.run_record(trainer.model, config))
+    if tracking.dashboard(config):
+        metrics["tracking"] = tracking.dashboard(config)
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
@@ -138,7 +143,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         data_seed=config.seed,
         remove_unused_columns=False,  # the collator needs `seq_lengths`
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        **tracking.training_arguments(config),
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
@@ -166,6 +171,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     )
     # With tqdm off the Trainer prints every log dict; our events replace that.
     trainer.remove_callback(PrinterCallback)
+    tracking.attach(trainer, config)
     return trainer, stopper
 
 
@@ -195,6 +201,7 @@ def _resume_checkpoint(config: TuneConfig, output_dir: Path):
     checkpoint = artifacts.latest_checkpoint(output_dir)
     if checkpoint is None:
         raise ValueError(f"--resume: no checkpoint found under {output_dir / artifacts.CHECKPOINTS_DIR}")
+    adapters.check_resume(checkpoint, config.method)
     return checkpoint
 
 
@@ -210,5 +217,8 @@ def _save_steps(config: TuneConfig, early_stopping: bool, on_event) -> int:
 
 def _bytes_needed(model, config: TuneConfig) -> int:
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    # final weights + each kept checkpoint (weights + two AdamW moments) + slack
-    return weights * (1 + 3 * config.save_total_limit) + 50 * 2**20
+    trained = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    final = (weights if config.method == "full" else trained) + (weights if config.merge_lora else 0)
+    # final weights (a LoRA run: its adapters, and merged weights if asked)
+    # + each kept checkpoint (trained weights + two AdamW moments) + slack
+    return final + trained * 3 * config.save_total_limit + 50 * 2**20
