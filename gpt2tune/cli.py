@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="Dataset summary, vocabulary check and devices.")
     add_dataclass_flags(check, TuneConfig, only=("csv", "question_column", "answer_column", "base_model",
-                                                 "max_length", "eval_fraction", "seed", "allow_pickle"))
+                                                 "max_length", "eval_fraction", "seed", "allow_pickle",
+                                                 "batch_size", "lora_r", "lora_dropout", "lora_target_modules"))
     check.add_argument("--offline-fallback", action="store_true",
                        help="Use the offline tiny model when the base model can't be reached.")
 

@@ -42,11 +42,14 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
     from huggingface_hub import HfApi
 
     from gpt2tune.hub.card import CARD_FILE, is_generated_card, write_model_card
+    from gpt2tune.runs import artifacts
 
     model_dir = Path(model_dir)
     repo_id = validate_repo_id(repo_id)
-    if not (model_dir / "config.json").exists() or not any(model_dir.glob("*.safetensors")):
-        raise ValueError(f"{model_dir} holds no trained model (config.json and *.safetensors expected)")
+    full = (model_dir / "config.json").exists() and any(model_dir.glob("*.safetensors"))
+    if not full and not artifacts.has_model(model_dir):  # a LoRA run: adapters and their config
+        raise ValueError(f"{model_dir} holds no trained model (config.json and *.safetensors expected, "
+                         "or a LoRA run's adapter_config.json and adapter_model.safetensors)")
     if not (model_dir / CARD_FILE).exists() or is_generated_card(model_dir / CARD_FILE):
         write_model_card(model_dir, repo_id)  # ours: rewritten so its title and snippet name the repo
     token = resolve_token(token)

@@ -82,7 +82,9 @@ def model_cache():
 def load_model(reference: str, allow_pickle: bool = False):
     """(model, tokenizer) for a resolved reference; a folder retrained since it was cached is reloaded."""
     cache = model_cache()
-    weights = Path(reference) / "model.safetensors"
+    from gpt2tune.runs.artifacts import weights_file
+
+    weights = weights_file(reference)  # a LoRA run's adapters
     if weights.exists():
         mtime = weights.stat().st_mtime
         if _loaded_mtime.get(reference, mtime) != mtime:

@@ -71,6 +71,7 @@ def refresh_run_choices(current=None):
 
 
 def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
+    from gpt2tune.runs import artifacts
     from gpt2tune.runs.store import run_dir, trained_runs
 
     if source == OTHER_MODEL:
@@ -81,7 +82,7 @@ def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
             raise ValueError("no trained model yet: train one on the Train tab, or answer with a folder or Hub id")
         run = runs[0].name
     folder = run_dir(run)
-    if not (folder / "model.safetensors").exists():
+    if not artifacts.has_model(folder):
         raise ValueError(f"run {run!r} has no saved model yet (still training, or it failed)")
     return str(folder)
 
