@@ -5,10 +5,14 @@ GPT2TUNE_BASE_MODEL the default base model, GPT2TUNE_MAX_UPLOAD the upload size 
 """
 
 import logging
+import os
 
+from gpt2tune.paths import work_dir
 from gpt2tune.ui import build_app, launch_options
 from gpt2tune.ui.common import default_base_model, warm_up
 
+# Trackio (report_to trackio) fixes its folder once per process: one project for all the app's runs.
+os.environ.setdefault("TRACKIO_DIR", str(work_dir() / "trackio"))
 demo = build_app()
 
 if __name__ == "__main__":

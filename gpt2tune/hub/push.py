@@ -10,7 +10,10 @@ import re
 from pathlib import Path
 
 REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin"]
+# merged/: a LoRA run's merged full weights are pushed on their own (push the merged folder);
+# logs/trackio/: the local Trackio database (TensorBoard event files do go: the Hub charts them).
+UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin", "merged/*",
+                 "logs/trackio/*"]
 
 
 def validate_repo_id(repo_id: str) -> str:
