@@ -80,3 +80,9 @@ def test_lora_run_trains_generates_and_pushes(client, tiny_model_dir, monkeypatc
     card = ModelCard(calls["card"])
     assert card.data.library_name == "peft" and "lora" in card.data.tags
     assert card.data.base_model is None  # the base is a local folder here: nothing on the Hub to link to
+
+    client.predict(run="lora-run", repo_id="tester/faq-merged", token="hf_test", private=True, merged=True,
+                   api_name="/push")
+    assert calls["upload"]["folder_path"] == str(folder / "merged")
+    card = ModelCard(calls["card"])
+    assert card.data.library_name == "transformers" and "Full weights with LoRA adapters merged in" in card.text

@@ -23,6 +23,8 @@ def create_hub_tab(elems: dict) -> None:
                                    info="Leave empty to use HF_TOKEN, the Space secret or your cached login. "
                                         "It is used for this upload only and never stored.")
                 private = gr.Checkbox(label="Private repository", value=True)
+                merged = gr.Checkbox(label="Merged full weights instead of the LoRA adapter", value=False,
+                                     info="For a LoRA run trained with 'Also save merged full weights'.")
                 push = gr.Button("Push to the Hub", variant="primary")
                 push_result = gr.Markdown(elem_classes="summary")
             with gr.Column():
@@ -32,7 +34,7 @@ def create_hub_tab(elems: dict) -> None:
                 load = gr.Button("Load", variant="secondary")
                 load_result = gr.Markdown(elem_classes="summary")
 
-    push.click(push_run, inputs=[run, repo_id, token, private], outputs=push_result, api_name="push")
+    push.click(push_run, inputs=[run, repo_id, token, private, merged], outputs=push_result, api_name="push")
     load.click(load_from_hub, inputs=[load_id, elems["allow_pickle"]],
                outputs=[load_result, elems["generate.source"], elems["generate.model_id"]], api_name="load")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
@@ -40,11 +42,17 @@ def create_hub_tab(elems: dict) -> None:
 
 
 @ui_errors
-def push_run(run, repo_id, token="", private=True, progress=gr.Progress()):
+def push_run(run, repo_id, token="", private=True, merged=False, progress=gr.Progress()):
     from gpt2tune.hub.push import push_to_hub, validate_repo_id
+    from gpt2tune.runs.artifacts import MERGED_DIR
 
     repo_id = validate_repo_id(repo_id)
     folder = chosen_model(TRAINED_RUN, run, None)
+    if merged:
+        if not (Path(folder) / MERGED_DIR / "model.safetensors").exists():
+            raise ValueError(f"run {Path(folder).name!r} has no merged weights: train it with method lora and "
+                             "'Also save merged full weights'")
+        folder = str(Path(folder) / MERGED_DIR)
     progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
     url = push_to_hub(folder, repo_id, token=token or None, private=bool(private))
     progress(1.0)
