@@ -89,6 +89,10 @@ def _load_with_adapter(name_or_path: str, adapter: dict, allow_pickle: bool, dro
     base = adapter.get("base_model_name_or_path")
     if not base:
         raise ValueError(f"{name_or_path!r} is a LoRA adapter whose adapter_config.json names no base model")
+    folder = Path(name_or_path)
+    if folder.is_dir() and not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
+        raise ValueError(f"{name_or_path!r} has no adapter_model.safetensors; pickle (.bin) adapter weights load "
+                         "only when allowed (--allow-pickle, allow_pickle=True) for a source you trust")
     model = load_model(base, allow_pickle=allow_pickle, dropout=dropout)
     try:
         # transformers' own peft integration: the base model gains the adapter layers in place.
