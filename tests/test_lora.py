@@ -215,3 +215,36 @@ def test_check_estimates_memory_for_both_methods(tiny_model_dir):
     # full: 4 bytes of weight + 12 of gradient and AdamW moments per parameter; LoRA: those 12 only for its own
     assert f"weights {4 * total / gb:.2f} + gradients and optimizer {12 * total / gb:.2f}" in full_line
     assert f"gradients and optimizer {12 * trainable / gb:.2f}" in lora_line
+
+
+@pytest.mark.slow
+def test_lora_early_stopping_restores_the_best_adapters_and_resume_continues(tiny_model_dir, tmp_path):
+    """The same Trainer path as full fine-tuning: early stopping restores the best step's adapters
+    (not the last ones), and --resume continues a LoRA run from its adapter checkpoint."""
+    from safetensors.torch import load_file
+
+    from conftest import tiny_config
+    from gpt2tune.runs import artifacts
+    from gpt2tune.training.train import train
+
+    config = tiny_config(tiny_model_dir, tmp_path / "out", method="lora", learning_rate=0.5, max_steps=40,
+                         eval_steps=2, save_steps=2, early_stopping_patience=2, eval_answer_samples=0,
+                         logging_steps=1, max_length=64)
+    first = train(config)
+    best, stopped_at = first.metrics["best_step"], first.metrics["global_step"]
+    assert best < stopped_at < 40 and first.metrics["stopped_early_reason"]
+    saved = load_file(first.output_dir / "adapter_model.safetensors")
+    checkpoints = first.output_dir / artifacts.CHECKPOINTS_DIR
+    assert all(saved[n].equal(t) for n, t in load_file(checkpoints / f"checkpoint-{best}" / "adapter_model.safetensors").items())
+    last = load_file(checkpoints / f"checkpoint-{stopped_at}" / "adapter_model.safetensors")
+    assert any(not saved[n].equal(t) for n, t in last.items())
+
+    events = []
+    resumed = train(tiny_config(tiny_model_dir, tmp_path / "out", method="lora", learning_rate=0.5,
+                                max_steps=stopped_at + 2, eval_steps=0, save_steps=2, eval_answer_samples=0,
+                                logging_steps=1, max_length=64, resume=True), on_event=events.append)
+    assert resumed.metrics["global_step"] == stopped_at + 2
+    steps = [e.step for e in events if e.kind == "log"]
+    assert steps[0] == stopped_at + 1  # continued after the checkpoint, not from step 1
+    assert any(f"resuming from {checkpoints / f'checkpoint-{stopped_at}'}" in getattr(e, "message", "")
+               for e in events)
