@@ -218,33 +218,45 @@ def test_check_estimates_memory_for_both_methods(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_lora_early_stopping_restores_the_best_adapters_and_resume_continues(tiny_model_dir, tmp_path):
-    """The same Trainer path as full fine-tuning: early stopping restores the best step's adapters
-    (not the last ones), and --resume continues a LoRA run from its adapter checkpoint."""
+def test_lora_early_stopping_restores_the_best_adapters(tiny_model_dir, tmp_path):
+    """The same Trainer path as full fine-tuning: a learning rate far too high makes the eval loss blow
+    up, early stopping ends the run and the best step's adapters (not the last ones) are saved."""
     from safetensors.torch import load_file
 
     from conftest import tiny_config
     from gpt2tune.runs import artifacts
     from gpt2tune.training.train import train
 
-    config = tiny_config(tiny_model_dir, tmp_path / "out", method="lora", learning_rate=0.5, max_steps=40,
-                         eval_steps=2, save_steps=2, early_stopping_patience=2, eval_answer_samples=0,
-                         logging_steps=1, max_length=64)
-    first = train(config)
-    best, stopped_at = first.metrics["best_step"], first.metrics["global_step"]
-    assert best < stopped_at < 40 and first.metrics["stopped_early_reason"]
-    saved = load_file(first.output_dir / "adapter_model.safetensors")
-    checkpoints = first.output_dir / artifacts.CHECKPOINTS_DIR
-    assert all(saved[n].equal(t) for n, t in load_file(checkpoints / f"checkpoint-{best}" / "adapter_model.safetensors").items())
+    events = []
+    result = train(tiny_config(tiny_model_dir, tmp_path / "out", method="lora", learning_rate=5.0, max_steps=20,
+                               eval_steps=2, save_steps=2, early_stopping_patience=2, eval_answer_samples=0,
+                               logging_steps=1, max_length=64), on_event=events.append)
+    evals = [(e.step, e.eval_loss) for e in events if e.kind == "eval"]
+    best = min((point for point in evals if point[1] == point[1]), key=lambda point: point[1])[0]  # NaN: worst
+    stopped_at = result.metrics["global_step"]
+    assert result.metrics["best_step"] == best < stopped_at < 20 and result.metrics["stopped_early_reason"]
+    saved = load_file(result.output_dir / "adapter_model.safetensors")
+    checkpoints = result.output_dir / artifacts.CHECKPOINTS_DIR
+    best_adapters = load_file(checkpoints / f"checkpoint-{best}" / "adapter_model.safetensors")
+    assert saved.keys() == best_adapters.keys() and all(saved[n].equal(t) for n, t in best_adapters.items())
     last = load_file(checkpoints / f"checkpoint-{stopped_at}" / "adapter_model.safetensors")
     assert any(not saved[n].equal(t) for n, t in last.items())
 
+
+@pytest.mark.slow
+def test_lora_resume_continues_from_the_adapter_checkpoint(tiny_model_dir, tmp_path):
+    from conftest import tiny_config
+    from gpt2tune.runs import artifacts
+    from gpt2tune.training.train import train
+
+    settings = dict(method="lora", learning_rate=1e-2, save_steps=2, eval_steps=0, eval_answer_samples=0,
+                    logging_steps=1, max_length=64)
+    train(tiny_config(tiny_model_dir, tmp_path / "out", max_steps=4, **settings))
+    checkpoint = tmp_path / "out" / artifacts.CHECKPOINTS_DIR / "checkpoint-4"
+    assert (checkpoint / "adapter_model.safetensors").is_file() and not (checkpoint / "model.safetensors").exists()
     events = []
-    resumed = train(tiny_config(tiny_model_dir, tmp_path / "out", method="lora", learning_rate=0.5,
-                                max_steps=stopped_at + 2, eval_steps=0, save_steps=2, eval_answer_samples=0,
-                                logging_steps=1, max_length=64, resume=True), on_event=events.append)
-    assert resumed.metrics["global_step"] == stopped_at + 2
-    steps = [e.step for e in events if e.kind == "log"]
-    assert steps[0] == stopped_at + 1  # continued after the checkpoint, not from step 1
-    assert any(f"resuming from {checkpoints / f'checkpoint-{stopped_at}'}" in getattr(e, "message", "")
-               for e in events)
+    resumed = train(tiny_config(tiny_model_dir, tmp_path / "out", max_steps=6, resume=True, **settings),
+                    on_event=events.append)
+    assert resumed.metrics["global_step"] == 6
+    assert [e.step for e in events if e.kind == "log"][0] == 5  # continued after the checkpoint, not from step 1
+    assert any(e.kind == "status" and e.message == f"resuming from {checkpoint}" for e in events)
