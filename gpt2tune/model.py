@@ -98,7 +98,8 @@ def _load_with_adapter(name_or_path: str, adapter: dict, allow_pickle: bool, dro
         # transformers' own peft integration: the base model gains the adapter layers in place.
         model.load_adapter(name_or_path, adapter_name="default")
     except (OSError, ValueError, RuntimeError) as error:
-        raise ValueError(f"could not load the LoRA adapter {name_or_path!r} onto {base!r}: {first_line(error)}") from None
+        raise ValueError(f"could not load the LoRA adapter {name_or_path!r} onto {base!r}: "
+                         f"{first_line(error)}") from None
     return model
 
 
