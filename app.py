@@ -22,6 +22,8 @@ from gpt2tune.ui import build_app, launch_options  # noqa: E402
 from gpt2tune.ui.common import default_base_model, warm_up  # noqa: E402
 from gpt2tune.runs.runner import auto_resume  # noqa: E402
 
+# Trackio (report_to trackio) fixes its folder once per process: one project for all the app's runs.
+os.environ.setdefault("TRACKIO_DIR", str(work_dir() / "trackio"))
 demo = build_app()
 
 if __name__ == "__main__":

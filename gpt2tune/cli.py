@@ -35,6 +35,10 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, .
         elif f.name == "probe_questions":
             parser.add_argument("--probe-question", dest=f.name, action="append", default=[], metavar="QUESTION",
                                 help=f"{help_text} Repeat the flag for several questions (default: none).")
+        elif typing.get_origin(kind) is list:
+            default = f.default_factory()
+            parser.add_argument(*flags, dest=f.name, nargs="+", default=default, metavar="NAME",
+                                help=f"{help_text} (default: {' '.join(default)})")
         else:
             base = typing.get_args(kind)[0] if typing.get_args(kind) else kind
             if f.metadata.get("auto"):
@@ -86,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(check, TuneConfig, only=("csv", "question_column", "answer_column", "base_model",
                                                  "max_length", "eval_fraction", "seed", "allow_pickle",
                                                  "overlong", "answer_lists", "strip_html", "dataset", "dataset_config",
-                                                 "dataset_split", "dataset_revision"))
+                                                 "dataset_split", "dataset_revision", "batch_size", "lora_r",
+                                                 "lora_dropout", "lora_target_modules"))
     check.add_argument("--offline-fallback", action="store_true",
                        help="Use the offline tiny model when the base model can't be reached.")
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from gpt2tune.paths import SAMPLE_CSV
 
+LORA_TARGET_MODULES = ("c_attn", "c_proj", "c_fc")  # every Conv1D in a GPT-2 block
+REPORT_TO = ("none", "tensorboard", "trackio")
+
 
 def _opt(default, help: str, **extra):
     return field(default=default, metadata={"help": help, **extra})
@@ -73,6 +76,20 @@ class TuneConfig:
     # --- what the model learns --------------------------------------------------------------
     train_on_answers_only: bool = _opt(True, "Compute the loss on answer tokens only (question masked).")
     pack: bool = _opt(True, "Pack several examples per row, attention isolated per example.")
+    # --- method: all weights, or LoRA adapters beside frozen weights -----------------------
+    method: str = _opt("full", "Fine-tune all weights (full) or train small LoRA adapters beside the frozen "
+                       "weights (lora: less memory, a small output; often wants a higher learning rate, e.g. 2e-4).",
+                       choices=("full", "lora"))
+    lora_r: int = _opt(8, "LoRA rank: the adapters' inner size (only with method lora).")
+    lora_alpha: int = _opt(16, "LoRA alpha: the adapters' update is scaled by alpha / r (only with method lora).")
+    lora_dropout: float = _opt(0.05, "Dropout on the adapters' input (only with method lora).")
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(LORA_TARGET_MODULES),
+        metadata={"help": "Layers that get adapters (GPT-2: c_attn attention in, c_proj attention and MLP out, "
+                          "c_fc MLP in; only with method lora)."},
+    )
+    merge_lora: bool = _opt(False, "Also save full weights with the adapters merged in, under merged/ "
+                            "(only with method lora).")
     # --- optimisation -----------------------------------------------------------------------
     learning_rate: float = _opt(5e-5, "Peak learning rate.")
     batch_size: int = _opt(8, "Rows per step per device (a row packs up to max_length tokens).")
@@ -93,6 +110,8 @@ class TuneConfig:
     )
     # --- monitoring and safety --------------------------------------------------------------
     logging_steps: int = _opt(5, "Log the training loss every N steps.")
+    report_to: str = _opt("none", "Also log the metrics for a dashboard: TensorBoard event files or a local "
+                          "Trackio project, under logs/ in the output folder.", choices=REPORT_TO)
     eval_steps: int = _opt(50, "Evaluate every N steps (0 = only at the end).")
     save_steps: int = _opt(100, "Write a resumable checkpoint every N steps (0 = never).")
     save_minutes: float = _opt(10.0, "Also write a checkpoint every N minutes of training (0 = only by steps); "
@@ -146,15 +165,27 @@ class TuneConfig:
              f"answer_scoring_seconds must be 0 (no limit) or more (got {self.answer_scoring_seconds})"),
             (not self.early_stopping_patience or (self.eval_fraction > 0 and self.eval_steps > 0),
              "early stopping needs an eval split and periodic evals: set eval_fraction > 0 and eval_steps > 0"),
+            *self._lora_checks(),
         ]
         checks.append((self.torch_compile in ("auto", "on", "off", True, False),  # bools: configs saved before "auto"
                        "torch_compile must be one of auto, on, off"))
-        for name in ("device", "precision", "lr_scheduler", "overlong", "answer_lists"):
+        for name in ("device", "precision", "lr_scheduler", "overlong", "answer_lists", "method", "report_to"):
             choices = _field_metadata(TuneConfig, name)["choices"]
             checks.append((getattr(self, name) in choices, f"{name} must be one of {', '.join(choices)}"))
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def _lora_checks(self) -> list[tuple[bool, str]]:
+        targets = [name for name in self.lora_target_modules if name and name.strip()]
+        return [
+            (self.lora_r >= 1, f"lora_r must be at least 1 (got {self.lora_r})"),
+            (self.lora_alpha > 0, f"lora_alpha must be greater than 0 (got {self.lora_alpha})"),
+            (0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1) (got {self.lora_dropout})"),
+            (bool(targets), "lora_target_modules is empty: name at least one layer, e.g. c_attn"),
+            (not self.merge_lora or self.method == "lora", "merge_lora needs method lora (full fine-tuning "
+             "already saves full weights)"),
+        ]
 
     # --- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -45,7 +45,9 @@ def load_tokenizer(name_or_path: str, **hub_options):
 def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | None = None, **hub_options):
     """Load GPT-2 weights from safetensors; pickle (.bin) only when explicitly allowed.
 
-    hub_options: cache_dir, token, revision, passed to `from_pretrained` for a Hub id."""
+    hub_options: cache_dir, token, revision, passed to `from_pretrained` for a Hub id. A LoRA adapter
+    (folder or Hub id with adapter_config.json) loads its base model first, by the same rules, then
+    the adapter on top."""
     from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoModelForCausalLM
 
@@ -53,6 +55,9 @@ def load_model(name_or_path: str, allow_pickle: bool = False, dropout: float | N
     if dropout is not None:
         overrides = {"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout}
     name_or_path = locate_model(name_or_path)
+    adapter = adapter_config(name_or_path)
+    if adapter is not None:
+        return _load_with_adapter(name_or_path, adapter, allow_pickle, dropout)
     _refuse_pickle_only_folder(name_or_path, allow_pickle)
     try:
         return AutoModelForCausalLM.from_pretrained(
@@ -91,6 +96,39 @@ def _invalid_config(name_or_path: str, error: Exception) -> ValueError:
     where = Path(name_or_path) / "config.json" if Path(name_or_path).is_dir() else f"config.json of {name_or_path!r}"
     detail = " ".join(str(error).split())  # its message spans lines: field, then the cause
     return ValueError(f"invalid value in {where}: {detail[:300]}")
+def adapter_config(name_or_path: str) -> dict | None:
+    """The adapter_config.json of a LoRA adapter (folder or Hub id), or None for a full model."""
+    import json
+
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        path = folder / "adapter_config.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+    from transformers.utils import find_adapter_config_file
+
+    try:
+        path = find_adapter_config_file(name_or_path)  # one request; a missing file is None
+    except (OSError, ValueError):
+        return None  # the full-model load that follows reports what is wrong
+    return json.loads(Path(path).read_text()) if path else None
+
+
+def _load_with_adapter(name_or_path: str, adapter: dict, allow_pickle: bool, dropout: float | None):
+    base = adapter.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{name_or_path!r} is a LoRA adapter whose adapter_config.json names no base model")
+    folder = Path(name_or_path)
+    if folder.is_dir() and not (folder / "adapter_model.safetensors").exists() and not allow_pickle:
+        raise ValueError(f"{name_or_path!r} has no adapter_model.safetensors; pickle (.bin) adapter weights load "
+                         "only when allowed (--allow-pickle, allow_pickle=True) for a source you trust")
+    model = load_model(base, allow_pickle=allow_pickle, dropout=dropout)
+    try:
+        # transformers' own peft integration: the base model gains the adapter layers in place.
+        model.load_adapter(name_or_path, adapter_name="default")
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"could not load the LoRA adapter {name_or_path!r} onto {base!r}: "
+                         f"{first_line(error)}") from None
+    return model
 
 
 def locate_model(name_or_path: str) -> str:
@@ -297,10 +335,12 @@ def hub_unreachable_reason(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None
 def _cached_snapshot(repo_id: str) -> str | None:
     from huggingface_hub import hf_hub_download
 
-    try:
-        return str(Path(hf_hub_download(repo_id, "config.json", local_files_only=True)).parent)
-    except Exception:  # not cached, or not a valid repo id: nothing to stand in
-        return None
+    for filename in ("config.json", "adapter_config.json"):  # a full model, or a LoRA adapter
+        try:
+            return str(Path(hf_hub_download(repo_id, filename, local_files_only=True)).parent)
+        except Exception:  # not cached, or not a valid repo id: nothing to stand in
+            continue
+    return None
 
 
 def parameter_count(model) -> int:

@@ -182,6 +182,26 @@ def serve_hub_repo(
             shutil.rmtree(root, ignore_errors=True)
 
 
+@contextmanager
+def serve_hub_repos(repos: dict[str, Path], workdir: Path) -> Iterator[str]:
+    """Like ``serve_hub_repo``, for several model repos on one server: ``{"org/name": folder}``
+    (e.g. a LoRA adapter and the base model its adapter_config.json names)."""
+    workdir = Path(workdir)
+    mirrors, cache = workdir / "mirrors", workdir / "olah-cache"
+    shutil.rmtree(mirrors, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    for repo_id, folder in repos.items():
+        org, name = repo_id.split("/")
+        git_dir = mirrors / "models" / org / name
+        shutil.copytree(folder, git_dir, ignore=shutil.ignore_patterns(".git"))
+        _seed_offline_metadata(cache, org, name, _commit_folder(git_dir))
+    proc, endpoint = _start_olah(workdir, mirrors, cache, next(iter(repos)))
+    try:
+        yield endpoint
+    finally:
+        _stop(proc)
+
+
 # --------------------------------------------------------------------------- #
 # internals
 

@@ -29,11 +29,17 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
     config = artifacts.read_json(output_dir / artifacts.CONFIG_FILE, {}) or {}
     metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
     samples = artifacts.read_json(output_dir / SAMPLES_FILE, []) or []
-    base_model = str(metrics.get("base_model") or config.get("base_model") or TuneConfig.base_model)
+    adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
+    base_model = str((adapter or {}).get("base_model_name_or_path") or metrics.get("base_model")
+                     or config.get("base_model") or TuneConfig.base_model)
     name = repo_id or title or output_dir.name
+    metadata = _metadata(base_model, metrics, config, name, license)
+    if adapter is not None:  # the Hub lists an adapter under its base model, loaded with peft
+        metadata.library_name = "peft"
+        metadata.tags = [*metadata.tags, "peft", "lora"]
     sections = [
         "---",
-        _metadata(base_model, metrics, config, name, license).to_yaml(),
+        metadata.to_yaml(),
         "---",
         CARD_MARKER,
         "",
@@ -41,6 +47,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
         f"GPT-2 fine-tuned with gpt2tune on question/answer pairs, starting from {_describe(base_model)}.",
         "",
+        _method(config, adapter is not None, base_model),
         _results(metrics),
     ]
     if (output_dir / LOSS_PLOT_FILE).exists():
@@ -60,7 +67,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
         "## Hyper-parameters",
         "",
-        _table(_hyperparameters(config)),
+        _table({k: config[k] for k in _hyperparameters(config) if k in config}),
         "",
         "## All metrics",
         "",
@@ -69,9 +76,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "## Use",
         "",
         "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        f'model = AutoModelForCausalLM.from_pretrained("{repo_id or "path/to/this/folder"}")',
-        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id or "path/to/this/folder"}")',
+        *_loading_code(repo_id or "path/to/this/folder", adapter is not None),
         'prompt = "Question: What is the capital of France?\\nAnswer:"',
         "output = model.generate(**tokenizer(prompt, return_tensors=\"pt\"), max_new_tokens=64)",
         "```",
@@ -164,6 +169,30 @@ def _metadata(base_model: str, metrics: dict, config: dict, name: str, license: 
     )
 
 
+def _method(config: dict, is_adapter: bool, base_model: str) -> str:
+    """Which weights these are: a full fine-tune, LoRA adapters, or adapters merged into full weights."""
+    if config.get("method") != "lora":
+        return "All weights were fine-tuned; this repo holds the full model.\n"
+    lora = (f"rank {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout {config.get('lora_dropout')}, "
+            f"on {', '.join(config.get('lora_target_modules') or [])}")
+    if is_adapter:
+        return (f"**LoRA adapters** ({lora}) trained with [peft](https://github.com/huggingface/peft) beside the "
+                f"frozen weights of {_describe(base_model)}: this repo holds only the adapters; the base model is "
+                "loaded first, then the adapters on top.\n")
+    return (f"**Full weights with LoRA adapters merged in** ({lora}): loads like any GPT-2, without peft.\n")
+
+
+def _loading_code(reference: str, is_adapter: bool) -> list[str]:
+    if is_adapter:
+        return ["from peft import AutoPeftModelForCausalLM",
+                "from transformers import AutoTokenizer",
+                f'model = AutoPeftModelForCausalLM.from_pretrained("{reference}")  # base model, then the adapters',
+                f'tokenizer = AutoTokenizer.from_pretrained("{reference}")']
+    return ["from transformers import AutoModelForCausalLM, AutoTokenizer",
+            f'model = AutoModelForCausalLM.from_pretrained("{reference}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{reference}")']
+
+
 def _results(metrics: dict) -> str:
     lines = ["## Results", ""]
     memorisation = metrics.get("memorisation")
@@ -250,6 +279,13 @@ _HYPERPARAMETERS = (
     "warmup_ratio", "weight_decay", "lr_scheduler", "dropout", "seed", "eval_fraction",
     "train_on_answers_only", "pack", "early_stopping_patience",
 )
+
+
+_LORA_HYPERPARAMETERS = ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+
+
+def _hyperparameters(config: dict) -> tuple[str, ...]:
+    return _HYPERPARAMETERS + (_LORA_HYPERPARAMETERS if config.get("method") == "lora" else ())
 
 
 def _table(values: dict) -> str:

@@ -12,7 +12,10 @@ from gpt2tune.references import validate_repo_id
 
 UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin",
                  # the run's record stays on the server: the training data's copy, server paths, its pid
-                 "data/*", "run.json", "events.jsonl"]
+                 "data/*", "run.json", "events.jsonl",
+                 # a LoRA run's merged full weights are pushed on their own (push the merged folder);
+                 # the local Trackio database stays (TensorBoard event files do go: the Hub charts them)
+                 "merged/*", "logs/trackio/*"]
 PRIVATE_DEFAULT = True  # a model trained on someone's data stays theirs until they choose to publish it
 COMMIT_MESSAGE = "Upload fine-tuned GPT-2 (gpt2tune)"
 
@@ -38,11 +41,14 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
     from huggingface_hub import HfApi
 
     from gpt2tune.hub.card import CARD_FILE, is_generated_card, write_model_card
+    from gpt2tune.runs import artifacts
 
     model_dir = Path(model_dir)
     repo_id = validate_repo_id(repo_id)
-    if not (model_dir / "config.json").exists() or not any(model_dir.glob("*.safetensors")):
-        raise ValueError(f"{model_dir} holds no trained model (config.json and *.safetensors expected)")
+    full = (model_dir / "config.json").exists() and any(model_dir.glob("*.safetensors"))
+    if not full and not artifacts.has_model(model_dir):  # a LoRA run: adapters and their config
+        raise ValueError(f"{model_dir} holds no trained model (config.json and *.safetensors expected, "
+                         "or a LoRA run's adapter_config.json and adapter_model.safetensors)")
     if not (model_dir / CARD_FILE).exists() or is_generated_card(model_dir / CARD_FILE):
         write_model_card(model_dir, repo_id)  # ours: rewritten so its title and snippet name the repo
     token = resolve_token(token)

@@ -9,6 +9,10 @@ Layout of output_dir:
   samples.json           a few eval questions with reference and generated answers
   loss.png, README.md    the loss plot and the model card (pushed with the model)
   checkpoints/           resumable Trainer checkpoints
+  logs/                  TensorBoard event files or the Trackio project (with report_to)
+
+A LoRA run (method lora) saves adapter_model.safetensors + adapter_config.json instead of
+model.safetensors + config.json, and with merge_lora a complete model folder in merged/.
 """
 
 from __future__ import annotations
@@ -23,6 +27,24 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "loss_history.json"
 CHECKPOINTS_DIR = "checkpoints"
 WEIGHTS_FILE = "model.safetensors"
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+MERGED_DIR = "merged"
+# What says how the folder loads: a new run's files replace all of them, of either kind.
+MODEL_FILES = (WEIGHTS_FILE, ADAPTER_WEIGHTS_FILE, "config.json", ADAPTER_CONFIG_FILE)
+
+
+def has_model(folder) -> bool:
+    """A complete model: full weights with their config, or LoRA adapters with theirs."""
+    folder = Path(folder)
+    return ((folder / WEIGHTS_FILE).exists() and (folder / "config.json").exists()) or (
+        (folder / ADAPTER_WEIGHTS_FILE).exists() and (folder / ADAPTER_CONFIG_FILE).exists())
+
+
+def weights_file(folder) -> Path:
+    """The file that changes when the folder's model does (the adapters' for a LoRA run)."""
+    folder = Path(folder)
+    return folder / (ADAPTER_WEIGHTS_FILE if (folder / ADAPTER_CONFIG_FILE).exists() else WEIGHTS_FILE)
 
 
 def write_json(path: Path, payload) -> None:
@@ -52,10 +74,13 @@ def publish_folder(staging: Path, output_dir: Path) -> None:
     whenever `model.safetensors` is there, the config and tokenizer beside it belong to it.
     """
     match_weights_mode(staging)
-    files = sorted(staging.iterdir(), key=lambda p: p.name == WEIGHTS_FILE)
+    files = sorted(staging.iterdir(), key=lambda p: p.name in (WEIGHTS_FILE, ADAPTER_WEIGHTS_FILE))
     # The old run's weights go first: until the new ones land the folder has no weights at all,
-    # never old weights beside the new config, tokenizer and metrics.
-    (output_dir / WEIGHTS_FILE).unlink(missing_ok=True)
+    # never old weights beside the new config, tokenizer and metrics. Both kinds go (and their
+    # configs), so a LoRA run after a full one in the same folder leaves no stale full weights.
+    for name in MODEL_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(output_dir / MERGED_DIR, ignore_errors=True)
     for path in files:
         os.replace(path, output_dir / path.name)
     shutil.rmtree(staging, ignore_errors=True)

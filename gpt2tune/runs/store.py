@@ -23,7 +23,7 @@ class RunInfo:
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)  # {"step", "loss"} and {"step", "eval_loss"} points
-    has_model: bool = False  # a loadable model.safetensors (written last, so it is complete)
+    has_model: bool = False  # loadable weights or LoRA adapters (written last, so they are complete)
     checkpoints: int = 0
     modified: float = 0.0
     state: str | None = None  # from run.json; a dead process's `running` reads `interrupted`
@@ -85,7 +85,7 @@ def load_run(name: str) -> RunInfo:
         metrics=artifacts.read_json(path / artifacts.METRICS_FILE, {}) or {},
         # a run still training (or killed) has no history file yet; its checkpoints hold one
         history=history if isinstance(history, list) else checkpoint_history(path),
-        has_model=(path / artifacts.WEIGHTS_FILE).exists() and (path / "config.json").exists(),
+        has_model=artifacts.has_model(path),
         checkpoints=len(checkpoints),
         modified=max((p.stat().st_mtime for p in [path, *path.iterdir()]), default=0.0),
         state=record.effective_state(saved, path),

@@ -17,6 +17,7 @@ class CheckReport:
     parameters: int
     warnings: list[str]
     dataset: object = None  # report.DatasetReport: lengths, duplicates, train/eval leakage
+    memory: object = None  # memory.MemoryEstimate: full fine-tuning and LoRA side by side
 
     def summary(self) -> str:
         sections = [
@@ -24,6 +25,7 @@ class CheckReport:
             *([("Lengths, duplicates, leakage", self.dataset.summary())] if self.dataset is not None else []),
             ("Model", f"{self.base_model}: {self.parameters / 1e6:.1f}M parameters\n{self.vocab.summary()}"),
             ("Devices", self.devices.summary()),
+            *([("Training memory (estimate)", self.memory.summary())] if self.memory is not None else []),
         ]
         text = "\n\n".join(f"== {title} ==\n{body}" for title, body in sections)
         return "\n".join(f"warning: {w}" for w in self.warnings) + ("\n\n" if self.warnings else "") + text
@@ -33,6 +35,8 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
     """The set-up of a training run (`prepare`), stopped before training and reported."""
     from gpt2tune.model import parameter_count
     from gpt2tune.training.prepare import prepare
+
+    from gpt2tune.training.memory import estimate
 
     prepared = prepare(config, fallback_to_tiny=fallback_to_tiny)
     return CheckReport(
@@ -44,4 +48,5 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
         parameters=parameter_count(prepared.model),
         warnings=prepared.warnings,
         dataset=prepared.dataset,
+        memory=estimate(config, prepared.model, prepared.devices.device, prepared.devices.precision),
     )

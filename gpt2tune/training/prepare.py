@@ -64,6 +64,9 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
     vocab = check_and_fix_vocabulary(model, tokenizer)
     status(vocab.action)
+    from gpt2tune.training import adapters
+
+    model = adapters.prepare(model, config, base_model, status)  # method lora: frozen base + adapters
     # Lengths, duplicates, leakage and languages, from token ids made once for the report and the rows.
     # The length policy picks max_length when it is auto (0): the run trains with that effective value.
     encoded = encode_pairs(data.frame["question"], data.frame["answer"], tokenizer)
@@ -103,8 +106,8 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
                     requested_length=requested_length)
 
 
-def weight_bytes(model) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters())
+def weight_bytes(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def bytes_needed(model, config: TuneConfig) -> int:
@@ -114,5 +117,9 @@ def bytes_needed(model, config: TuneConfig) -> int:
 
     early_stopping = bool(config.eval_fraction and config.eval_steps and config.early_stopping_patience)
     existing = diskspace.folder_bytes(Path(config.output_dir) / artifacts.CHECKPOINTS_DIR)
-    return diskspace.space_needed(weight_bytes(model), config.save_total_limit,
-                                  bool(config.save_steps) or early_stopping, existing)
+    weights = weight_bytes(model)
+    # a LoRA run saves (and checkpoints) its adapters only, plus the merged full weights when asked
+    trained = weights if config.method == "full" else weight_bytes(model, trainable_only=True)
+    merged = weights if config.method == "lora" and config.merge_lora else 0
+    return diskspace.space_needed(trained, config.save_total_limit, bool(config.save_steps) or early_stopping,
+                                  existing) + merged

@@ -213,7 +213,7 @@ def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path,
 
     staging = output_dir / ".staging"
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crashed save must not be published
-    trainer.save_model(str(staging))  # saves model (safetensors) and tokenizer
+    trainer.save_model(str(staging))  # saves model (safetensors) and tokenizer; a LoRA run's adapters only
     tokenizer.save_pretrained(str(staging))
     config.save(staging / artifacts.CONFIG_FILE, effective=effective)
     artifacts.write_json(staging / artifacts.METRICS_FILE, metrics)
@@ -222,4 +222,19 @@ def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path,
     write_loss_plot(history, staging)
     write_model_card(staging, title=output_dir.name)
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; our JSON config replaces it
+    if config.method == "lora" and config.merge_lora:
+        save_merged(trainer.model, tokenizer, staging, title=output_dir.name)
     artifacts.publish_folder(staging, output_dir)
+
+
+def save_merged(model, tokenizer, staging: Path, title: str) -> None:
+    """merged/: full weights with the adapters merged in, with the run's record and its own card."""
+    from gpt2tune.hub.card import LOSS_PLOT_FILE, SAMPLES_FILE, write_model_card
+    from gpt2tune.training.adapters import save_merged as merge
+
+    folder = staging / artifacts.MERGED_DIR
+    merge(model, tokenizer, folder)
+    for name in (artifacts.CONFIG_FILE, artifacts.METRICS_FILE, artifacts.HISTORY_FILE, SAMPLES_FILE, LOSS_PLOT_FILE):
+        if (staging / name).exists():
+            shutil.copy2(staging / name, folder / name)
+    write_model_card(folder, title=f"{title}-merged")

@@ -17,7 +17,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from gpt2tune import events
 from gpt2tune.runs import artifacts, diskspace
 
-from gpt2tune.training import results
+from gpt2tune.training import adapters, results, tracking
 from gpt2tune.training.divergence import DivergenceCallback, check_final_losses
 from gpt2tune.config import TuneConfig
 
@@ -51,6 +51,7 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     from gpt2tune.training.prepare import bytes_needed, prepare, weight_bytes
 
     config.validate()
+    tracking.check_available(config.report_to)
     clock = results.RunClock()  # where the wall time goes, for metrics.json
     output_dir = Path(config.output_dir)
     stop_event = stop_event or threading.Event()
@@ -84,6 +85,9 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     metrics.update(totals_over_segments(output_dir, trainer.state.log_history, metrics))
     metrics.update(results.data_record(prepared.data.report, prepared.dataset))
     effective = results.effective_record(trainer, config, prepared.data.report, prepared.dataset)
+    metrics.update(adapters.run_record(trainer.model, config))
+    if tracking.dashboard(config):
+        metrics["tracking"] = tracking.dashboard(config)
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
@@ -156,7 +160,7 @@ def _reload_base_model(prepared):
     config = prepared.config
     model = load_model(prepared.base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
     check_and_fix_vocabulary(model, prepared.tokenizer)
-    return model
+    return adapters.prepare(model, config, prepared.base_model)
 
 
 def _resolved_settings(config: TuneConfig, data, base_model: str) -> events.Settings:
@@ -210,7 +214,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         data_seed=config.seed,
         remove_unused_columns=False,  # the collator needs `seq_lengths`
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        **tracking.training_arguments(config),
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
@@ -241,6 +245,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     )
     # With tqdm off the Trainer prints every log dict; our events replace that.
     trainer.remove_callback(PrinterCallback)
+    tracking.attach(trainer, config)
     return trainer, stopper
 
 
@@ -277,6 +282,7 @@ def _resume_checkpoint(config: TuneConfig, output_dir: Path):
     checkpoint = artifacts.latest_checkpoint(output_dir)
     if checkpoint is None:
         raise ValueError(f"--resume: no checkpoint found under {output_dir / artifacts.CHECKPOINTS_DIR}")
+    adapters.check_resume(checkpoint, config.method)
     return checkpoint
 
 

@@ -88,6 +88,7 @@ def _verdict_html(result) -> str:
               ("Apple GPU" if devices.device == "mps" else f"{devices.cpu_count} CPU cores")),
         stat_tile("Precision", devices.precision, devices.reason),
         stat_tile("Train examples", f"{result.prep.train_examples:,}", f"in {result.prep.train_rows:,} packed rows"),
+        *([_memory_tile(result.memory)] if result.memory is not None else []),
     ]
     return f'<div class="stat-grid">{"".join(tiles)}</div>'
 
@@ -125,8 +126,32 @@ def _report_markdown(result) -> str:
         "",
         "### Data as trained on",
         *[f"- {line}" for line in result.data.summary().splitlines() + result.prep.summary().splitlines()],
+        *(_memory_markdown(result.memory) if result.memory is not None else []),
     ]
     return "\n".join(rows)
+
+
+def _memory_tile(memory) -> str:
+    full, lora = memory.methods
+    return stat_tile("Training memory", f"{full.total / 2**30:.1f} / {lora.total / 2**30:.1f} GB",
+                     f"full / LoRA at batch size {memory.batch_size}",
+                     "warn" if full.fits is False else "good")
+
+
+def _memory_markdown(memory) -> list[str]:
+    """Both methods side by side: what each keeps in memory for one training step."""
+    gb = lambda n: f"{n / 2**30:.2f} GB"  # noqa: E731
+    have = f"{memory.available / 2**30:.1f} GB" if memory.available else "unknown memory"
+    return [
+        "",
+        f"### Training memory (estimate: batch size {memory.batch_size} × {memory.max_length} tokens, "
+        f"{memory.device} with {have})",
+        "| method | trains | weights | gradients + optimizer | activations | total | fits |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {m.method} | {m.trainable:,} | {gb(m.weights)} | {gb(m.gradients_and_optimizer)} | "
+          f"{gb(m.activations)} | **{gb(m.total)}** | {({True: 'yes', False: 'no', None: '?'})[m.fits]} |"
+          for m in memory.methods],
+    ]
 
 
 def _short(text: str, limit: int = 42) -> str:

@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 import gradio as gr
 
@@ -156,9 +155,10 @@ def load_model(reference: str, allow_pickle: bool = False):
     """(model, tokenizer) for a resolved reference, from the process's one model cache; a folder
     retrained since it was cached is reloaded."""
     from gpt2tune.generate import shared_cache
+    from gpt2tune.runs.artifacts import weights_file
 
     cache = shared_cache()
-    weights = Path(reference) / "model.safetensors"
+    weights = weights_file(reference)  # a LoRA run's adapters
     if weights.exists():
         mtime = weights.stat().st_mtime
         if _loaded_mtime.get(reference, mtime) != mtime:
@@ -249,6 +249,7 @@ TRAINED_RUN, OTHER_MODEL = "Trained run", "Folder or Hub id"  # the two ways to 
 
 def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
     """The model folder or Hub id a run picker (or a typed name) means; the newest trained run by default."""
+    from gpt2tune.runs import artifacts
     from gpt2tune.runs.store import run_dir, trained_runs
 
     if source == OTHER_MODEL:
@@ -259,7 +260,7 @@ def chosen_model(source: str, run: str | None, model_id: str | None) -> str:
             raise ValueError("no trained model yet: train one on the Train tab, or answer with a folder or Hub id")
         run = runs[0].name
     folder = run_dir(run)
-    if not (folder / "model.safetensors").exists():
+    if not artifacts.has_model(folder):  # full weights, or a LoRA run's adapters
         raise ValueError(f"run {run!r} has no saved model yet (still training, or it failed)")
     return str(folder)
 

@@ -27,6 +27,13 @@ LABELS = {  # where the field name alone reads badly
     "top_k": "Top-k",
     "probe_questions": "Probe questions (one per line)",
     "early_stopping_patience": "Early-stopping patience (evals)",
+    "method": "Method",
+    "lora_r": "LoRA rank (r)",
+    "lora_alpha": "LoRA alpha",
+    "lora_dropout": "LoRA dropout",
+    "lora_target_modules": "LoRA target modules (one per line)",
+    "merge_lora": "Also save merged full weights",
+    "report_to": "Log to a dashboard",
 }
 
 

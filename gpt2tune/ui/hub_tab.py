@@ -47,6 +47,8 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                 verify = gr.Checkbox(label="Verify after pushing", value=False,
                                      info="Download the model back into a fresh cache and check weights and "
                                           "answers match.")
+                merged = gr.Checkbox(label="Merged full weights instead of the LoRA adapter", value=False,
+                                     info="For a LoRA run trained with 'Also save merged full weights'.")
                 push = gr.Button("Push to the Hub", variant="primary")
                 push_result = gr.Markdown(elem_classes="summary", label="Push result", show_label=False)
             with gr.Column():
@@ -56,7 +58,7 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                 load = gr.Button("Load", variant="secondary")
                 load_result = gr.Markdown(elem_classes="summary", label="Load result", show_label=False)
 
-    push.click(push_run, inputs=[run, repo_id, token, private, verify], outputs=push_result, api_name="push")
+    push.click(push_run, inputs=[run, repo_id, token, private, verify, merged], outputs=push_result, api_name="push")
     load.click(load_from_hub, inputs=[load_id, allow_pickle],
                outputs=[load_result, generate_source, generate_model_id], api_name="load")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
@@ -64,17 +66,23 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
 
 
 @ui_errors
-def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, request: gr.Request = None,
+def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, merged=False, request: gr.Request = None,
              progress=gr.Progress()):
     from gpt2tune.hub.access import check_may_publish, token_for
     from gpt2tune.hub.push import push_to_hub
     from gpt2tune.references import validate_repo_id
+    from gpt2tune.runs.artifacts import MERGED_DIR
 
     repo_id = validate_repo_id(repo_id)
     caller = current_caller(request)
     check_may_publish(caller)
     token = token_for(caller, token)  # before anything is read: refused visitors stop here
     folder = chosen_model(TRAINED_RUN, run, None)
+    if merged:
+        if not (Path(folder) / MERGED_DIR / "model.safetensors").exists():
+            raise ValueError(f"run {Path(folder).name!r} has no merged weights: train it with method lora and "
+                             "'Also save merged full weights'")
+        folder = str(Path(folder) / MERGED_DIR)
     progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
     url = push_to_hub(folder, repo_id, token=token, private=bool(private))
     progress(1.0)

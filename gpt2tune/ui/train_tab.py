@@ -40,10 +40,11 @@ FORM_FROM_OTHER_TABS = ("question_column", "answer_column", "eval_fraction", "se
                         "device", "precision")
 BASICS = ("epochs", "max_steps", "learning_rate", "batch_size")
 SECTIONS = {
-    "Watch it learn": ("probe_questions", "early_stopping_patience", "eval_steps", "logging_steps"),
+    "Watch it learn": ("probe_questions", "early_stopping_patience", "eval_steps", "logging_steps", "report_to"),
     "Optimisation": ("gradient_accumulation_steps", "warmup_ratio", "weight_decay", "lr_scheduler", "dropout",
                      "max_grad_norm"),
     "What the model learns": ("train_on_answers_only", "pack"),
+    "Method: full or LoRA": ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora"),
     "Checkpoints and evaluation": ("save_steps", "save_minutes", "save_total_limit", "eval_answer_samples",
                                    "answer_scoring_seconds",
                                    "torch_compile"),
@@ -544,4 +545,15 @@ def render_metrics(metrics: dict | None) -> str:
     verdict = metrics.get("memorisation") or {}
     note = (f'<div class="verdict"><b>{html.escape(str(verdict.get("verdict", "")))}</b>: '
             f'{html.escape(str(verdict.get("text", "")))}</div>' if verdict else "")
-    return f'<div class="stat-grid">{"".join(tiles)}</div>{note}'
+    return f'<div class="stat-grid">{"".join(tiles)}</div>{note}{dashboard_note(metrics)}'
+
+
+def dashboard_note(metrics: dict) -> str:
+    """Where the run's TensorBoard or Trackio logs are, and the command that opens their dashboard."""
+    tracking = metrics.get("tracking") or {}
+    if not tracking.get("command"):
+        return ""
+    return (f'<div class="verdict"><b>Dashboard ({html.escape(tracking["report_to"])})</b>: logs in '
+            f'<code>{html.escape(tracking["logs"])}</code>; open with <code>{html.escape(tracking["command"])}</code>'
+            '</div>')
+
