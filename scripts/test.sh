@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # PyPI's Linux torch wheel brings the CUDA libraries (several GB) even on a machine without a GPU.
-# Without a GPU, take the CPU build from PyTorch's own index first; the install below then keeps it
-# (2.13.0+cpu satisfies torch==2.13.0).
-if ! command -v nvidia-smi >/dev/null; then
-    python3 -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# Without a GPU, and unless torch 2.13.0 is installed already, try the CPU build from PyTorch's own
+# index first (2.13.0+cpu satisfies the pin below, so pip keeps it); where that index cannot be
+# reached, pip falls back to whatever build its configured indexes offer.
+if ! command -v nvidia-smi >/dev/null \
+        && ! python3 -c "import torch, sys; sys.exit(not torch.__version__.startswith('2.13.0'))" 2>/dev/null; then
+    python3 -m pip install -q --timeout 15 --retries 0 torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+        || echo "PyTorch's CPU index could not be reached: installing torch from the configured indexes"
 fi
 python3 -m pip install -q torch==2.13.0 -e ".[test]"
 

@@ -45,7 +45,7 @@ def test_train_help_states_defaults_once_and_plainly():
     assert options["--csv"].endswith("(default: the bundled sample, sample_qa.csv)")
     assert options["--pack"].endswith("(default: on)")
     assert options["--train-on-answers-only"].endswith("(default: on)")
-    assert options["--torch-compile"].endswith("(default: off)")
+    assert options["--torch-compile"].endswith("(default: auto)")
     assert options["--resume"].endswith("(default: off)")
     assert options["--auto-reduce-batch-on-oom"].endswith("(default: on)")
     assert "Repeat the flag for several questions" in options["--probe-question"]

@@ -137,7 +137,7 @@ def test_bad_generation_settings(tiny_model_dir, capsys):
 def test_resume_without_checkpoint(tmp_path, capsys):
     code, _, err = cli(capsys, "train", "--resume", "--output-dir", tmp_path / "fresh",
                        "--base-model", tmp_path / "no-model")
-    assert_one_line_error(code, err, "--resume: no checkpoint found under")
+    assert_one_line_error(code, err, "nothing to resume in 'fresh': it holds no run record (run.json); start a new run")
 
 
 # --- models --------------------------------------------------------------------------------------

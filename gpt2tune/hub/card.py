@@ -67,7 +67,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
         "## Hyper-parameters",
         "",
-        _table({k: config[k] for k in _hyperparameters(config) if k in config}),
+        _table(_hyperparameters(config)),
         "",
         "## All metrics",
         "",
@@ -254,7 +254,8 @@ def _data(metrics: dict, config: dict) -> str:
 
 def _hyperparameters(config: dict) -> dict:
     """The settings, with what the run actually used where a setting said auto or was derived."""
-    values = {k: config[k] for k in _HYPERPARAMETERS if k in config}
+    keys = _HYPERPARAMETERS + (_LORA_HYPERPARAMETERS if config.get("method") == "lora" else ())
+    values = {k: config[k] for k in keys if k in config}
     effective = config.get("effective") or {}
     if "max_length" in values and effective.get("max_length") and values["max_length"] != effective["max_length"]:
         values["max_length"] = f"{effective['max_length']} (auto)" if not values["max_length"] else effective["max_length"]
@@ -282,10 +283,6 @@ _HYPERPARAMETERS = (
 
 
 _LORA_HYPERPARAMETERS = ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
-
-
-def _hyperparameters(config: dict) -> tuple[str, ...]:
-    return _HYPERPARAMETERS + (_LORA_HYPERPARAMETERS if config.get("method") == "lora" else ())
 
 
 def _table(values: dict) -> str:

@@ -237,7 +237,11 @@ class RunRecorder:
     def __enter__(self) -> RunRecorder:  # noqa: PYI034  (never subclassed)
         if not self.writes:
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._created = not self.folder.exists()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"output folder {self.folder} is not writable: {error.strerror or error}") from None
         if self.checkpoint is None:
             self._clear_previous_run()
             self.record = {"name": self.folder.name, "created": time.time(), "config": self.config.to_dict(),
@@ -272,13 +276,18 @@ class RunRecorder:
 
             state, message = FAILED, first_line(error) if isinstance(error, (ValueError, RunFailed)) else (
                 f"{type(error).__name__}: {first_line(error)}")
+        with _live_lock:
+            _live.discard(str(self.folder.resolve()))
+        if self._created and isinstance(error, ValueError) and self.record.get("data") is None:
+            # Bad input or settings, found before the run had its data: nothing of it is worth
+            # keeping, and a folder it made only to record that would be litter (the error is the answer).
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
         with self._lock:
             self.record.update(state=state, message=message, heartbeat=time.time())
             self._touch_segment()
             self._write()
             self._append(events.State(state, step=int(self.record.get("step") or 0), message=message))
-        with _live_lock:
-            _live.discard(str(self.folder.resolve()))
 
     # --- the sink ----------------------------------------------------------------------------
     def __call__(self, event: events.Event) -> None:

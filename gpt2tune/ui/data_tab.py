@@ -147,7 +147,7 @@ def preview_data(file=None, question_column=None, answer_column=None, eval_fract
                  dataset_config=None, dataset_revision=None):
     from gpt2tune.data.load import load_source
     from gpt2tune.data.report import dataset_report
-    from gpt2tune.memory import release_freed_memory
+    from gpt2tune.heap import release_freed_memory
 
     # No file and no dataset: the bundled sample, as the page shows when it opens.
     data = load_source(data_source(file or SAMPLE_CSV, dataset), question_column or None, answer_column or None,
