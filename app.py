@@ -20,7 +20,7 @@ if persistent_dir() is not None:
 
 from gpt2tune.ui import build_app, launch_options  # noqa: E402
 from gpt2tune.ui.common import default_base_model, warm_up  # noqa: E402
-from gpt2tune.runs.runner import auto_resume  # noqa: E402
+from gpt2tune.training.runner import auto_resume  # noqa: E402
 
 # Trackio (report_to trackio) fixes its folder once per process: one project for all the app's runs.
 os.environ.setdefault("TRACKIO_DIR", str(work_dir() / "trackio"))

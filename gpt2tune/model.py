@@ -264,7 +264,7 @@ def init_tiny(output_dir: str | Path, n_layer: int = 2, n_embd: int = 64, n_head
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
-    from gpt2tune.runs.artifacts import match_weights_mode
+    from gpt2tune.paths import match_weights_mode
 
     match_weights_mode(output_dir)
     (output_dir / "README.md").write_text(f"# Tiny GPT-2 (untrained)\n\n{TINY_MODEL_NOTE}\n")

@@ -74,3 +74,17 @@ def inside(root: Path, relative: str) -> Path:
     if candidate != root and root not in candidate.parents:
         raise ValueError(f"path {relative!r} leaves the working folder {root}")
     return candidate
+
+
+def match_weights_mode(folder: Path) -> None:
+    """Give the weights the permissions of the config beside them.
+
+    safetensors creates its files private (0600) whatever the umask, so a model folder shared with a
+    group or served by another user would hold everything but its weights.
+    """
+    reference = Path(folder) / "config.json"
+    if not reference.is_file():
+        return
+    mode = reference.stat().st_mode & 0o777
+    for weights in Path(folder).glob("*.safetensors"):
+        weights.chmod(mode)

@@ -51,7 +51,7 @@ def app_url(tiny_model_dir, tmp_path_factory):
         try:
             yield demo.local_url
         finally:
-            from gpt2tune.runs.runner import default_runner
+            from gpt2tune.training.runner import default_runner
 
             default_runner().stop()
             default_runner().join(timeout=60)

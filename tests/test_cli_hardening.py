@@ -137,7 +137,7 @@ def test_app_runner_marks_a_diverged_run_failed(tiny_model_dir, tmp_path):
     from conftest import tiny_config
 
     from gpt2tune.runs.record import FAILED
-    from gpt2tune.runs.runner import TrainingRunner
+    from gpt2tune.training.runner import TrainingRunner
     from gpt2tune.runs.view import load_view
 
     runner = TrainingRunner()

@@ -537,3 +537,14 @@ def delimiter_name(delimiter: str | None) -> str:
 
 def format_size(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.1f} MB ({n_bytes:,} bytes)"
+
+
+def file_sha256(path) -> str:
+    """A file's SHA-256, read in blocks: the fingerprint that says which data a run saw."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,11 +8,11 @@ folder without them has no record: nothing can be compared, and nothing is claim
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpt2tune.config import EFFECTIVE_KEY
+from gpt2tune.data.tables import file_sha256
 from gpt2tune.runs import artifacts
 
 
@@ -38,14 +38,6 @@ def run_record(model_name_or_path: str) -> RunRecord:
         return RunRecord(folder=None)
     return RunRecord(folder=folder, config=artifacts.read_json(folder / artifacts.CONFIG_FILE, {}) or {},
                      metrics=artifacts.read_json(folder / artifacts.METRICS_FILE, {}) or {})
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def training_split(run: RunRecord):

@@ -1,4 +1,4 @@
 """Runs: a run is a folder under the working folder. `artifacts` names its files and writes them
-safely, `store` lists and reads runs from disk, and `runner` owns the one background training job
-the app runs at a time.
+safely, `diskspace` turns a full disk into one line, `record` keeps the run's settings, state and
+event log, `view` replays that for a page, and `store` lists and reads runs from disk.
 """

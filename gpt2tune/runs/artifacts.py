@@ -22,6 +22,8 @@ import os
 import shutil
 from pathlib import Path
 
+from gpt2tune import paths
+
 CONFIG_FILE = "gpt2tune_config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "loss_history.json"
@@ -73,7 +75,7 @@ def publish_folder(staging: Path, output_dir: Path) -> None:
     Each move is an atomic rename on the same file system; moving the weights last means that
     whenever `model.safetensors` is there, the config and tokenizer beside it belong to it.
     """
-    match_weights_mode(staging)
+    paths.match_weights_mode(staging)
     files = sorted(staging.iterdir(), key=lambda p: p.name in (WEIGHTS_FILE, ADAPTER_WEIGHTS_FILE))
     # The old run's weights go first: until the new ones land the folder has no weights at all,
     # never old weights beside the new config, tokenizer and metrics. Both kinds go (and their
@@ -84,20 +86,6 @@ def publish_folder(staging: Path, output_dir: Path) -> None:
     for path in files:
         os.replace(path, output_dir / path.name)
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def match_weights_mode(folder: Path) -> None:
-    """Give the weights the permissions of the config beside them.
-
-    safetensors creates its files private (0600) whatever the umask, so a model folder shared with a
-    group or served by another user would hold everything but its weights.
-    """
-    reference = Path(folder) / "config.json"
-    if not reference.is_file():
-        return
-    mode = reference.stat().st_mode & 0o777
-    for weights in Path(folder).glob("*.safetensors"):
-        weights.chmod(mode)
 
 
 def check_writable(output_dir: Path, needed_bytes: int) -> None:

@@ -15,7 +15,6 @@ run.json:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from gpt2tune import events
 from gpt2tune.config import TuneConfig
+from gpt2tune.data.tables import file_sha256
 from gpt2tune.runs import artifacts
 
 RUN_FILE = "run.json"
@@ -93,14 +93,6 @@ def effective_state(record: dict | None, folder) -> str | None:
         return state if is_live_here(folder) else INTERRUPTED
     stale = time.time() - float(record.get("heartbeat") or 0) > STALE_AFTER_S
     return INTERRUPTED if stale or not pid_alive(pid) else state
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def adopt_data(folder: Path, source) -> Path:

@@ -6,4 +6,5 @@ the Trainer, its loop and the out-of-memory retry; `oom` is the policy that dete
 halves; `callbacks` turn the Trainer's life into events; `results` records metrics, history and outputs.
 `adapters` wraps the model in LoRA adapters (method lora), `memory` estimates training memory for
 both methods, and `tracking` wires the Trainer's TensorBoard and Trackio logging into the run folder.
+`runner` owns the app's one background training job.
 """

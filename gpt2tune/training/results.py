@@ -90,13 +90,9 @@ def early_stopping_record(trainer) -> dict:
 
 def dataset_fingerprint(csv, rows: int) -> dict:
     """Which data this model saw: the file's name, its rows after cleaning and its SHA-256."""
-    import hashlib
+    from gpt2tune.data.tables import file_sha256
 
-    digest = hashlib.sha256()
-    with open(csv, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"file": Path(csv).name, "rows": rows, "sha256": digest.hexdigest()}
+    return {"file": Path(csv).name, "rows": rows, "sha256": file_sha256(csv)}
 
 
 def source_fingerprint(config: TuneConfig, data) -> dict:

@@ -24,7 +24,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.runs import record
-from gpt2tune.runs.runner import default_runner
+from gpt2tune.training.runner import default_runner
 from gpt2tune.runs.view import RunView, load_view
 from gpt2tune.ui.common import current_caller, fmt_duration, resolve_model_reference, stat_tile, training_file
 from gpt2tune.ui.fields import build_config, field_component
