@@ -50,6 +50,7 @@ def fill_number(page, label: str, value) -> None:
     box.press("Tab")  # Gradio takes the value when the box loses focus
 
 
+@pytest.mark.slow
 def test_upload_preview_train_and_generate(page):
     from playwright.sync_api import expect
 

@@ -265,6 +265,7 @@ def test_eval_max_length_named(tiny_model_dir, capsys):
     assert_one_line_error(code, err, "max_length must be at least 8 tokens, or 0 for auto (got -3)")
 
 
+@pytest.mark.slow
 def test_settings_refused_by_the_real_process(tmp_path):
     """Exit code 2 and exactly one stderr line, from `python -m gpt2tune` itself."""
     for argv, line in [

@@ -313,6 +313,7 @@ def test_rejected_rows_download_neutralises_formulas(client, tmp_path):
     assert [row[1] for row in written[1:]] == ["empty answer"] * len(FORMULAS) + ["duplicate of row 2"]
 
 
+@pytest.mark.slow
 def test_download_folders_do_not_pile_up(client, tmp_path):
     from gpt2tune.paths import work_dir
     from gpt2tune.ui.data_tab import KEEP_DOWNLOADS
