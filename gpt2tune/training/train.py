@@ -165,8 +165,6 @@ def _reload_base_model(prepared):
 
 def _resolved_settings(config: TuneConfig, data, base_model: str) -> events.Settings:
     """What this run really trains with: the columns detected, the model loaded, which data."""
-    import dataclasses
-
     resolved = dataclasses.replace(config, csv=str(Path(config.csv).resolve()), base_model=base_model,
                                    question_column=data.report.question_column,
                                    answer_column=data.report.answer_column, resume=False)
