@@ -76,5 +76,7 @@ def test_large_preview_gives_its_memory_back(tiny_model_dir, tmp_path):
     assert table["data"][0][0].startswith("What happens to")
     # ...within bounded memory, and gave it back
     print(f"server RSS: before {before / GiB:.2f} GiB, peak {max(peak) / GiB:.2f}, after {after / GiB:.2f}")
-    assert max(peak) - before < 1.0 * GiB
+    # The peak varies from run to run (0.5-1.1 GiB above the start here, 2.0 GiB before previews were
+    # bounded); what must hold is that it stays well under that and is given back afterwards.
+    assert max(peak) - before < 1.5 * GiB
     assert after - before < 0.25 * GiB
