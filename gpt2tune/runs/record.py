@@ -268,11 +268,11 @@ class RunRecorder:
 
             state, message = FAILED, first_line(error) if isinstance(error, (ValueError, RunFailed)) else (
                 f"{type(error).__name__}: {first_line(error)}")
-        with _live_lock:
-            _live.discard(str(self.folder.resolve()))
         if self._created and isinstance(error, ValueError) and self.record.get("data") is None:
             # Bad input or settings, found before the run had its data: nothing of it is worth
             # keeping, and a folder it made only to record that would be litter (the error is the answer).
+            with _live_lock:
+                _live.discard(str(self.folder.resolve()))
             shutil.rmtree(self.folder, ignore_errors=True)
             return
         with self._lock:
@@ -280,6 +280,9 @@ class RunRecorder:
             self._touch_segment()
             self._write()
             self._append(events.State(state, step=int(self.record.get("step") or 0), message=message))
+        # Only now: while this process trains the folder, a "running" record is not read as interrupted.
+        with _live_lock:
+            _live.discard(str(self.folder.resolve()))
 
     # --- the sink ----------------------------------------------------------------------------
     def __call__(self, event: events.Event) -> None:
