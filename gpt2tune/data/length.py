@@ -78,14 +78,11 @@ def choose_max_length(token_lengths, context: int = GPT2_CONTEXT, requested: int
 
 
 def example_lengths(tokenizer, questions, answers) -> list[int]:
-    """Whole training length of each example in tokens: prompt + answer + end-of-text, as prep builds it."""
-    from gpt2tune.data.prompt import format_answer, format_prompt
+    """Whole training length of each example in tokens: prompt + answer + end-of-text, as prep builds it
+    (`prep.encode_pairs`: special-token text counts as the plain text it is trained as)."""
+    from gpt2tune.data.prep import encode_pairs
 
-    def counts(texts):
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    prompts = counts([format_prompt(q) for q in questions])
-    replies = counts([format_answer(a) for a in answers])
+    prompts, replies = encode_pairs(questions, answers, tokenizer).lengths()
     return [p + a + 1 for p, a in zip(prompts, replies)]
 
 

@@ -102,18 +102,13 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
     loader's counts, taken before it dropped exact repeats (else they are counted on `frame`).
     `encoded`: the frame's rows already tokenized (`prep.encode_pairs`), so they are not tokenized again.
     """
-    from gpt2tune.data.prep import split_frame
-    from gpt2tune.data.prompt import format_answer, format_prompt
+    from gpt2tune.data.prep import encode_pairs, split_frame
 
     if len(frame) == 0:
         raise ValueError("the dataset has no rows to report on")
-    questions, answers = list(frame["question"]), list(frame["answer"])
-    if encoded is not None:
-        prompt_lengths, answer_lengths = encoded.lengths()
-    else:
-        # One batched call each: the fast tokenizer runs the whole column in Rust.
-        prompt_lengths = _token_counts(tokenizer, [format_prompt(q) for q in questions])
-        answer_lengths = _token_counts(tokenizer, [format_answer(a) for a in answers])
+    if encoded is None:
+        encoded = encode_pairs(frame["question"], frame["answer"], tokenizer)
+    prompt_lengths, answer_lengths = encoded.lengths()
     token_lengths = [p + a + 1 for p, a in zip(prompt_lengths, answer_lengths)]  # + EOS
     policy = choose_max_length(token_lengths, context, max_length, overlong)
 
@@ -193,15 +188,6 @@ def _languages(report: DatasetReport, frame, seed: int) -> None:
 def suggest_max_length(token_lengths: list[int], context: int = MAX_CONTEXT) -> int:
     """What auto chooses for these lengths (see `length.choose_max_length`)."""
     return choose_max_length(token_lengths, context).max_length
-
-
-COUNT_CHUNK_ROWS = 10_000  # token ids are counted and dropped per chunk: memory stays flat on big files
-
-
-def _token_counts(tokenizer, texts: list[str]) -> list[int]:
-    from gpt2tune.data.prep import encode_text
-
-    return [len(ids) for ids in encode_text(tokenizer, texts)]
 
 
 def _quote(text: str, limit: int = 80) -> str:
