@@ -88,3 +88,12 @@ def match_weights_mode(folder: Path) -> None:
     mode = reference.stat().st_mode & 0o777
     for weights in Path(folder).glob("*.safetensors"):
         weights.chmod(mode)
+
+
+def mtime(path: Path) -> float:
+    """A file's modification time, 0.0 when it has just gone: folders are listed while another job
+    renames its *.tmp files into place or prunes old entries."""
+    try:
+        return Path(path).stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

@@ -53,3 +53,33 @@ def test_totals_weigh_each_logged_loss_by_the_steps_it_covers(tmp_path):
     # history that stops short of the last step: no whole-run figure is made up
     short = record.totals_over_segments(tmp_path, history[:2], {"global_step": 6, "train_runtime": 8.0})
     assert "train_loss" not in short
+
+
+def test_listing_runs_survives_files_renamed_or_deleted_while_it_reads(tmp_path, monkeypatch):
+    """A job renames run.json.tmp into place and prunes checkpoints while another page lists runs: the
+    listing must not fail on a name that was there when the folder was read and is gone when it is
+    looked at (a real race seen in the app)."""
+    from pathlib import Path
+
+    from gpt2tune.runs import store
+
+    monkeypatch.setenv("GPT2TUNE_HOME", str(tmp_path))
+    kept = store.runs_root() / "kept-run"
+    kept.mkdir(parents=True)
+    (kept / "run.json").write_text("{}")
+    gone = store.runs_root() / "gone-run"
+    gone.mkdir()
+    real_iterdir = Path.iterdir
+
+    def racing_iterdir(self):
+        names = list(real_iterdir(self))
+        if self == kept:
+            names.append(kept / "run.json.tmp")  # listed, then renamed away
+        if self == store.runs_root():
+            import shutil
+            shutil.rmtree(gone)  # listed, then deleted before it is read
+        return iter(names)
+
+    monkeypatch.setattr(Path, "iterdir", racing_iterdir)
+    names = [run.name for run in store.list_runs()]
+    assert names == ["kept-run"]

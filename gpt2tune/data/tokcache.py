@@ -18,6 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+from gpt2tune.paths import mtime
+
 PREP_VERSION = "3"  # bump when the layout or content of prepared rows changes (3: special-token text as plain text)
 KEEP_ENTRIES = 4
 CACHE_FOLDER_NAME = ".prep-cache"  # hidden: it sits beside run folders and is not a run
@@ -87,8 +89,8 @@ def fetch_or_build(root: Path, key: str, build) -> tuple[Path, bool]:
 
 def _prune(root: Path, keep: Path) -> None:
     entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
+                     key=mtime, reverse=True)
     for old in entries[KEEP_ENTRIES:]:
-        if old != keep and time.time() - old.stat().st_mtime > 60:  # never one another process just wrote
+        if old != keep and time.time() - mtime(old) > 60:  # never one another process just wrote
             shutil.rmtree(old, ignore_errors=True)
             (root / f"{old.name}.lock").unlink(missing_ok=True)

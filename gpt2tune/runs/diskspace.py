@@ -59,7 +59,13 @@ def folder_bytes(folder: Path) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:  # rotated away while counting
+            pass
+    return total
 
 
 def free_bytes(folder: Path) -> int | None:

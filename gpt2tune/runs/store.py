@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpt2tune.paths import inside, work_dir
+from gpt2tune.paths import inside, mtime, work_dir
 from gpt2tune.runs import artifacts, record
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -63,7 +63,14 @@ def new_run_name() -> str:
 
 def list_runs() -> list[RunInfo]:
     """Every run folder, newest first."""
-    runs = [load_run(path.name) for path in runs_root().iterdir() if path.is_dir() and RUN_NAME_PATTERN.match(path.name)]
+    runs = []
+    for path in runs_root().iterdir():
+        if not (path.is_dir() and RUN_NAME_PATTERN.match(path.name)):
+            continue
+        try:
+            runs.append(load_run(path.name))
+        except ValueError:  # deleted between the listing and the read
+            continue
     return sorted(runs, key=lambda run: run.modified, reverse=True)
 
 
@@ -87,10 +94,10 @@ def load_run(name: str) -> RunInfo:
         history=history if isinstance(history, list) else checkpoint_history(path),
         has_model=artifacts.has_model(path),
         checkpoints=len(checkpoints),
-        modified=max((p.stat().st_mtime for p in [path, *path.iterdir()]), default=0.0),
+        modified=max((mtime(p) for p in [path, *path.iterdir()]), default=0.0),
         state=record.effective_state(saved, path),
         step=int((saved or {}).get("step") or 0),
-        created=float((saved or {}).get("created") or path.stat().st_mtime),
+        created=float((saved or {}).get("created") or mtime(path)),
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
-from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, work_dir
+from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, mtime, work_dir
 from gpt2tune.ui.common import data_source, stat_tile, ui_errors, visitor_file
 from gpt2tune.ui.fields import field_component
 
@@ -240,7 +240,7 @@ def _prune_downloads(root, keep: int) -> None:
     handler returns, so older folders are no longer served from here; without this they pile up."""
     import shutil
 
-    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=mtime, reverse=True)
     for old in folders[keep:]:
         shutil.rmtree(old, ignore_errors=True)
 
