@@ -6,8 +6,10 @@ Writes synthetic question/answer CSVs (about 75 GPT-2 tokens per example, like r
 then measures, each in a fresh process so that peak RSS belongs to that run alone:
   small CSV: first preparation (tokenize, pack, write the cache) and a second one (cache hit);
   large CSV: the same two.
-Each run is the path `gpt2tune train` takes before training: load_qa_data -> split_frame ->
-prepare_datasets(cache_dir=...).
+Each run is the path `gpt2tune train` takes before training (`training.prepare.prepare` with a run
+folder: load and clean, tokenize once for the length policy and the report, split, pack; the token
+ids and the packed rows are cached beside the run folder), on a 2-layer model so that the model's own
+memory does not hide the data's.
 """
 
 from __future__ import annotations
@@ -58,27 +60,31 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
 
 
 def prepare_once(csv: str, cache_dir: str, max_length: int) -> dict:
-    """One preparation, as training runs it; returns timings and the peak RSS of this process."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the CLI runs it
+    """One preparation, exactly as `gpt2tune train` runs it (`training.prepare.prepare` with the run's
+    folder, so its caches are used), on a 2-layer model; returns timings and this process's peak RSS."""
     t0 = time.perf_counter()
-    from gpt2tune.data.load import load_qa_data
-    from gpt2tune.model import load_tokenizer
-    from gpt2tune.paths import TOKENIZER_DIR
-    from gpt2tune.data.prep import prepare_datasets, split_frame
+    from gpt2tune.config import TuneConfig
+    from gpt2tune.model import init_tiny
+    from gpt2tune.training.prepare import prepare
 
-    tokenizer = load_tokenizer(str(TOKENIZER_DIR))
+    model_dir = Path(cache_dir) / "tiny-model"
+    if not model_dir.exists():
+        init_tiny(model_dir)
+    run_dir = Path(cache_dir) / "run"  # the caches sit beside it, in cache_dir
+    config = TuneConfig(csv=csv, base_model=str(model_dir), output_dir=str(run_dir), max_length=max_length)
     t_import = time.perf_counter()
-    data = load_qa_data(csv)
-    t_load = time.perf_counter()
-    rss_after_load = _rss_gib("VmHWM")
-    train_frame, eval_frame = split_frame(data.frame, 0.1, 42)
-    train_set, eval_set, report = prepare_datasets(train_frame, eval_frame, tokenizer, max_length, True, True,
-                                                   cache_dir=cache_dir)
+    marks = {}
+
+    def on_event(event):  # the first status line comes once the file is loaded and cleaned
+        marks.setdefault("loaded", (time.perf_counter(), _rss_gib("VmHWM")))
+
+    prepared = prepare(config, on_event=on_event, output_dir=run_dir)
     t_prep = time.perf_counter()
-    n_rows_read = len(train_set) + (len(eval_set) if eval_set is not None else 0)
+    report = prepared.prep
+    t_load, rss_after_load = marks["loaded"]
     return {
-        "csv_rows": len(data.frame), "from_cache": report.from_cache, "train_rows": report.train_rows,
-        "train_tokens": report.train_tokens, "packed_rows_total": n_rows_read,
+        "csv_rows": len(prepared.data.frame), "from_cache": report.from_cache, "train_rows": report.train_rows,
+        "train_tokens": report.train_tokens, "max_length": prepared.config.max_length,
         "tokens_per_example": report.train_tokens / report.train_examples,
         "padding_waste_unpacked": report.padding_waste_unpacked,
         "import_s": t_import - t0, "load_csv_s": t_load - t_import, "prepare_s": t_prep - t_load,
@@ -97,7 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small-rows", type=int, default=100_000)
     parser.add_argument("--folder", default="/tmp/gpt2tune-prep-scale")
-    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=0)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one run in this process
     parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -192,7 +192,6 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # no multi-line retry chatter when offline
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # a Hub dataset's per-split bars
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # The variables are read at import; when `main()` runs inside a process that already imported
     # the libraries, say the same thing through their APIs (without importing them here: slow).
     if "huggingface_hub" in sys.modules:

@@ -1,6 +1,9 @@
 """Template, labels and split: what the model is trained on."""
 
+import os
+
 import pandas as pd
+import pytest
 
 from gpt2tune.model import load_tokenizer
 from gpt2tune.paths import TOKENIZER_DIR
@@ -47,3 +50,73 @@ def test_tiny_datasets_still_split_or_train_without_eval():
     two = pd.DataFrame({"question": ["q1", "q2"], "answer": ["a", "b"]})
     train, evals = split_frame(two, 0.1, seed=0)
     assert len(train) == 1 and len(evals) == 1
+
+
+def test_examples_from_flat_token_ids_match_row_by_row_lists():
+    """Every row built by array indexing equals (prompt + answer + EOS)[:max_length] written out per row with
+    the tokenizer's own call, for real rows of both lengths: cut in the prompt, in the answer, and whole."""
+    from pathlib import Path
+
+    from gpt2tune.data.prep import encode_pairs, tokenize_examples
+    from gpt2tune.data.prompt import format_answer
+
+    csv = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pubmedqa" / "qa.csv"
+    frame = pd.read_csv(csv).head(60) if csv.exists() else pd.DataFrame(
+        {"question": [f"question {i} " * (i % 9 + 1) for i in range(60)],
+         "answer": [f"answer {i} " * (i % 13 + 1) for i in range(60)]})
+    questions, answers = list(frame["question"].astype(str)), list(frame["answer"].astype(str))
+    questions[3] = "Is <|endoftext|> plain text here?"  # special-token text stays text
+    eos = TOKENIZER.eos_token_id
+    encoded = encode_pairs(questions, answers, TOKENIZER)
+    for max_length, answers_only in ((24, True), (96, True), (1024, False)):
+        examples = tokenize_examples(questions, answers, TOKENIZER, max_length, answers_only, encoded=encoded)
+        for i, (q, a) in enumerate(zip(questions, answers)):
+            prompt = TOKENIZER(format_prompt(q), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            reply = TOKENIZER(format_answer(a), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            whole = prompt + reply + [eos]
+            start, n = examples.starts[i], examples.lengths[i]
+            assert examples.ids[start:start + n].tolist() == whole[:max_length]
+            masked = [IGNORE_INDEX] * len(prompt) + reply + [eos] if answers_only else whole
+            assert examples.labels[start:start + n].tolist() == masked[:max_length]
+            assert examples.truncated[i] == (len(whole) > max_length)
+    assert eos not in encoded.prompt_ids[:encoded.prompt_lengths[:4].sum()].tolist()
+
+
+def test_token_ids_of_a_frame_are_cached_and_read_back_without_the_tokenizer(tmp_path, monkeypatch):
+    from gpt2tune.data import prep
+
+    frame = pd.DataFrame({"question": [f"What is {i} + {i}?" for i in range(50)],
+                          "answer": [f"It is {2 * i}." for i in range(50)]})
+    first = prep.encode_frame(frame, TOKENIZER, tmp_path)
+
+    def no_tokenizer(*args, **kwargs):
+        raise AssertionError("the tokenizer ran on a cache hit")
+
+    monkeypatch.setattr(prep, "encode_text", no_tokenizer)
+    again = prep.encode_frame(frame, TOKENIZER, tmp_path)
+    for name in prep.ENCODED_ARRAYS:
+        assert getattr(again, name).tolist() == getattr(first, name).tolist()
+    assert again.prompt_lengths.sum() == len(again.prompt_ids) > 0
+    changed = frame.assign(answer=frame["answer"].str.replace("It is", "That is"))
+    with pytest.raises(AssertionError, match="tokenizer ran"):  # other text: another key, tokenized again
+        prep.encode_frame(changed, TOKENIZER, tmp_path)
+
+
+def test_large_batches_use_the_tokenizer_threads_unless_the_user_said_no(monkeypatch):
+    from gpt2tune.data import prep
+
+    seen = []
+    monkeypatch.setattr(prep, "_parallel_set_here", False)
+    monkeypatch.delenv(prep.PARALLEL_ENV, raising=False)
+    with prep._parallel_tokenizer(prep.PARALLEL_MIN_TEXTS):
+        seen.append(os.environ.get(prep.PARALLEL_ENV))
+    seen.append(os.environ.get(prep.PARALLEL_ENV))  # left "false": a later fork neither warns nor deadlocks
+    with prep._parallel_tokenizer(prep.PARALLEL_MIN_TEXTS):
+        seen.append(os.environ.get(prep.PARALLEL_ENV))  # "false" was ours: the next large batch is parallel
+    with prep._parallel_tokenizer(10):
+        seen.append(os.environ.get(prep.PARALLEL_ENV))  # a small batch is not worth the threads
+    assert seen == ["true", "false", "true", "false"]
+    monkeypatch.setattr(prep, "_parallel_set_here", False)
+    monkeypatch.setenv(prep.PARALLEL_ENV, "false")  # the user's own choice
+    with prep._parallel_tokenizer(prep.PARALLEL_MIN_TEXTS):
+        assert os.environ[prep.PARALLEL_ENV] == "false"

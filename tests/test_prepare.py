@@ -1,6 +1,7 @@
 """The one set-up before training (`training.prepare`): what `check` reports is what `train` uses,
 and the data is tokenized once."""
 
+import pytest
 from conftest import SAMPLE_CSV, tiny_config
 
 
@@ -43,3 +44,40 @@ def test_check_writes_nothing(tiny_model_dir, tmp_path):
     assert report.base_model == str(tiny_model_dir)
     assert report.parameters == 50257 * 64 + 1024 * 64 + 2 * block + 128
     assert not (tmp_path / "out").exists()  # no token cache, no output folder: a check only reads
+
+
+def test_a_rerun_on_the_same_file_reads_every_stage_from_the_cache(tiny_model_dir, tmp_path, monkeypatch):
+    """The second training set-up on an unchanged file neither cleans, tokenizes nor measures it again,
+    and what it reads back is what the first run computed; one changed byte starts over."""
+    import shutil
+
+    import gpt2tune.data.load as load
+    import gpt2tune.data.report as report
+    from gpt2tune.data import prep
+    from gpt2tune.training.prepare import prepare
+
+    csv = tmp_path / "qa.csv"
+    shutil.copy(SAMPLE_CSV, csv)
+    config = tiny_config(tiny_model_dir, tmp_path / "runs" / "one", csv=str(csv), max_length=0)
+    first = prepare(config, output_dir=config.output_dir)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached stage ran again")
+
+    real = {"load": load.load_source, "encode": prep.encode_text, "report": report.dataset_report}
+    monkeypatch.setattr(load, "load_source", must_not_run)
+    monkeypatch.setattr(prep, "encode_text", must_not_run)
+    monkeypatch.setattr(report, "dataset_report", must_not_run)
+    again = prepare(config, output_dir=tmp_path / "runs" / "two")  # another run beside it shares the cache
+    assert again.data.frame["question"].tolist() == first.data.frame["question"].tolist()
+    assert again.data.frame["answer"].tolist() == first.data.frame["answer"].tolist()
+    assert again.data.report == first.data.report and again.data.report.summary() == first.data.report.summary()
+    assert again.dataset.to_dict() == first.dataset.to_dict()
+    assert again.dataset.summary() == first.dataset.summary()
+    assert again.config.max_length == first.config.max_length and again.prep.from_cache
+    assert again.train_set["input_ids"] == first.train_set["input_ids"]
+
+    csv.write_text(csv.read_text().replace("?", "?!", 1))  # one byte more: nothing may be served stale
+    monkeypatch.setattr(load, "load_source", real["load"])
+    with pytest.raises(AssertionError, match="cached stage ran again"):
+        prepare(config, output_dir=tmp_path / "runs" / "three")

@@ -13,8 +13,10 @@ the rows go straight to an Arrow file that later runs memory-map instead of toke
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from gpt2tune.data.prompt import format_answer, format_prompt
 IGNORE_INDEX = -100  # label value the loss skips
 TOKENIZE_CHUNK_ROWS = 20_000  # rows per tokenizer call: big enough for Rust to shine, small enough for RAM
 WRITE_CHUNK_ROWS = 20_000  # packed rows per Arrow record batch
+TAKE_CHUNK_ROWS = 200_000  # rows per gather when a split takes its token ids
 
 
 @dataclass
@@ -117,6 +120,31 @@ def _token_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - _starts(lengths), lengths) + np.arange(int(lengths.sum()))
 
 
+PARALLEL_ENV = "TOKENIZERS_PARALLELISM"
+PARALLEL_MIN_TEXTS = 2_000  # below this a batch is done before the thread pool pays for itself
+_parallel_set_here = False  # True once this module (not the user) has written PARALLEL_ENV
+
+
+@contextlib.contextmanager
+def _parallel_tokenizer(n_texts: int):
+    """Let the Rust tokenizer spread a large batch over the cores (it reads PARALLEL_ENV at each call).
+
+    A user's own setting wins. Between batches the variable is left "false": a process that forks after
+    the tokenizer's thread pool has run (a DataLoader worker, a subprocess) then neither deadlocks on
+    it nor prints the library's fork warning, as it would with the variable unset.
+    """
+    global _parallel_set_here
+    if n_texts < PARALLEL_MIN_TEXTS or (PARALLEL_ENV in os.environ and not _parallel_set_here):
+        yield
+        return
+    _parallel_set_here = True
+    os.environ[PARALLEL_ENV] = "true"
+    try:
+        yield
+    finally:
+        os.environ[PARALLEL_ENV] = "false"
+
+
 def encode_text(tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of data text, special-token text included as plain text.
 
@@ -130,7 +158,8 @@ def encode_text(tokenizer, texts: list[str]) -> list[list[int]]:
         before = backend.encode_special_tokens
         backend.encode_special_tokens = True
         try:
-            return [e.ids for e in encode(texts, add_special_tokens=False)]
+            with _parallel_tokenizer(len(texts)):
+                return [e.ids for e in encode(texts, add_special_tokens=False)]
         finally:
             backend.encode_special_tokens = before
     return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
@@ -139,46 +168,103 @@ def encode_text(tokenizer, texts: list[str]) -> list[list[int]]:
 @dataclass
 class Encoded:
     """Each row's templated prompt and answer as token ids, before EOS and truncation: what both the
-    training rows and the dataset report are made from, so one tokenizer pass serves both."""
+    training rows and the dataset report are made from, so one tokenizer pass serves both. Flat int32
+    arrays (row i's prompt is prompt_ids[prompt_starts[i]:][:prompt_lengths[i]]): a million rows of
+    Python int lists would take ~3 GiB, these ~0.3 GiB."""
 
-    prompts: list[list[int]]
-    replies: list[list[int]]
+    prompt_ids: np.ndarray  # int32
+    prompt_lengths: np.ndarray  # int64, per row
+    reply_ids: np.ndarray  # int32
+    reply_lengths: np.ndarray  # int64, per row
+
+    def __len__(self) -> int:
+        return len(self.prompt_lengths)
 
     def take(self, positions) -> Encoded:
-        return Encoded([self.prompts[i] for i in positions], [self.replies[i] for i in positions])
+        positions = np.asarray(positions, dtype=np.int64)
+        prompt_starts, reply_starts = _starts(self.prompt_lengths), _starts(self.reply_lengths)
+        parts = []
+        for i in range(0, len(positions), TAKE_CHUNK_ROWS):  # chunks bound the int64 token positions
+            rows = positions[i:i + TAKE_CHUNK_ROWS]
+            prompts = _token_index(prompt_starts[rows], self.prompt_lengths[rows])
+            replies = _token_index(reply_starts[rows], self.reply_lengths[rows])
+            parts.append(Encoded(self.prompt_ids[prompts], self.prompt_lengths[rows],
+                                 self.reply_ids[replies], self.reply_lengths[rows]))
+        return Encoded.concat(parts) if parts else Encoded(*(getattr(self, name)[:0] for name in ENCODED_ARRAYS))
 
     def lengths(self) -> tuple[list[int], list[int]]:
-        return [len(p) for p in self.prompts], [len(r) for r in self.replies]
+        return self.prompt_lengths.tolist(), self.reply_lengths.tolist()
+
+    @classmethod
+    def concat(cls, parts: list[Encoded]) -> Encoded:
+        return cls(*(np.concatenate([getattr(part, name) for part in parts]) for name in ENCODED_ARRAYS))
+
+
+ENCODED_ARRAYS = ("prompt_ids", "prompt_lengths", "reply_ids", "reply_lengths")  # Encoded's fields, in order
+
+
+def _flat(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int32, count=int(lengths.sum())), lengths
+
+
+def _rows(values, start: int) -> list:
+    """One chunk of a column as Python strings: an Arrow-backed column (large files) would otherwise
+    become a million Python strings at once."""
+    part = values.iloc[start:start + TOKENIZE_CHUNK_ROWS] if hasattr(values, "iloc") else \
+        values[start:start + TOKENIZE_CHUNK_ROWS]
+    return list(part)
 
 
 def encode_pairs(questions, answers, tokenizer) -> Encoded:
     """Tokenize the prompt template of every question and every answer, in large batches."""
-    questions, answers = list(questions), list(answers)
-    prompts, replies = [], []
-    for i in range(0, len(questions), TOKENIZE_CHUNK_ROWS):
-        prompts += encode_text(tokenizer, [format_prompt(q) for q in questions[i:i + TOKENIZE_CHUNK_ROWS]])
-        replies += encode_text(tokenizer, [format_answer(a) for a in answers[i:i + TOKENIZE_CHUNK_ROWS]])
-    return Encoded(prompts, replies)
+    parts = []
+    for start in range(0, len(questions), TOKENIZE_CHUNK_ROWS):
+        prompts = _flat(encode_text(tokenizer, [format_prompt(q) for q in _rows(questions, start)]))
+        replies = _flat(encode_text(tokenizer, [format_answer(a) for a in _rows(answers, start)]))
+        parts.append(Encoded(*prompts, *replies))
+    empty = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+    return Encoded.concat(parts) if parts else Encoded(*empty, *empty)
 
 
-def _tokenize_chunk(questions, answers, tokenizer, max_length: int, answers_only: bool,
-                    encoded: Encoded | None = None) -> Examples:
-    if encoded is None:
-        encoded = Encoded(encode_text(tokenizer, [format_prompt(q) for q in questions]),
-                          encode_text(tokenizer, [format_answer(a) for a in answers]))
-    prompts, replies = encoded.prompts, encoded.replies
-    eos = [tokenizer.eos_token_id]
-    full = [p + a + eos for p, a in zip(prompts, replies)]
-    full_lengths = np.fromiter(map(len, full), dtype=np.int64, count=len(full))
+def encode_frame(frame, tokenizer, cache_dir: str | Path | None = None, fingerprint: str | None = None) -> Encoded:
+    """`encode_pairs` of a cleaned frame's two columns. With `cache_dir`, the ids are kept there (in a
+    hidden folder beside the prepared rows) under a hash of the text and the tokenizer, so a rerun on the
+    same data (any max_length, split or packing) skips the tokenizer: minutes for a million rows.
+    `fingerprint`: a hash that already names the frame's text (`QAData.fingerprint`)."""
+    def encode() -> Encoded:
+        return encode_pairs(frame["question"], frame["answer"], tokenizer)
+
+    if cache_dir is None:
+        return encode()
+    from gpt2tune.data import tokcache
+
+    def save(encoded: Encoded, folder: Path) -> None:
+        np.savez(folder / "encoded.npz", **{name: getattr(encoded, name) for name in ENCODED_ARRAYS})
+
+    def read(folder: Path) -> Encoded:
+        with np.load(folder / "encoded.npz") as saved:
+            return Encoded(*(saved[name] for name in ENCODED_ARRAYS))
+
+    key = tokcache.encoded_key(frame, tokenizer, fingerprint)
+    return tokcache.cached(Path(cache_dir) / ".tokens", key, encode, save, read)
+
+
+def _examples(encoded: Encoded, eos: int, max_length: int, answers_only: bool) -> Examples:
+    """Prompt + answer + EOS per row, cut at max_length, built with array indexing (no per-token Python)."""
+    prompt_lengths, reply_lengths = encoded.prompt_lengths, encoded.reply_lengths
+    full_lengths = prompt_lengths + reply_lengths + 1
     lengths = np.minimum(full_lengths, max_length)
-    ids = np.fromiter(
-        itertools.chain.from_iterable(x[:max_length] for x in full), dtype=np.int32, count=int(lengths.sum())
-    )
+    position = np.arange(int(lengths.sum())) - np.repeat(_starts(lengths), lengths)  # within its example
+    prompt_end = np.repeat(prompt_lengths, lengths)
+    in_prompt = position < prompt_end
+    in_reply = ~in_prompt & (position < prompt_end + np.repeat(reply_lengths, lengths))
+    ids = np.full(len(position), eos, dtype=np.int32)  # what is left is each example's final EOS
+    ids[in_prompt] = encoded.prompt_ids[(np.repeat(_starts(prompt_lengths), lengths) + position)[in_prompt]]
+    ids[in_reply] = encoded.reply_ids[(np.repeat(_starts(reply_lengths), lengths) + position - prompt_end)[in_reply]]
     labels = ids.copy()
     if answers_only:
-        prompt_lengths = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts))
-        position = np.arange(len(ids)) - np.repeat(_starts(lengths), lengths)
-        labels[position < np.repeat(prompt_lengths, lengths)] = IGNORE_INDEX
+        labels[in_prompt] = IGNORE_INDEX
     return Examples(ids, labels, lengths, full_lengths > max_length)
 
 
@@ -186,18 +272,12 @@ def tokenize_examples(questions, answers, tokenizer, max_length: int, answers_on
                       encoded: Encoded | None = None) -> Examples:
     """Prompt + answer + EOS for every pair, truncated to max_length, tokenized in large batches
     (or built from `encoded`, the same pairs already tokenized by `encode_pairs`)."""
-    # Python strings one chunk at a time: Arrow-backed columns (large files) would otherwise become
-    # a million Python strings at once
-    def chunk(values, i):
-        part = values.iloc[i:i + TOKENIZE_CHUNK_ROWS] if hasattr(values, "iloc") else values[i:i + TOKENIZE_CHUNK_ROWS]
-        return list(part)
-
-    parts = []
-    for i in range(0, max(len(questions), 1), TOKENIZE_CHUNK_ROWS):
-        span = range(i, min(i + TOKENIZE_CHUNK_ROWS, len(questions)))
-        parts.append(_tokenize_chunk(chunk(questions, i), chunk(answers, i), tokenizer, max_length,
-                                     answers_only, None if encoded is None else encoded.take(span)))
-    return Examples.concat(parts)
+    if encoded is None:
+        encoded = encode_pairs(questions, answers, tokenizer)
+    parts = [_examples(encoded.take(np.arange(start, min(start + TOKENIZE_CHUNK_ROWS, len(encoded)))),
+                       tokenizer.eos_token_id, max_length, answers_only)
+             for start in range(0, len(encoded), TOKENIZE_CHUNK_ROWS)]  # chunks bound the int64 temporaries
+    return Examples.concat(parts) if parts else _examples(encoded, tokenizer.eos_token_id, max_length, answers_only)
 
 
 def tokenize_pairs(questions, answers, tokenizer, max_length: int, answers_only: bool) -> dict:
@@ -308,13 +388,15 @@ def _trainable(examples: Examples) -> np.ndarray:
 
 
 def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answers_only: bool, pack: bool,
-                     cache_dir: str | Path | None = None, encoded: tuple[Encoded, Encoded] | None = None,
-                     overlong: str = "truncate"):
+                     cache_dir: str | Path | None = None, encoded=None, overlong: str = "truncate",
+                     fingerprint: str | None = None):
     """Build the train and eval `datasets.Dataset`s of packed rows, plus a report of what changed.
 
     With `cache_dir`, the result is stored there under a hash of the question/answer content, the
     tokenizer and these settings; a later call with the same inputs loads it instead of tokenizing.
-    `encoded`: the (train, eval) splits already tokenized by `encode_pairs`, not tokenized again.
+    `encoded`: the (train, eval) splits already tokenized by `encode_pairs`, not tokenized again, or a
+    function returning them (called only when the rows are built: a cache hit skips it).
+    `fingerprint`: a hash that already names both frames' text (so they are not hashed again).
     """
     def prepare(folder: Path | None):
         return _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder, encoded, overlong)
@@ -324,7 +406,7 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
     from gpt2tune.data import tokcache
 
     key = tokcache.prep_key(frames=(train_frame, eval_frame), tokenizer=tokenizer, max_length=max_length,
-                            answers_only=answers_only, pack=pack, overlong=overlong)
+                            answers_only=answers_only, pack=pack, overlong=overlong, fingerprint=fingerprint)
     try:
         folder, hit = tokcache.fetch_or_build(Path(cache_dir), key, build=prepare)
     except OSError as error:  # an unwritable or full disk costs the cache, not the run
@@ -349,9 +431,9 @@ def rows_for(frame, tokenizer, max_length: int, answers_only: bool, pack: bool, 
 
 
 def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None,
-             encoded: tuple[Encoded, Encoded] | None = None, overlong: str = "truncate"):
+             encoded=None, overlong: str = "truncate"):
     splits, counts = {}, {"truncated": 0, "dropped": 0, "overlong": 0}
-    encoded = encoded or (None, None)
+    encoded = (encoded() if callable(encoded) else encoded) or (None, None)
     for (name, frame), pairs in zip((("train", train_frame), ("eval", eval_frame)), encoded):
         path = folder / f"{name}.arrow" if folder is not None else None
         examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path, pairs, overlong)

@@ -9,7 +9,7 @@ split measures recall, not generalisation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -53,6 +53,17 @@ class DatasetReport:
         if self.length is not None:
             values["length"] = self.length.to_dict()
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DatasetReport:
+        """The report `to_dict` wrote (derived figures such as coverage are computed again, not read)."""
+        values = dict(values)
+        nested = {"length": LengthPolicy, "duplicates": DuplicateCounts, "leakage": Leakage}
+        for name, kind in nested.items():
+            if values.get(name) is not None:
+                names = {f.name for f in fields(kind)}
+                values[name] = kind(**{k: v for k, v in values[name].items() if k in names})
+        return cls(**values)
 
     def summary(self) -> str:
         lengths = np.asarray(self.token_lengths)
@@ -176,8 +187,10 @@ def _row_examples(frame, mask) -> list[str]:
 
 
 def _languages(report: DatasetReport, frame, seed: int) -> None:
-    from gpt2tune.data.content import NON_ENGLISH_WARN, language_counts, language_summary
+    from gpt2tune.data.content import LANGUAGE_SAMPLE, NON_ENGLISH_WARN, language_counts, language_summary
 
+    if len(frame) > LANGUAGE_SAMPLE:  # the rows language_counts would sample, before joining a million texts
+        frame = frame.sample(n=LANGUAGE_SAMPLE, random_state=seed)
     report.languages = language_counts(frame["question"] + "\n" + frame["answer"], seed=seed)
     report.non_english_share, sentence = language_summary(report.languages)
     if report.non_english_share > NON_ENGLISH_WARN:

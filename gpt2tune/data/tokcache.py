@@ -3,7 +3,9 @@
 An entry is a folder named by a hash of everything that shapes the rows: the question/answer text
 of both splits (hence the CSV content, the columns picked and the split), the tokenizer's full
 definition, max_length, the prompt template, answers_only, pack and the preparation code's version.
-Change any of them and the key changes; nothing is ever invalidated by hand.
+Change any of them and the key changes; nothing is ever invalidated by hand. The token ids of a whole
+cleaned file (before split, max_length and packing) are kept the same way in a hidden `.tokens`
+folder inside, keyed by the text and the tokenizer only (`encoded_key`).
 
 Two processes preparing the same data (e.g. ranks of a multi-GPU run) take a file lock: the first
 builds, the others wait and read. An entry appears by an atomic rename, so a crash never leaves a
@@ -54,15 +56,82 @@ def frame_fingerprint(frame) -> str:
     return digest.hexdigest()
 
 
-def prep_key(frames, tokenizer, max_length: int, answers_only: bool, pack: bool, overlong: str = "truncate") -> str:
+def prep_key(frames, tokenizer, max_length: int, answers_only: bool, pack: bool, overlong: str = "truncate",
+             fingerprint: str | None = None) -> str:
+    """`fingerprint`: one that already names the frames' content (a cached file and its split), so
+    that a million rows are not hashed again."""
     from gpt2tune.data.prompt import template_description
 
     parts = [PREP_VERSION, tokenizer_fingerprint(tokenizer), template_description(),
              f"max_length={max_length}", f"answers_only={answers_only}", f"pack={pack}"]
     if overlong != "truncate":  # the default leaves keys (and caches) of earlier versions valid
         parts.append(f"overlong={overlong}")
-    parts += [frame_fingerprint(frame) for frame in frames]
+    parts += [fingerprint] if fingerprint else [frame_fingerprint(frame) for frame in frames]
+    return _key(parts)
+
+
+def encoded_key(frame, tokenizer, fingerprint: str | None = None) -> str:
+    """Key of a frame's token ids (`prep.encode_frame`): its text, the tokenizer and the template only, so
+    runs that differ in max_length, split or packing share one tokenizer pass."""
+    from gpt2tune.data.prompt import template_description
+
+    return _key([PREP_VERSION, "encoded", tokenizer_fingerprint(tokenizer), template_description(),
+                 fingerprint or frame_fingerprint(frame)])
+
+
+def source_key(path, *options) -> str:
+    """Key of a file as the loader reads and cleans it: its bytes, the loader's options and the loader's
+    own code (so a changed cleaning rule never serves an old result)."""
+    from gpt2tune.data.tables import file_sha256
+
+    return _key(["source", file_sha256(path), *map(repr, options), code_fingerprint(*LOADER_MODULES)])
+
+
+def report_key(fingerprint: str, tokenizer, *options) -> str:
+    """Key of a dataset report: the data, the tokenizer and template, the options, the report's code."""
+    from gpt2tune.data.prompt import template_description
+
+    return _key(["report", fingerprint, tokenizer_fingerprint(tokenizer), template_description(),
+                 *map(repr, options), code_fingerprint(*REPORT_MODULES)])
+
+
+LOADER_MODULES = ("tables", "load", "normalise", "content", "answers")  # gpt2tune.data modules that clean a file
+REPORT_MODULES = ("report", "length", "normalise", "content", "prep", "prompt")
+
+
+def code_fingerprint(*modules: str) -> str:
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
+def _key(parts) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def cached(root: Path, key: str, make, save, read):
+    """`make()` once, kept by `save(value, folder)` in the entry for `key`; later calls `read(folder)`.
+
+    A cache that cannot be written (a full or read-only disk, a value it cannot store) costs the cache,
+    not the caller: the value made is returned all the same.
+    """
+    made = []
+
+    def build(folder: Path) -> None:
+        made.append(make())
+        try:
+            save(made[0], folder)
+        except OSError:
+            raise
+        except Exception as error:  # e.g. Arrow refusing a column name: the entry is simply not kept
+            raise OSError(f"not cached: {error}") from error
+
+    try:
+        folder, _ = fetch_or_build(Path(root), key, build)
+    except OSError:
+        return made[0] if made else make()
+    return made[0] if made else read(folder)
 
 
 def fetch_or_build(root: Path, key: str, build) -> tuple[Path, bool]:

@@ -42,9 +42,10 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     output_dir: where a training run writes; its free space is checked before tokenizing, and its
     token cache lets a rerun on the same data skip tokenizing. None (a check) writes nothing.
     """
+    from gpt2tune.data import tokcache
     from gpt2tune.data.answers import expand_answers
     from gpt2tune.data.load import load_config_data
-    from gpt2tune.data.prep import encode_pairs, prepare_datasets, split_positions
+    from gpt2tune.data.prep import encode_frame, prepare_datasets, split_positions
     from gpt2tune.data.report import dataset_report
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
@@ -52,7 +53,12 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
 
     config.validate()
     status = lambda message: on_event(events.Status(message))  # noqa: E731
-    data = load_config_data(config)  # the file, or the Hub dataset when config.dataset is set
+    # A training run keeps the cleaned file, its token ids, its report and its rows in a cache beside
+    # the run folder, each under a hash of what made it: a rerun on the same data starts at once.
+    cache_dir = None
+    if output_dir is not None:
+        cache_dir = tokcache.default_cache_dir(Path(output_dir))
+    data = load_config_data(config, cache_dir)  # the file, or the Hub dataset when config.dataset is set
     status(data.report.summary())
     devices = inspect_devices(config.device, config.precision, config.torch_compile)
     status(devices.choices())  # device, precision and compile, and why
@@ -69,10 +75,19 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     model = adapters.prepare(model, config, base_model, status)  # method lora: frozen base + adapters
     # Lengths, duplicates, leakage and languages, from token ids made once for the report and the rows.
     # The length policy picks max_length when it is auto (0): the run trains with that effective value.
-    encoded = encode_pairs(data.frame["question"], data.frame["answer"], tokenizer)
-    dataset = dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
-                             encoded=encoded, context=model.config.n_positions, overlong=config.overlong,
-                             duplicates=data.report.duplicates)
+    encoded = encode_frame(data.frame, tokenizer, cache_dir, data.fingerprint)
+    report_options = (config.max_length, config.eval_fraction, config.seed, model.config.n_positions, config.overlong)
+
+    def report():
+        return dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
+                              encoded=encoded, context=model.config.n_positions, overlong=config.overlong,
+                              duplicates=data.report.duplicates)
+
+    if cache_dir is not None and data.fingerprint:
+        dataset = tokcache.cached(cache_dir / ".reports", tokcache.report_key(data.fingerprint, tokenizer, *report_options),
+                                  report, _save_report, _read_report)
+    else:
+        dataset = report()
     status(dataset.summary())
     requested_length = config.max_length
     config = dataclasses.replace(config, max_length=dataset.length.max_length)
@@ -84,26 +99,39 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     train_at, eval_at = split_positions(len(data.frame), config.eval_fraction, config.seed)
     train_frame = data.frame.iloc[train_at].reset_index(drop=True)
     eval_frame = data.frame.iloc[eval_at].reset_index(drop=True)
-    train_encoded = encoded.take(train_at)
-    if config.answer_lists == "each":  # one example per acceptable answer: other rows than were tokenized
-        train_frame, train_encoded = expand_answers(train_frame, config.answer_lists), None
-    cache_dir = None
-    if output_dir is not None:
-        from gpt2tune.data.tokcache import default_cache_dir
-
-        cache_dir = default_cache_dir(Path(output_dir))
+    expand = config.answer_lists == "each"  # one example per acceptable answer: other rows than were tokenized
+    if expand:
+        train_frame = expand_answers(train_frame, config.answer_lists)
+    # the split is a function of the data and these settings: it names both frames without hashing them
+    split_fingerprint = data.fingerprint and "|".join(
+        map(str, (data.fingerprint, config.eval_fraction, config.seed, config.answer_lists)))
     # Upper bound of the prepared rows on disk: ids, labels and positions of every token (int32).
     cache_bytes = len(data.frame) * config.max_length * 12
     with diskspace.disk_full_as_one_line(cache_dir or Path("."), "the prepared-data cache", cache_bytes):
         train_set, eval_set, prep = prepare_datasets(
             train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
-            cache_dir=cache_dir, encoded=(train_encoded, encoded.take(eval_at)), overlong=config.overlong,
+            cache_dir=cache_dir, encoded=lambda: (None if expand else encoded.take(train_at), encoded.take(eval_at)),
+            overlong=config.overlong, fingerprint=split_fingerprint,
         )
     status(prep.summary())
     return Prepared(config=config, data=data, devices=devices, base_model=base_model, tokenizer=tokenizer,
                     model=model, vocab=vocab, train_frame=train_frame, eval_frame=eval_frame, train_set=train_set,
                     eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset,
                     requested_length=requested_length)
+
+
+def _save_report(dataset, folder: Path) -> None:
+    import json
+
+    (folder / "report.json").write_text(json.dumps(dataset.to_dict()))
+
+
+def _read_report(folder: Path):
+    import json
+
+    from gpt2tune.data.report import DatasetReport
+
+    return DatasetReport.from_dict(json.loads((folder / "report.json").read_text()))
 
 
 def weight_bytes(model, trainable_only: bool = False) -> int:
