@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -86,14 +87,44 @@ def _pick_precision(report: DeviceReport, requested: str) -> tuple[str, str]:
         if report.cuda_devices and report.cuda_devices[0]["bf16"]:
             return "bf16", "GPU supports bf16: half the memory traffic, no loss scaling"
         return "fp16", "GPU lacks bf16: fp16 with loss scaling"
-    # CPU: bf16 autocast pays off only with AMX tiles (a matrix unit; Xeon 4th gen and later).
-    # AVX512-BF16 alone is not enough: measured on a 2-core Xeon with AVX512-BF16 but no AMX,
-    # bf16 matmuls ran at 0.7x fp32 and GPT-2 124M training at 0.63x (175 vs 276 tokens/s),
-    # 0.56x with torch.compile (177 vs 314); see bench/RESULTS.md.
+    # CPU: bf16 autocast pays off only where this very CPU multiplies bf16 matrices clearly faster
+    # than fp32, and CPUs with the same flags disagree (bench/RESULTS.md): a 2-core Xeon with
+    # AVX512-BF16 but no AMX ran bf16 matmuls at 0.7x fp32 and GPT-2 124M training at 0.63x; a 2-core
+    # AMD EPYC with the same flags ran them at 4x and the training at 2.6x. So it is measured.
     # MPS: fp16 training there is still fragile, so fp32.
-    if report.device == "cpu" and _cpu_has_amx():
-        return "bf16", "CPU has AMX: bf16 matmuls run on its matrix unit"
+    if report.device == "cpu" and cpu_has_fast_bf16():
+        speedup = cpu_bf16_speedup()
+        if speedup >= BF16_MIN_SPEEDUP:
+            return "bf16", f"CPU multiplies bf16 matrices {speedup:.1f}x faster than fp32 (measured)"
+        return "fp32", f"CPU multiplies bf16 matrices at {speedup:.1f}x fp32 (measured): fp32 is faster"
     return "fp32", f"{report.device}: fp32 is the fastest reliable choice"
+
+
+# bf16 autocast also pays for casts and keeps elementwise work in fp32: only a clear matmul win carries over
+BF16_MIN_SPEEDUP = 1.5
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """fp32 time / bf16 time of a training-shaped matrix product (GPT-2 124M's MLP on 512 tokens) on
+    this CPU, best of five each after a first call that lets oneDNN pick its kernel: ~0.2 s, once per
+    process. The best of several runs keeps a busy neighbour from deciding it."""
+    import time
+
+    import torch
+
+    def best(a, b) -> float:
+        torch.mm(a, b)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(512, 768, generator=generator), torch.randn(768, 3072, generator=generator)
+    return best(a, b) / best(a.bfloat16(), b.bfloat16())
 
 
 def _cpu_has_amx() -> bool:

@@ -29,10 +29,31 @@ def test_precision_rule_per_device_class(monkeypatch):
 
     assert _pick_precision(_report("cuda"), "auto")[0] == "bf16"
     assert _pick_precision(_report("cuda", bf16_gpu=False), "auto")[0] == "fp16"
-    monkeypatch.setattr(device, "_cpu_has_amx", lambda: True)
-    assert _pick_precision(_report("cpu"), "auto")[0] == "bf16"
-    monkeypatch.setattr(device, "_cpu_has_amx", lambda: False)
+    # a CPU with bf16 instructions: decided by how much faster they multiply, measured
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 4.0)
+    assert _pick_precision(_report("cpu"), "auto") == ("bf16", "CPU multiplies bf16 matrices 4.0x faster than "
+                                                               "fp32 (measured)")
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.7)
     assert _pick_precision(_report("cpu"), "auto")[0] == "fp32"
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: device.BF16_MIN_SPEEDUP)
+    assert _pick_precision(_report("cpu"), "auto")[0] == "bf16"
+    # without them bf16 is emulated: fp32, and nothing is measured
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 1 / 0)
+    assert _pick_precision(_report("cpu"), "auto")[0] == "fp32"
+    assert _pick_precision(_report("cpu"), "bf16") == ("bf16", "as requested")
+
+
+def test_the_bf16_probe_measures_a_real_ratio():
+    """The probe times real products: a positive, finite ratio, measured once per process."""
+    import math
+
+    import gpt2tune.device as device
+
+    ratio = device.cpu_bf16_speedup()
+    assert 0.05 < ratio < 50 and math.isfinite(ratio)
+    assert device.cpu_bf16_speedup() == ratio
 
 
 def test_the_log_line_names_every_choice_and_why():

@@ -13,7 +13,7 @@ import pytest
 from conftest import SAMPLE_CSV
 
 EVAL_QUESTIONS = 20  # the sample's 200 rows x eval_fraction 0.1
-HALF_BATCH = 8  # scoring answers eval and training questions in pairs of 8
+HALF_BATCH = 16  # scoring answers eval and training questions in pairs of 16
 
 
 @pytest.mark.slow

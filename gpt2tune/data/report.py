@@ -9,7 +9,9 @@ split measures recall, not generalisation.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +66,13 @@ class DatasetReport:
                 names = {f.name for f in fields(kind)}
                 values[name] = kind(**{k: v for k, v in values[name].items() if k in names})
         return cls(**values)
+
+    def write(self, folder: Path) -> None:
+        (Path(folder) / "report.json").write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def read(cls, folder: Path) -> DatasetReport:
+        return cls.from_dict(json.loads((Path(folder) / "report.json").read_text()))
 
     def summary(self) -> str:
         lengths = np.asarray(self.token_lengths)

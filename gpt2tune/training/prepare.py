@@ -46,7 +46,7 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     from gpt2tune.data.answers import expand_answers
     from gpt2tune.data.load import load_config_data
     from gpt2tune.data.prep import encode_frame, prepare_datasets, split_positions
-    from gpt2tune.data.report import dataset_report
+    from gpt2tune.data.report import DatasetReport, dataset_report
     from gpt2tune.device import inspect_devices
     from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
     from gpt2tune.runs import diskspace
@@ -84,8 +84,8 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
                               duplicates=data.report.duplicates)
 
     if cache_dir is not None and data.fingerprint:
-        dataset = tokcache.cached(cache_dir / ".reports", tokcache.report_key(data.fingerprint, tokenizer, *report_options),
-                                  report, _save_report, _read_report)
+        key = tokcache.report_key(data.fingerprint, tokenizer, *report_options)
+        dataset = tokcache.cached(cache_dir / ".reports", key, report, DatasetReport.write, DatasetReport.read)
     else:
         dataset = report()
     status(dataset.summary())
@@ -118,20 +118,6 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
                     model=model, vocab=vocab, train_frame=train_frame, eval_frame=eval_frame, train_set=train_set,
                     eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset,
                     requested_length=requested_length)
-
-
-def _save_report(dataset, folder: Path) -> None:
-    import json
-
-    (folder / "report.json").write_text(json.dumps(dataset.to_dict()))
-
-
-def _read_report(folder: Path):
-    import json
-
-    from gpt2tune.data.report import DatasetReport
-
-    return DatasetReport.from_dict(json.loads((folder / "report.json").read_text()))
 
 
 def weight_bytes(model, trainable_only: bool = False) -> int:
