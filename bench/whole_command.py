@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         metrics = json.loads((run / "metrics.json").read_text())
         results["gpt2tune"] = {"wall_s": wall, **metrics["time_s"],
                                "real_tokens_per_epoch": metrics.get("train_real_tokens"),
-                               "max_length": metrics.get("max_length"), "answered": metrics.get("answered")}
+                               "max_length": metrics.get("max_length"), "answered": metrics.get("answer_samples")}
         print(f"gpt2tune: {wall:.1f} s", flush=True)
     base = results["tutorial"]["wall_s"]
     print(f"\n{args.rows} rows of {Path(args.csv).parent.name}, GPT-2 {args.layers} layers x {args.width}, one epoch; "

@@ -95,8 +95,8 @@ def _pick_precision(report: DeviceReport, requested: str) -> tuple[str, str]:
     if report.device == "cpu" and cpu_has_fast_bf16():
         speedup = cpu_bf16_speedup()
         if speedup >= BF16_MIN_SPEEDUP:
-            return "bf16", f"CPU multiplies bf16 matrices {speedup:.1f}x faster than fp32 (measured)"
-        return "fp32", f"CPU multiplies bf16 matrices at {speedup:.1f}x fp32 (measured): fp32 is faster"
+            return "bf16", f"CPU multiplies bf16 matrices {speedup:.1f}x faster than fp32, measured now"
+        return "fp32", f"CPU multiplies bf16 matrices at only {speedup:.1f}x fp32, measured now"
     return "fp32", f"{report.device}: fp32 is the fastest reliable choice"
 
 

@@ -33,7 +33,7 @@ def test_precision_rule_per_device_class(monkeypatch):
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 4.0)
     assert _pick_precision(_report("cpu"), "auto") == ("bf16", "CPU multiplies bf16 matrices 4.0x faster than "
-                                                               "fp32 (measured)")
+                                                               "fp32, measured now")
     monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.7)
     assert _pick_precision(_report("cpu"), "auto")[0] == "fp32"
     monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: device.BF16_MIN_SPEEDUP)
