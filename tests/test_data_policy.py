@@ -433,3 +433,29 @@ def test_list_answers_train_as_text_and_score_against_every_reference(tiny_model
         assert not sample["reference"].startswith("[")  # trained and scored as text, not as JSON
         best_f1.append(max(token_f1(sample["generated"], ref) for ref in expected))
     assert metrics["answer_f1"] == pytest.approx(sum(best_f1) / len(best_f1))
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_normalised_codes_are_equal_exactly_when_the_normalised_texts_are(monkeypatch, collide):
+    """Codes stand in for normalised text in every duplicate, conflict and leakage count: equal codes must
+    mean equal `normalise` output, across columns and slices, even when every hash collides."""
+    import gpt2tune.data.normalise as normalise_module
+    from gpt2tune.data.normalise import BLANK, normalise, normalised_codes
+
+    gsm = pd.read_csv(SHARED_DATASETS / "gsm8k" / "qa.csv").head(300) if (SHARED_DATASETS / "gsm8k").exists() \
+        else pd.DataFrame({"question": [f"q {i % 40}" for i in range(300)], "answer": [f"a {i % 7}" for i in range(300)]})
+    questions = list(gsm["question"]) + ["What is X?", "what  is x", "Straße?", "STRASSE", "!!!", "", "Ünïcode", "ünïcode."]
+    answers = list(gsm["answer"].str[:20]) + ["Yes.", "yes", "what is x", "Nein", "?", "...", "no", "No"]
+    monkeypatch.setattr(normalise_module, "SLICE_ROWS", 7)  # many slices, cells repeating across them
+    if collide:  # every text hashes alike: only the exact comparison can tell them apart
+        monkeypatch.setattr(normalise_module.pd.util, "hash_array", lambda values, categorize=False:
+                            np.zeros(len(values), dtype=np.uint64))
+    q_codes, a_codes = normalised_codes(pd.Series(questions), answers)
+    texts = list(normalise(questions)) + list(normalise(answers))
+    codes = list(q_codes) + list(a_codes)
+    for i in range(len(texts)):
+        assert (codes[i] == BLANK) == (texts[i] == "")
+        for j in range(i + 1, len(texts)):
+            assert (codes[i] == codes[j]) == (texts[i] == texts[j]), (texts[i], texts[j])
+    assert q_codes[-8] == q_codes[-7] != q_codes[-6] and q_codes[-6] == q_codes[-5]  # case, spacing, ß
+    assert a_codes[-6] == q_codes[-8]  # one code space: an answer equal to a question shares its code

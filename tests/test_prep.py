@@ -120,3 +120,23 @@ def test_large_batches_use_the_tokenizer_threads_unless_the_user_said_no(monkeyp
     monkeypatch.setenv(prep.PARALLEL_ENV, "false")  # the user's own choice
     with prep._parallel_tokenizer(prep.PARALLEL_MIN_TEXTS):
         assert os.environ[prep.PARALLEL_ENV] == "false"
+
+
+def test_an_example_whose_question_fills_max_length_is_dropped_and_one_token_short_is_kept():
+    """Counted by hand: the loss needs a labelled token after the first position. A question filling all
+    max_length tokens leaves none; one token shorter leaves the first answer token as a target."""
+    from gpt2tune.data.prep import IGNORE_INDEX, _trainable, tokenize_examples
+
+    long_question = "word " * 40
+    prompt_tokens = len(TOKENIZER(format_prompt(long_question), split_special_tokens=True)["input_ids"])
+    questions = [long_question, long_question, "Short?", "Short?"]
+    answers = ["An answer.", "An answer.", "Fine.", "Fine."]
+    for max_length, expected in ((prompt_tokens, [False, False, True, True]),
+                                 (prompt_tokens + 1, [True, True, True, True])):
+        examples = tokenize_examples(questions, answers, TOKENIZER, max_length, answers_only=True)
+        assert _trainable(examples).tolist() == expected
+        kept = examples.select(_trainable(examples))
+        assert len(kept) == sum(expected) and kept.lengths.sum() == len(kept.ids) == len(kept.labels)
+        assert (kept.labels != IGNORE_INDEX).sum() > 0
+    everything = tokenize_examples(questions, answers, TOKENIZER, 64, answers_only=False)
+    assert _trainable(everything).all()  # without the answers-only mask every token after the first counts

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gpt2tune.data import content
-from gpt2tune.data.normalise import DuplicateCounts, duplicate_counts, normalise
+from gpt2tune.data.normalise import BLANK, DuplicateCounts, duplicate_counts, exact_duplicated, normalised_codes
 from gpt2tune.data.tables import (
     DELIMITERS,
     RawTable,
@@ -364,7 +364,7 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
     # 2) exact repeats teach nothing new and over-weight those pairs
     kept = ~empty
     duplicate = np.zeros(len(raw), dtype=bool)
-    repeats = _duplicated(question[kept], answer[kept])
+    repeats = exact_duplicated(question[kept], answer[kept])
     n_repeats = int(repeats.sum())
     if n_repeats and drop_duplicates:
         duplicate[np.flatnonzero(kept)[repeats]] = True
@@ -381,15 +381,16 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
 
     # 3) oddities worth knowing about, but the rows are kept. Duplicates are counted on every
     # non-empty row, before the exact ones are dropped, so the count is the file's, not 0.
-    q_all, a_all = normalise(question[~empty]), normalise(answer[~empty])  # once: a million rows take seconds
+    # normalised texts as codes (equal codes, equal texts): once, since a million rows take seconds
+    q_all, a_all = normalised_codes(question[~empty], answer[~empty])
     duplicates = duplicate_counts(question[~empty], answer[~empty], q_all, a_all)
     question, answer, kept_rows = question[kept], answer[kept], rows[kept]
     kept_of_nonempty = kept[~empty]
     q_normal, a_normal = q_all[kept_of_nonempty], a_all[kept_of_nonempty]
     pairs = pd.DataFrame({"q": q_normal, "a": a_normal}).drop_duplicates()
     answers_per_question = pairs["q"].value_counts()
-    conflicting = answers_per_question.index[answers_per_question > 1]
-    echo = ((q_normal == a_normal) & (q_normal != "")).to_numpy()
+    conflicting = answers_per_question.index[answers_per_question > 1].to_numpy()
+    echo = (q_normal == a_normal) & (q_normal != BLANK)
     stripped = int((q_text[kept] != question).sum() + ((a_text[kept] != answer).to_numpy() & ~listed[kept]).sum())
 
     dropped_empty = int(empty.sum())
@@ -402,7 +403,7 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
     elif n_repeats:
         warnings.append(f"Kept {n_repeats:,} exact duplicate question/answer pair(s) (drop_duplicates=False).")
     if len(conflicting):
-        in_conflict = q_normal.isin(conflicting).to_numpy()
+        in_conflict = np.isin(q_normal, conflicting)
         first = int(np.flatnonzero(in_conflict)[0])
         warnings.append(f"{len(conflicting):,} question(s) appear with different answers (first at row "
                         f"{kept_rows[first]}: '{short(question.iloc[first])}'); all are kept.")
@@ -469,28 +470,6 @@ def _answer_lists(answer: pd.Series) -> tuple[pd.Series, pd.Series | None, np.nd
         first.iloc[i] = items[0] if items else ""
         listed[i] = True
     return first, references, listed
-HASH_SLICE_ROWS = 100_000
-
-
-def _candidates(*columns: pd.Series) -> np.ndarray:
-    """Rows whose values (together) may repeat: their 64-bit hash repeats. A superset of the true
-    repeats, found with 8 bytes per row instead of a Python string per cell (a million rows)."""
-    frame = pd.DataFrame({i: c.reset_index(drop=True) for i, c in enumerate(columns)})
-    # in slices: hashing Arrow-backed strings makes Python strings of them, one slice at a time
-    hashes = np.concatenate([pd.util.hash_pandas_object(frame.iloc[start:start + HASH_SLICE_ROWS], index=False)
-                             .to_numpy() for start in range(0, max(len(frame), 1), HASH_SLICE_ROWS)])
-    return pd.Series(hashes).duplicated(keep=False).to_numpy()
-
-
-def _duplicated(question: pd.Series, answer: pd.Series) -> np.ndarray:
-    """`DataFrame.duplicated(keep="first")` of the pairs, exact: the strings are compared only among
-    the rows whose hashes repeat, so a hash collision can never drop a row."""
-    result = np.zeros(len(question), dtype=bool)
-    candidates = _candidates(question, answer)
-    if candidates.any():
-        few = pd.DataFrame({"q": question[candidates].to_numpy(dtype=object), "a": answer[candidates].to_numpy(dtype=object)})
-        result[np.flatnonzero(candidates)] = few.duplicated(keep="first").to_numpy()
-    return result
 
 
 def _rejected_frame(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray, dropped: np.ndarray) -> pd.DataFrame:

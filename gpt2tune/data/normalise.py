@@ -13,10 +13,10 @@ Units are part of the definition and appear in every sentence:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
-import re
-
+import numpy as np
 import pandas as pd
 
 EXAMPLES_SHOWN = 3
@@ -32,6 +32,57 @@ def normalise(values) -> pd.Series:
     # str.split() is the whitespace rule of \s, and faster than a second regex on a million rows
     normal = folded.map(lambda text: " ".join(_PUNCTUATION.sub("", text).split())).to_numpy(dtype=object)
     return pd.Series(normal[codes] if len(codes) else [], dtype="object")
+
+
+SLICE_ROWS = 100_000  # cells normalised at once: their Python strings are the memory that matters
+BLANK = -1  # the code of every cell whose normalised text is empty (punctuation only)
+
+
+def normalised_codes(*columns) -> list[np.ndarray]:
+    """For each column (a Series or sequence of str), int64 codes in one code space shared by all the
+    columns: two cells get the same code exactly when their `normalise`d texts are equal (BLANK when empty).
+
+    A million cells as normalised Python strings take gigabytes; here each slice of cells is normalised,
+    hashed to 8 bytes and dropped. Only the cells whose hash repeats are normalised again and compared
+    as text, so the codes are exact: a hash collision never makes two different texts equal.
+    """
+    columns = [pd.Series(column, dtype="object") if not isinstance(column, pd.Series) else column.reset_index(drop=True)
+               for column in columns]
+    hashes, blank = [], []
+    for column in columns:
+        for start in range(0, len(column), SLICE_ROWS):
+            normal = normalise(column.iloc[start:start + SLICE_ROWS]).to_numpy(dtype=object)
+            hashes.append(pd.util.hash_array(normal, categorize=False))
+            blank.append(normal == "")
+    hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    blank = np.concatenate(blank) if blank else np.zeros(0, dtype=bool)
+    may_repeat = pd.Series(hashes).duplicated(keep=False).to_numpy() & ~blank
+    codes = np.full(len(hashes), BLANK, dtype=np.int64)
+    ends = np.cumsum([len(column) for column in columns])
+    texts = []
+    for column, end in zip(columns, ends):  # the few cells that may repeat, as exact normalised text
+        at = np.flatnonzero(may_repeat[end - len(column):end])
+        texts.append(normalise(column.iloc[at]) if len(at) else pd.Series([], dtype="object"))
+    repeated, _ = pd.factorize(pd.concat(texts, ignore_index=True)) if texts else (np.zeros(0, np.int64), None)
+    codes[may_repeat] = repeated
+    alone = ~may_repeat & ~blank  # a hash no other cell has: a text no other cell has
+    codes[alone] = len(repeated) + np.arange(int(alone.sum()))
+    return [codes[end - len(column):end] for column, end in zip(columns, ends)]
+
+
+def exact_duplicated(*columns) -> np.ndarray:
+    """`DataFrame.duplicated(keep="first")` of the rows of these aligned columns, exact: 64-bit row hashes
+    find the rows that may repeat (8 bytes a row, in slices), and only those are compared as strings."""
+    frame = pd.DataFrame({i: pd.Series(c).reset_index(drop=True) for i, c in enumerate(columns)})
+    result = np.zeros(len(frame), dtype=bool)
+    # in slices: hashing Arrow-backed strings makes Python strings of them, one slice at a time
+    hashes = np.concatenate([pd.util.hash_pandas_object(frame.iloc[start:start + SLICE_ROWS], index=False)
+                             .to_numpy() for start in range(0, max(len(frame), 1), SLICE_ROWS)])
+    candidates = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    if candidates.any():
+        few = pd.DataFrame({i: frame[i][candidates].to_numpy(dtype=object) for i in frame.columns})
+        result[np.flatnonzero(candidates)] = few.duplicated(keep="first").to_numpy()
+    return result
 
 
 @dataclass
@@ -57,26 +108,28 @@ class DuplicateCounts:
                 f"questions have different answers")
 
 
-def duplicate_counts(questions, answers, q_norm=None, a_norm=None) -> DuplicateCounts:
-    """Count repeats in aligned question and answer columns (rows in file order); `q_norm`/`a_norm`:
-    their `normalise`d text when the caller has it already."""
-    questions = pd.Series(questions, dtype="object").astype(str).reset_index(drop=True)
-    answers = pd.Series(answers, dtype="object").astype(str).reset_index(drop=True)
-    q_norm = normalise(questions) if q_norm is None else pd.Series(q_norm, dtype="object").reset_index(drop=True)
-    a_norm = normalise(answers) if a_norm is None else pd.Series(a_norm, dtype="object").reset_index(drop=True)
-    exact = pd.DataFrame({"q": questions, "a": answers}).duplicated()
-    pairs = pd.DataFrame({"q": q_norm, "a": a_norm})
-    normalised = pairs.duplicated()
-    per_question = q_norm.value_counts()
+def duplicate_counts(questions, answers, q_codes=None, a_codes=None) -> DuplicateCounts:
+    """Count repeats in aligned question and answer columns (rows in file order); `q_codes`/`a_codes`:
+    their `normalised_codes` when the caller has them already."""
+    questions = pd.Series(questions, dtype="object").reset_index(drop=True) if not isinstance(questions, pd.Series) \
+        else questions.reset_index(drop=True)
+    answers = pd.Series(answers, dtype="object").reset_index(drop=True) if not isinstance(answers, pd.Series) \
+        else answers.reset_index(drop=True)
+    if q_codes is None or a_codes is None:
+        q_codes, a_codes = normalised_codes(questions, answers)
+    exact = exact_duplicated(questions.astype(str), answers.astype(str))
+    pairs = pd.DataFrame({"q": q_codes, "a": a_codes})
+    normalised = pairs.duplicated().to_numpy()
+    per_question = pairs["q"].value_counts()
     answers_per_question = pairs.drop_duplicates()["q"].value_counts()
     return DuplicateCounts(
         rows=len(questions),
         exact_duplicate_rows=int(exact.sum()),
         normalised_duplicate_rows=int(normalised.sum()),
         repeated_questions=int((per_question > 1).sum()),
-        repeated_question_rows=int(q_norm.duplicated().sum()),
+        repeated_question_rows=int(pairs["q"].duplicated().sum()),
         conflicting_questions=int((answers_per_question > 1).sum()),
-        examples=list(questions[normalised.to_numpy()].head(EXAMPLES_SHOWN)),
+        examples=[str(q) for q in questions[normalised].head(EXAMPLES_SHOWN)],
     )
 
 
@@ -107,13 +160,12 @@ class Leakage:
 
 
 def leakage(train_questions, eval_questions) -> Leakage:
-    train_keys = set(normalise(train_questions))
-    eval_norm = normalise(eval_questions)
-    leaked = eval_norm.isin(train_keys).to_numpy()
+    train_codes, eval_codes = normalised_codes(train_questions, eval_questions)
+    leaked = np.isin(eval_codes, train_codes)
     originals = pd.Series(eval_questions, dtype="object").reset_index(drop=True)
     return Leakage(
-        eval_rows=len(eval_norm),
+        eval_rows=len(eval_codes),
         leaked_rows=int(leaked.sum()),
-        leaked_questions=int(eval_norm[leaked].nunique()),
+        leaked_questions=len(np.unique(eval_codes[leaked])),
         examples=list(originals[leaked].head(EXAMPLES_SHOWN)),
     )
