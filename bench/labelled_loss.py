@@ -1,5 +1,5 @@
 """What the loss on labelled positions saves: one training step (forward, backward, AdamW) with the
-model's full loss against `gpt2tune.training.loss.labelled_loss`, on the same packed batches.
+model's full loss against `gpt2tune.loss.labelled_loss`, on the same packed batches.
 
     python bench/labelled_loss.py [--configs small,124m] [--csv ../shared/datasets/pubmedqa/qa.csv] [--steps 4]
 
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.prep import PackedCollator, prepare_datasets, split_frame
     from gpt2tune.model import load_tokenizer
-    from gpt2tune.training.loss import labelled_loss
+    from gpt2tune.loss import labelled_loss
 
     machine = machine_description()
     print(json.dumps(machine), flush=True)

@@ -41,7 +41,7 @@ def _labelled_count(batches) -> int:
 
 @pytest.mark.slow
 def test_loss_and_gradients_equal_the_full_computation(packed):
-    from gpt2tune.training.loss import labelled_loss
+    from gpt2tune.loss import labelled_loss
 
     model, batches = packed
     assert 0 < _labelled_count(batches[:1]) < 0.8 * batches[0]["labels"].numel()  # questions and padding are skipped
@@ -59,7 +59,7 @@ def test_loss_and_gradients_equal_the_full_computation(packed):
 @pytest.mark.slow
 def test_gradient_accumulation_normalises_by_the_items_of_all_batches(packed):
     """Two accumulated batches divided by their joint label count, as the Trainer passes it."""
-    from gpt2tune.training.loss import labelled_loss
+    from gpt2tune.loss import labelled_loss
 
     model, batches = packed
     items = torch.tensor(_labelled_count(batches))
@@ -76,7 +76,7 @@ def test_gradient_accumulation_normalises_by_the_items_of_all_batches(packed):
 
 
 def test_a_batch_without_labels_gives_zero_not_nan(packed):
-    from gpt2tune.training.loss import labelled_loss
+    from gpt2tune.loss import labelled_loss
 
     model, batches = packed
     batch = {**batches[0], "labels": torch.full_like(batches[0]["labels"], -100)}

@@ -191,7 +191,7 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     import torch
 
     from gpt2tune.data.prep import PackedCollator, rows_for
-    from gpt2tune.training.loss import chunked_cross_entropy_sum, shifted_targets
+    from gpt2tune.loss import chunked_cross_entropy_sum, shifted_targets
 
     examples, rows, no_answer_left = rows_for(frame, tokenizer, max_length, answers_only, pack=True,
                                               overlong=overlong)

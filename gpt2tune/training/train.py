@@ -266,12 +266,24 @@ class PackedTrainer(Trainer):
         inputs.pop("num_real_tokens", None)
         if self.label_smoother is not None or self.compute_loss_func is not None or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        # The LM head only where a label counts; normalised as the Trainer's own loss (see training/loss.py).
-        from gpt2tune.training.loss import labelled_loss, trainer_loss_scale
+        # The LM head only where a label counts; normalised as the Trainer's own loss (see gpt2tune/loss.py).
+        from gpt2tune.loss import labelled_loss
 
         items = num_items_in_batch if self.model_accepts_loss_kwargs else None
         loss = labelled_loss(model, inputs, items) * trainer_loss_scale(self, items)
         return (loss, {"loss": loss}) if return_outputs else loss
+
+
+def trainer_loss_scale(trainer, num_items_in_batch) -> int:
+    """The factor `Trainer.compute_loss` applies after the model's loss (transformers 5): with tokens
+    averaged across devices, each rank's sum was divided by the token count of ALL ranks, and DDP
+    averages gradients over ranks, so the loss is multiplied back by the number of processes."""
+    if (trainer.args.average_tokens_across_devices
+            and (trainer.model_accepts_loss_kwargs or trainer.compute_loss_func)
+            and num_items_in_batch is not None):
+        scale = trainer.accelerator.num_processes // trainer.get_tp_size()
+        return scale if trainer.args.n_gpu <= 1 else trainer.args.n_gpu
+    return 1
 
 
 def _resume_checkpoint(config: TuneConfig, output_dir: Path):

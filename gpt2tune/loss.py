@@ -64,15 +64,3 @@ def labelled_loss(model, inputs: dict, num_items_in_batch=None, chunk_rows: int 
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch
-
-
-def trainer_loss_scale(trainer, num_items_in_batch) -> int:
-    """The factor `Trainer.compute_loss` applies after the model's loss (transformers 5): with tokens
-    averaged across devices, each rank's sum was divided by the token count of ALL ranks, and DDP
-    averages gradients over ranks, so the loss is multiplied back by the number of processes."""
-    if (trainer.args.average_tokens_across_devices
-            and (trainer.model_accepts_loss_kwargs or trainer.compute_loss_func)
-            and num_items_in_batch is not None):
-        scale = trainer.accelerator.num_processes // trainer.get_tp_size()
-        return scale if trainer.args.n_gpu <= 1 else trainer.args.n_gpu
-    return 1
