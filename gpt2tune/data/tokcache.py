@@ -3,9 +3,11 @@
 An entry is a folder named by a hash of everything that shapes the rows: the question/answer text
 of both splits (hence the CSV content, the columns picked and the split), the tokenizer's full
 definition, max_length, the prompt template, answers_only, pack and the preparation code's version.
-Change any of them and the key changes; nothing is ever invalidated by hand. The token ids of a whole
-cleaned file (before split, max_length and packing) are kept the same way in a hidden `.tokens`
-folder inside, keyed by the text and the tokenizer only (`encoded_key`).
+Change any of them and the key changes; nothing is ever invalidated by hand. Earlier stages are kept
+the same way in hidden folders inside: `.tables` a file as the loader cleaned it (`source_key`: its
+bytes and the loader's code), `.tokens` the token ids of a whole cleaned file (`encoded_key`: the text
+and the tokenizer only, so runs that differ in max_length, split or packing share one tokenizer pass),
+`.reports` the dataset report (`report_key`). Keys include the code that made the entry.
 
 Two processes preparing the same data (e.g. ranks of a multi-GPU run) take a file lock: the first
 builds, the others wait and read. An entry appears by an atomic rename, so a crash never leaves a
@@ -14,6 +16,7 @@ half-written entry that looks complete. Only the newest KEEP_ENTRIES entries are
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -67,7 +70,7 @@ def prep_key(frames, tokenizer, max_length: int, answers_only: bool, pack: bool,
     if overlong != "truncate":  # the default leaves keys (and caches) of earlier versions valid
         parts.append(f"overlong={overlong}")
     parts += [fingerprint] if fingerprint else [frame_fingerprint(frame) for frame in frames]
-    return _key(parts)
+    return _key([*parts, code_fingerprint(*PREP_MODULES)])
 
 
 def encoded_key(frame, tokenizer, fingerprint: str | None = None) -> str:
@@ -76,7 +79,7 @@ def encoded_key(frame, tokenizer, fingerprint: str | None = None) -> str:
     from gpt2tune.data.prompt import template_description
 
     return _key([PREP_VERSION, "encoded", tokenizer_fingerprint(tokenizer), template_description(),
-                 fingerprint or frame_fingerprint(frame)])
+                 fingerprint or frame_fingerprint(frame), code_fingerprint(*PREP_MODULES)])
 
 
 def source_key(path, *options) -> str:
@@ -95,10 +98,13 @@ def report_key(fingerprint: str, tokenizer, *options) -> str:
                  *map(repr, options), code_fingerprint(*REPORT_MODULES)])
 
 
-LOADER_MODULES = ("tables", "load", "normalise", "content", "answers")  # gpt2tune.data modules that clean a file
+# the gpt2tune.data modules whose code makes each kind of entry
+LOADER_MODULES = ("tables", "load", "normalise", "content", "answers")
 REPORT_MODULES = ("report", "length", "normalise", "content", "prep", "prompt")
+PREP_MODULES = ("prep", "prompt", "answers")
 
 
+@functools.cache
 def code_fingerprint(*modules: str) -> str:
     digest = hashlib.sha256()
     for name in modules:
