@@ -86,6 +86,23 @@ class QAData:
     report: DataReport
     fingerprint: str | None = None  # a hash naming the frame's content when one is known (a cached load)
 
+    def write(self, folder: Path) -> None:
+        import json
+        from dataclasses import asdict
+
+        self.frame.to_feather(folder / "frame.arrow")
+        self.rejected.to_feather(folder / "rejected.arrow")
+        (folder / "report.json").write_text(json.dumps(asdict(self.report)))
+
+    @classmethod
+    def read(cls, folder: Path) -> QAData:
+        import json
+
+        values = json.loads((folder / "report.json").read_text())
+        duplicates = values.pop("duplicates")
+        report = DataReport(**values, duplicates=DuplicateCounts(**duplicates) if duplicates else None)
+        return cls(pd.read_feather(folder / "frame.arrow"), pd.read_feather(folder / "rejected.arrow"), report)
+
 
 # the synonyms suggest_columns understands, best first. Matching is on the whole
 # header or on one of its words, so "Best Answer" and "question_text" work too.
@@ -146,27 +163,9 @@ def load_config_data(config, cache_dir: str | Path | None = None) -> QAData:
         key = tokcache.source_key(config.csv, config.question_column, config.answer_column, config.strip_html)
     except OSError:  # missing or unreadable: the loader says so in its own words
         return load()
-    data = tokcache.cached(Path(cache_dir) / ".tables", key, load, _save_qa_data, _read_qa_data)
+    data = tokcache.cached(Path(cache_dir) / ".tables", key, load, QAData.write, QAData.read)
     data.fingerprint = key
     return data
-
-
-def _save_qa_data(data: QAData, folder: Path) -> None:
-    import json
-    from dataclasses import asdict
-
-    data.frame.to_feather(folder / "frame.arrow")
-    data.rejected.to_feather(folder / "rejected.arrow")
-    (folder / "report.json").write_text(json.dumps(asdict(data.report)))
-
-
-def _read_qa_data(folder: Path) -> QAData:
-    import json
-
-    values = json.loads((folder / "report.json").read_text())
-    duplicates = values.pop("duplicates")
-    report = DataReport(**values, duplicates=DuplicateCounts(**duplicates) if duplicates else None)
-    return QAData(pd.read_feather(folder / "frame.arrow"), pd.read_feather(folder / "rejected.arrow"), report)
 
 
 def load_source(csv, question_column=None, answer_column=None, dataset=None, dataset_config=None,
@@ -383,7 +382,8 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
     # non-empty row, before the exact ones are dropped, so the count is the file's, not 0.
     # normalised texts as codes (equal codes, equal texts): once, since a million rows take seconds
     q_all, a_all = normalised_codes(question[~empty], answer[~empty])
-    duplicates = duplicate_counts(question[~empty], answer[~empty], q_all, a_all)
+    # `repeats` was found on these very rows (kept was ~empty then): not hashed a second time
+    duplicates = duplicate_counts(question[~empty], answer[~empty], q_all, a_all, exact=repeats)
     question, answer, kept_rows = question[kept], answer[kept], rows[kept]
     kept_of_nonempty = kept[~empty]
     q_normal, a_normal = q_all[kept_of_nonempty], a_all[kept_of_nonempty]

@@ -46,8 +46,7 @@ def normalised_codes(*columns) -> list[np.ndarray]:
     hashed to 8 bytes and dropped. Only the cells whose hash repeats are normalised again and compared
     as text, so the codes are exact: a hash collision never makes two different texts equal.
     """
-    columns = [pd.Series(column, dtype="object") if not isinstance(column, pd.Series) else column.reset_index(drop=True)
-               for column in columns]
+    columns = [_as_series(column) for column in columns]
     hashes, blank = [], []
     for column in columns:
         for start in range(0, len(column), SLICE_ROWS):
@@ -62,7 +61,7 @@ def normalised_codes(*columns) -> list[np.ndarray]:
     texts = []
     for column, end in zip(columns, ends):  # the few cells that may repeat, as exact normalised text
         at = np.flatnonzero(may_repeat[end - len(column):end])
-        texts.append(normalise(column.iloc[at]) if len(at) else pd.Series([], dtype="object"))
+        texts.append(normalise(column.iloc[at]))
     repeated, _ = pd.factorize(pd.concat(texts, ignore_index=True)) if texts else (np.zeros(0, np.int64), None)
     codes[may_repeat] = repeated
     alone = ~may_repeat & ~blank  # a hash no other cell has: a text no other cell has
@@ -70,10 +69,15 @@ def normalised_codes(*columns) -> list[np.ndarray]:
     return [codes[end - len(column):end] for column, end in zip(columns, ends)]
 
 
+def _as_series(values) -> pd.Series:
+    """A Series with a fresh 0..n-1 index (as it is when it is one already: Arrow strings stay Arrow)."""
+    return values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values, dtype="object")
+
+
 def exact_duplicated(*columns) -> np.ndarray:
     """`DataFrame.duplicated(keep="first")` of the rows of these aligned columns, exact: 64-bit row hashes
     find the rows that may repeat (8 bytes a row, in slices), and only those are compared as strings."""
-    frame = pd.DataFrame({i: pd.Series(c).reset_index(drop=True) for i, c in enumerate(columns)})
+    frame = pd.DataFrame({i: _as_series(c) for i, c in enumerate(columns)})
     result = np.zeros(len(frame), dtype=bool)
     # in slices: hashing Arrow-backed strings makes Python strings of them, one slice at a time
     hashes = np.concatenate([pd.util.hash_pandas_object(frame.iloc[start:start + SLICE_ROWS], index=False)
@@ -108,16 +112,14 @@ class DuplicateCounts:
                 f"questions have different answers")
 
 
-def duplicate_counts(questions, answers, q_codes=None, a_codes=None) -> DuplicateCounts:
+def duplicate_counts(questions, answers, q_codes=None, a_codes=None, exact=None) -> DuplicateCounts:
     """Count repeats in aligned question and answer columns (rows in file order); `q_codes`/`a_codes`:
-    their `normalised_codes` when the caller has them already."""
-    questions = pd.Series(questions, dtype="object").reset_index(drop=True) if not isinstance(questions, pd.Series) \
-        else questions.reset_index(drop=True)
-    answers = pd.Series(answers, dtype="object").reset_index(drop=True) if not isinstance(answers, pd.Series) \
-        else answers.reset_index(drop=True)
+    their `normalised_codes`, `exact`: their `exact_duplicated`, when the caller has them already."""
+    questions, answers = _as_series(questions), _as_series(answers)
     if q_codes is None or a_codes is None:
         q_codes, a_codes = normalised_codes(questions, answers)
-    exact = exact_duplicated(questions.astype(str), answers.astype(str))
+    if exact is None:
+        exact = exact_duplicated(questions.astype(str), answers.astype(str))
     pairs = pd.DataFrame({"q": q_codes, "a": a_codes})
     normalised = pairs.duplicated().to_numpy()
     per_question = pairs["q"].value_counts()

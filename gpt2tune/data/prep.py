@@ -177,18 +177,22 @@ class Encoded:
     prompt_lengths: np.ndarray  # int64, per row
     reply_ids: np.ndarray  # int32
     reply_lengths: np.ndarray  # int64, per row
+    prompt_starts: np.ndarray = field(init=False)
+    reply_starts: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.prompt_starts, self.reply_starts = _starts(self.prompt_lengths), _starts(self.reply_lengths)
 
     def __len__(self) -> int:
         return len(self.prompt_lengths)
 
     def take(self, positions) -> Encoded:
         positions = np.asarray(positions, dtype=np.int64)
-        prompt_starts, reply_starts = _starts(self.prompt_lengths), _starts(self.reply_lengths)
         parts = []
         for i in range(0, len(positions), TAKE_CHUNK_ROWS):  # chunks bound the int64 token positions
             rows = positions[i:i + TAKE_CHUNK_ROWS]
-            prompts = _token_index(prompt_starts[rows], self.prompt_lengths[rows])
-            replies = _token_index(reply_starts[rows], self.reply_lengths[rows])
+            prompts = _token_index(self.prompt_starts[rows], self.prompt_lengths[rows])
+            replies = _token_index(self.reply_starts[rows], self.reply_lengths[rows])
             parts.append(Encoded(self.prompt_ids[prompts], self.prompt_lengths[rows],
                                  self.reply_ids[replies], self.reply_lengths[rows]))
         return Encoded.concat(parts) if parts else Encoded(*(getattr(self, name)[:0] for name in ENCODED_ARRAYS))
@@ -209,7 +213,7 @@ def _flat(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int32, count=int(lengths.sum())), lengths
 
 
-def _rows(values, start: int) -> list:
+def _strings(values, start: int) -> list:
     """One chunk of a column as Python strings: an Arrow-backed column (large files) would otherwise
     become a million Python strings at once."""
     part = values.iloc[start:start + TOKENIZE_CHUNK_ROWS] if hasattr(values, "iloc") else \
@@ -221,8 +225,8 @@ def encode_pairs(questions, answers, tokenizer) -> Encoded:
     """Tokenize the prompt template of every question and every answer, in large batches."""
     parts = []
     for start in range(0, len(questions), TOKENIZE_CHUNK_ROWS):
-        prompts = _flat(encode_text(tokenizer, [format_prompt(q) for q in _rows(questions, start)]))
-        replies = _flat(encode_text(tokenizer, [format_answer(a) for a in _rows(answers, start)]))
+        prompts = _flat(encode_text(tokenizer, [format_prompt(q) for q in _strings(questions, start)]))
+        replies = _flat(encode_text(tokenizer, [format_answer(a) for a in _strings(answers, start)]))
         parts.append(Encoded(*prompts, *replies))
     empty = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
     return Encoded.concat(parts) if parts else Encoded(*empty, *empty)
@@ -261,8 +265,8 @@ def _examples(encoded: Encoded, eos: int, max_length: int, answers_only: bool) -
     in_prompt = position < prompt_end
     in_reply = ~in_prompt & (position < prompt_end + np.repeat(reply_lengths, lengths))
     ids = np.full(len(position), eos, dtype=np.int32)  # what is left is each example's final EOS
-    ids[in_prompt] = encoded.prompt_ids[(np.repeat(_starts(prompt_lengths), lengths) + position)[in_prompt]]
-    ids[in_reply] = encoded.reply_ids[(np.repeat(_starts(reply_lengths), lengths) + position - prompt_end)[in_reply]]
+    ids[in_prompt] = encoded.prompt_ids[(np.repeat(encoded.prompt_starts, lengths) + position)[in_prompt]]
+    ids[in_reply] = encoded.reply_ids[(np.repeat(encoded.reply_starts, lengths) + position - prompt_end)[in_reply]]
     labels = ids.copy()
     if answers_only:
         labels[in_prompt] = IGNORE_INDEX
@@ -396,8 +400,9 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
 
     With `cache_dir`, the result is stored there under a hash of the question/answer content, the
     tokenizer and these settings; a later call with the same inputs loads it instead of tokenizing.
-    `encoded`: the (train, eval) splits already tokenized by `encode_pairs`, not tokenized again, or a
-    function returning them (called only when the rows are built: a cache hit skips it).
+    `encoded`: a function returning the (train, eval) splits already tokenized by `encode_pairs` (either
+    may be None: that split is tokenized here); called only when the rows are built, so a cache hit
+    skips it.
     `fingerprint`: a hash that already names both frames' text (so they are not hashed again).
     """
     def prepare(folder: Path | None):
@@ -435,7 +440,7 @@ def rows_for(frame, tokenizer, max_length: int, answers_only: bool, pack: bool, 
 def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None,
              encoded=None, overlong: str = "truncate"):
     splits, counts = {}, {"truncated": 0, "dropped": 0, "overlong": 0}
-    encoded = (encoded() if callable(encoded) else encoded) or (None, None)
+    encoded = encoded() if encoded is not None else (None, None)
     for (name, frame), pairs in zip((("train", train_frame), ("eval", eval_frame)), encoded):
         path = folder / f"{name}.arrow" if folder is not None else None
         examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path, pairs, overlong)

@@ -76,15 +76,15 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     # Lengths, duplicates, leakage and languages, from token ids made once for the report and the rows.
     # The length policy picks max_length when it is auto (0): the run trains with that effective value.
     encoded = encode_frame(data.frame, tokenizer, cache_dir, data.fingerprint)
-    report_options = (config.max_length, config.eval_fraction, config.seed, model.config.n_positions, config.overlong)
+    # one set of options makes both the report and its cache key (the rest follows from the data)
+    options = {"max_length": config.max_length, "eval_fraction": config.eval_fraction, "seed": config.seed,
+               "context": model.config.n_positions, "overlong": config.overlong}
 
     def report():
-        return dataset_report(data.frame, tokenizer, config.max_length, config.eval_fraction, config.seed,
-                              encoded=encoded, context=model.config.n_positions, overlong=config.overlong,
-                              duplicates=data.report.duplicates)
+        return dataset_report(data.frame, tokenizer, encoded=encoded, duplicates=data.report.duplicates, **options)
 
     if cache_dir is not None and data.fingerprint:
-        key = tokcache.report_key(data.fingerprint, tokenizer, *report_options)
+        key = tokcache.report_key(data.fingerprint, tokenizer, *sorted(options.items()))
         dataset = tokcache.cached(cache_dir / ".reports", key, report, DatasetReport.write, DatasetReport.read)
     else:
         dataset = report()
