@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -61,14 +62,14 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
 def prepare_once(csv: str, cache_dir: str, max_length: int) -> dict:
     """One preparation, exactly as `gpt2tune train` runs it (`training.prepare.prepare` with the run's
     folder, so its caches are used), on a 2-layer model; returns timings and this process's peak RSS."""
+    model_dir = Path(cache_dir) / "tiny-model"
+    if not model_dir.exists():  # made in another process: building a model is not part of preparing
+        subprocess.run([sys.executable, "-c", f"from gpt2tune.model import init_tiny; init_tiny({str(model_dir)!r})"],
+                       check=True, cwd=ROOT, capture_output=True)
     t0 = time.perf_counter()
     from gpt2tune.config import TuneConfig
-    from gpt2tune.model import init_tiny
     from gpt2tune.training.prepare import prepare
 
-    model_dir = Path(cache_dir) / "tiny-model"
-    if not model_dir.exists():
-        init_tiny(model_dir)
     run_dir = Path(cache_dir) / "run"  # the caches sit beside it, in cache_dir
     config = TuneConfig(csv=csv, base_model=str(model_dir), output_dir=str(run_dir), max_length=max_length)
     t_import = time.perf_counter()
@@ -88,6 +89,7 @@ def prepare_once(csv: str, cache_dir: str, max_length: int) -> dict:
         "padding_waste_unpacked": report.padding_waste_unpacked,
         "import_s": t_import - t0, "load_csv_s": t_load - t_import, "prepare_s": t_prep - t_load,
         "total_s": t_prep - t0, "peak_rss_after_load_gib": rss_after_load, "peak_rss_gib": _rss_gib("VmHWM"),
+        "load_1min": os.getloadavg()[0],
     }
 
 

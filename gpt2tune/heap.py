@@ -13,8 +13,11 @@ import gc
 import sys
 
 
-def release_freed_memory() -> None:
-    gc.collect()
+def release_freed_memory(collect: bool = True) -> None:
+    """`collect`: run the cycle collector first (a few hundred ms once torch is imported); a stage whose
+    large objects are arrays freed by reference counting does without."""
+    if collect:
+        gc.collect()
     if "pyarrow" in sys.modules:  # only if something used Arrow; importing it here would cost memory
         try:
             sys.modules["pyarrow"].default_memory_pool().release_unused()

@@ -2,13 +2,14 @@
 
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from gpt2tune.model import load_tokenizer
 from gpt2tune.paths import TOKENIZER_DIR
 from gpt2tune.data.prep import IGNORE_INDEX, split_frame, tokenize_pairs
-from gpt2tune.data.prompt import format_prompt
+from gpt2tune.data.prompt import format_answer, format_prompt
 
 TOKENIZER = load_tokenizer(str(TOKENIZER_DIR))
 
@@ -124,19 +125,53 @@ def test_large_batches_use_the_tokenizer_threads_unless_the_user_said_no(monkeyp
 
 def test_an_example_whose_question_fills_max_length_is_dropped_and_one_token_short_is_kept():
     """Counted by hand: the loss needs a labelled token after the first position. A question filling all
-    max_length tokens leaves none; one token shorter leaves the first answer token as a target."""
-    from gpt2tune.data.prep import IGNORE_INDEX, _trainable, tokenize_examples
+    max_length tokens leaves none; one token shorter leaves the first answer token as its one target."""
+    from gpt2tune.data.prep import IGNORE_INDEX, rows_for
 
     long_question = "word " * 40
     prompt_tokens = len(TOKENIZER(format_prompt(long_question), split_special_tokens=True)["input_ids"])
-    questions = [long_question, long_question, "Short?", "Short?"]
-    answers = ["An answer.", "An answer.", "Fine.", "Fine."]
-    for max_length, expected in ((prompt_tokens, [False, False, True, True]),
-                                 (prompt_tokens + 1, [True, True, True, True])):
-        examples = tokenize_examples(questions, answers, TOKENIZER, max_length, answers_only=True)
-        assert _trainable(examples).tolist() == expected
-        kept = examples.select(_trainable(examples))
-        assert len(kept) == sum(expected) and kept.lengths.sum() == len(kept.ids) == len(kept.labels)
-        assert (kept.labels != IGNORE_INDEX).sum() > 0
-    everything = tokenize_examples(questions, answers, TOKENIZER, 64, answers_only=False)
-    assert _trainable(everything).all()  # without the answers-only mask every token after the first counts
+    frame = pd.DataFrame({"question": [long_question, long_question, "Short?", "Short?"],
+                          "answer": ["An answer.", "An answer.", "Fine.", "Fine."]})
+    short_targets = len(TOKENIZER(format_answer("Fine."))["input_ids"]) + 1  # the answer and EOS
+    for max_length, dropped, targets in ((prompt_tokens, 2, [short_targets] * 2),
+                                         (prompt_tokens + 1, 0, [1, 1] + [short_targets] * 2)):
+        counts, rows = rows_for(frame, TOKENIZER, max_length, answers_only=True, pack=False)
+        assert (counts.examples, counts.dropped_no_answer_left) == (4 - dropped, dropped)
+        assert sorted(sum(label != IGNORE_INDEX for label in row) for row in rows["labels"]) == sorted(targets)
+        assert counts.tokens == sum(map(len, rows["input_ids"]))
+    # without the answers-only mask every token after the first is a target
+    counts, _ = rows_for(frame, TOKENIZER, prompt_tokens, answers_only=False, pack=False)
+    assert counts.dropped_no_answer_left == 0 and counts.truncated == 2
+
+
+def test_token_ids_beyond_the_reserved_size_are_kept_whole():
+    """The ids are written into an array reserved at about a token per character; emoji take up to four
+    byte tokens each, so these overflow it and the array grows. Compared with the tokenizer text by text."""
+    from gpt2tune.data import prep
+
+    questions = ["Why? " + "🙂🎉" * (i + 1) for i in range(30)]
+    answers = ["🚀" * (3 * i + 1) for i in range(30)]
+    encoded = prep.encode_pairs(questions, answers, TOKENIZER)
+    assert encoded.prompt_ids.dtype == np.uint16  # GPT-2's 50,257 ids fit in two bytes
+    assert len(encoded.reply_ids) > sum(map(len, answers)) + 4 * len(answers)  # more than was reserved
+    for i in (0, 17, 29):
+        prompt = encoded.prompt_ids[encoded.prompt_starts[i]:][:encoded.prompt_lengths[i]].tolist()
+        reply = encoded.reply_ids[encoded.reply_starts[i]:][:encoded.reply_lengths[i]].tolist()
+        assert prompt == prep.encode_text(TOKENIZER, [format_prompt(questions[i])])[0]
+        assert reply == prep.encode_text(TOKENIZER, [format_answer(answers[i])])[0]
+
+
+def test_rows_are_the_same_whatever_the_batch_they_are_built_in(monkeypatch):
+    """Rows are built a record batch at a time straight from the token ids; tiny batches (a few rows,
+    a few hundred tokens) must give the very rows one batch gives."""
+    from gpt2tune.data import prep
+    from gpt2tune.data.load import load_qa_data
+    from conftest import SAMPLE_CSV
+
+    frame = load_qa_data(SAMPLE_CSV).frame
+    _, whole = prep.rows_for(frame, TOKENIZER, 128, answers_only=True, pack=True)
+    monkeypatch.setattr(prep, "WRITE_CHUNK_TOKENS", 300)
+    monkeypatch.setattr(prep, "WRITE_CHUNK_ROWS", 3)
+    counts, pieces = prep.rows_for(frame, TOKENIZER, 128, answers_only=True, pack=True)
+    assert whole.to_dict() == pieces.to_dict() and len(pieces) > 3
+    assert counts.tokens == sum(map(len, pieces["input_ids"]))

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gpt2tune.data import content
-from gpt2tune.data.normalise import BLANK, DuplicateCounts, duplicate_counts, exact_duplicated, normalised_codes
+from gpt2tune.data.normalise import BLANK, DuplicateCounts, duplicate_counts, exact_firsts, normalised_codes
 from gpt2tune.data.tables import (
     DELIMITERS,
     RawTable,
@@ -34,6 +34,7 @@ from gpt2tune.data.tables import (
     list_rows,
     read_raw_table,
     short,
+    take_rows,
 )
 
 # -----------------------------------------------------------------------------
@@ -90,7 +91,9 @@ class QAData:
         import json
         from dataclasses import asdict
 
-        self.frame.to_feather(folder / "frame.arrow")
+        # one record batch: a column in one piece is gathered from directly (Arrow's take on a column
+        # in pieces first joins them, copying all its text to pick a few rows)
+        self.frame.to_feather(folder / "frame.arrow", chunksize=max(len(self.frame), 1))
         self.rejected.to_feather(folder / "rejected.arrow")
         (folder / "report.json").write_text(json.dumps(asdict(self.report)))
 
@@ -125,8 +128,11 @@ def load_qa_data(path, question_column: str | None = None, answer_column: str | 
     one row); for a JSON array it is the item number, for JSONL the line number.
     Syntax errors instead name the "line", counted as a text editor does.
     """
-    return qa_data_from_table(read_raw_table(path, max_bytes), question_column, answer_column, drop_duplicates,
-                              strip_html)
+    from gpt2tune.heap import release_freed_memory
+
+    table = read_raw_table(path, max_bytes)
+    release_freed_memory(collect=False)  # the parser's block buffers: cleaning needs that memory
+    return qa_data_from_table(table, question_column, answer_column, drop_duplicates, strip_html)
 
 
 def qa_data_from_table(table: RawTable, question_column: str | None = None, answer_column: str | None = None,
@@ -163,7 +169,7 @@ def load_config_data(config, cache_dir: str | Path | None = None) -> QAData:
         key = tokcache.source_key(config.csv, config.question_column, config.answer_column, config.strip_html)
     except OSError:  # missing or unreadable: the loader says so in its own words
         return load()
-    data = tokcache.cached(Path(cache_dir) / ".tables", key, load, QAData.write, QAData.read)
+    data = tokcache.cached(Path(cache_dir) / ".tables", key, load, QAData.write, QAData.read, read_back=True)
     data.fingerprint = key
     return data
 
@@ -344,33 +350,38 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
     html_cells = {"question": content.html_cells(q_text), "answer": content.html_cells(a_text)}
     if strip_html:
         q_text, a_text = content.strip_html_column(q_text), content.strip_html_column(a_text)
-    question, answer = q_text.str.strip(), a_text.str.strip()
+    question, answer = content.strip_cells(q_text), content.strip_cells(a_text)
     references, listed = None, np.zeros(len(raw), dtype=bool)
     if table.file_format in ("json", "jsonl"):
         answer, references, listed = _answer_lists(answer)
+    # which cells stripping changed (counted on the kept rows below): the unstripped text is let go
+    q_changed = (q_text != question).to_numpy(dtype=bool)
+    a_changed = (a_text != answer).to_numpy(dtype=bool) & ~listed
+    del q_raw, a_raw, q_text, a_text
 
     # 1) rows without both halves can't be trained on
-    q_empty, a_empty = (question == "").to_numpy(), (answer == "").to_numpy()
+    q_empty, a_empty = (question == "").to_numpy(dtype=bool), (answer == "").to_numpy(dtype=bool)
     empty = q_empty | a_empty
     blank = np.zeros(len(raw), dtype=bool)
     both = q_empty & a_empty
     if both.any():  # a row with every cell empty is a blank row; only look at the few candidates
-        blank[both] = raw[both].fillna("").apply(lambda column: column.str.strip() == "").all(axis=1).to_numpy()
+        candidates = take_rows(raw, np.flatnonzero(both)).fillna("")
+        blank[both] = candidates.apply(lambda column: column.str.strip() == "").all(axis=1).to_numpy()
     reasons = np.select([blank, both, q_empty, a_empty],
                         ["blank row", "empty question and answer", "empty question", "empty answer"], default="")
     reasons = reasons.astype(object)
 
     # 2) exact repeats teach nothing new and over-weight those pairs
-    kept = ~empty
-    duplicate = np.zeros(len(raw), dtype=bool)
-    repeats = exact_duplicated(question[kept], answer[kept])
+    nonempty = np.flatnonzero(~empty)
+    q_nonempty, a_nonempty = take_rows(question, nonempty), take_rows(answer, nonempty)
+    firsts = exact_firsts(q_nonempty, a_nonempty)  # within the non-empty rows
+    repeats = firsts != np.arange(len(firsts))
     n_repeats = int(repeats.sum())
+    duplicate = np.zeros(len(raw), dtype=bool)
     if n_repeats and drop_duplicates:
-        duplicate[np.flatnonzero(kept)[repeats]] = True
-        pairs = pd.DataFrame({"q": question[kept], "a": answer[kept], "row": rows[kept]})
-        first_row = pairs.groupby(["q", "a"], sort=False)["row"].transform("first").to_numpy()
-        reasons[duplicate] = "duplicate of row " + first_row[repeats].astype(str).astype(object)
-    kept &= ~duplicate
+        duplicate[nonempty[repeats]] = True
+        reasons[duplicate] = "duplicate of row " + rows[nonempty[firsts[repeats]]].astype(str).astype(object)
+    kept = ~empty & ~duplicate
 
     if not kept.any():
         first = int(np.flatnonzero(empty)[0])
@@ -381,17 +392,19 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
     # 3) oddities worth knowing about, but the rows are kept. Duplicates are counted on every
     # non-empty row, before the exact ones are dropped, so the count is the file's, not 0.
     # normalised texts as codes (equal codes, equal texts): once, since a million rows take seconds
-    q_all, a_all = normalised_codes(question[~empty], answer[~empty])
-    # `repeats` was found on these very rows (kept was ~empty then): not hashed a second time
-    duplicates = duplicate_counts(question[~empty], answer[~empty], q_all, a_all, exact=repeats)
-    question, answer, kept_rows = question[kept], answer[kept], rows[kept]
+    q_all, a_all = normalised_codes(q_nonempty, a_nonempty)
+    # `repeats` was found on these very rows: not hashed a second time
+    duplicates = duplicate_counts(q_nonempty, a_nonempty, q_all, a_all, exact=repeats)
+    del q_nonempty, a_nonempty
+    at = np.flatnonzero(kept)
+    question, answer, kept_rows = take_rows(question, at), take_rows(answer, at), rows[kept]
     kept_of_nonempty = kept[~empty]
     q_normal, a_normal = q_all[kept_of_nonempty], a_all[kept_of_nonempty]
     pairs = pd.DataFrame({"q": q_normal, "a": a_normal}).drop_duplicates()
     answers_per_question = pairs["q"].value_counts()
     conflicting = answers_per_question.index[answers_per_question > 1].to_numpy()
     echo = (q_normal == a_normal) & (q_normal != BLANK)
-    stripped = int((q_text[kept] != question).sum() + ((a_text[kept] != answer).to_numpy() & ~listed[kept]).sum())
+    stripped = int(q_changed[kept].sum() + a_changed[kept].sum())
 
     dropped_empty = int(empty.sum())
     if dropped_empty:
@@ -473,7 +486,7 @@ def _answer_lists(answer: pd.Series) -> tuple[pd.Series, pd.Series | None, np.nd
 
 
 def _rejected_frame(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray, dropped: np.ndarray) -> pd.DataFrame:
-    original = raw[dropped].reset_index(drop=True)
+    original = take_rows(raw, np.flatnonzero(dropped))
     # keep our two columns unambiguous even if the file has its own "row"/"reason"
     original.columns = [f"{name} (original)" if name in ("row", "reason") else name for name in original.columns]
     rejected = pd.concat([pd.DataFrame({"row": rows[dropped].astype(np.int64),

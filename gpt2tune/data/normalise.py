@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from gpt2tune.data.tables import take_rows
+
 EXAMPLES_SHOWN = 3
 _PUNCTUATION = re.compile(r"[^\w\s]")
 
@@ -34,7 +36,7 @@ def normalise(values) -> pd.Series:
     return pd.Series(normal[codes] if len(codes) else [], dtype="object")
 
 
-SLICE_ROWS = 100_000  # cells normalised at once: their Python strings are the memory that matters
+SLICE_ROWS = 20_000  # cells normalised at once: their Python strings are the memory that matters
 BLANK = -1  # the code of every cell whose normalised text is empty (punctuation only)
 
 
@@ -61,7 +63,7 @@ def normalised_codes(*columns) -> list[np.ndarray]:
     texts = []
     for column, end in zip(columns, ends):  # the few cells that may repeat, as exact normalised text
         at = np.flatnonzero(may_repeat[end - len(column):end])
-        texts.append(normalise(column.iloc[at]))
+        texts.append(normalise(take_rows(column, at)))
     repeated, _ = pd.factorize(pd.concat(texts, ignore_index=True)) if texts else (np.zeros(0, np.int64), None)
     codes[may_repeat] = repeated
     alone = ~may_repeat & ~blank  # a hash no other cell has: a text no other cell has
@@ -74,19 +76,27 @@ def _as_series(values) -> pd.Series:
     return values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values, dtype="object")
 
 
-def exact_duplicated(*columns) -> np.ndarray:
-    """`DataFrame.duplicated(keep="first")` of the rows of these aligned columns, exact: 64-bit row hashes
-    find the rows that may repeat (8 bytes a row, in slices), and only those are compared as strings."""
+def exact_firsts(*columns) -> np.ndarray:
+    """For each row of these aligned columns, the position of the first row equal to it character for
+    character (its own when it is the first). 64-bit row hashes find the rows that may repeat (8 bytes a
+    row, in slices), and only those are compared as strings."""
     frame = pd.DataFrame({i: _as_series(c) for i, c in enumerate(columns)})
-    result = np.zeros(len(frame), dtype=bool)
+    firsts = np.arange(len(frame))
     # in slices: hashing Arrow-backed strings makes Python strings of them, one slice at a time
     hashes = np.concatenate([pd.util.hash_pandas_object(frame.iloc[start:start + SLICE_ROWS], index=False)
                              .to_numpy() for start in range(0, max(len(frame), 1), SLICE_ROWS)])
-    candidates = pd.Series(hashes).duplicated(keep=False).to_numpy()
-    if candidates.any():
-        few = pd.DataFrame({i: frame[i][candidates].to_numpy(dtype=object) for i in frame.columns})
-        result[np.flatnonzero(candidates)] = few.duplicated(keep="first").to_numpy()
-    return result
+    candidates = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy())
+    if len(candidates):
+        few = pd.DataFrame({i: take_rows(frame[i], candidates).to_numpy(dtype=object) for i in frame.columns})
+        groups = few.groupby(list(few.columns), sort=False).ngroup().to_numpy()
+        firsts[candidates] = pd.Series(candidates).groupby(groups).transform("first").to_numpy()
+    return firsts
+
+
+def exact_duplicated(*columns) -> np.ndarray:
+    """`DataFrame.duplicated(keep="first")` of the rows of these aligned columns, exact (see `exact_firsts`)."""
+    firsts = exact_firsts(*columns)
+    return firsts != np.arange(len(firsts))
 
 
 @dataclass
@@ -131,7 +141,7 @@ def duplicate_counts(questions, answers, q_codes=None, a_codes=None, exact=None)
         repeated_questions=int((per_question > 1).sum()),
         repeated_question_rows=int(pairs["q"].duplicated().sum()),
         conflicting_questions=int((answers_per_question > 1).sum()),
-        examples=[str(q) for q in questions[normalised].head(EXAMPLES_SHOWN)],
+        examples=[str(q) for q in take_rows(questions, np.flatnonzero(normalised)[:EXAMPLES_SHOWN])],
     )
 
 
@@ -163,11 +173,22 @@ class Leakage:
 
 def leakage(train_questions, eval_questions) -> Leakage:
     train_codes, eval_codes = normalised_codes(train_questions, eval_questions)
+    return _leakage(train_codes, eval_codes, _as_series(eval_questions))
+
+
+def split_leakage(questions, train_at, eval_at) -> Leakage:
+    """`leakage` of the split (train_at, eval_at) of one question column, without copying either part."""
+    (codes,) = normalised_codes(questions)
+    return _leakage(codes[train_at], codes[eval_at], questions, eval_at)
+
+
+def _leakage(train_codes, eval_codes, questions, eval_at=None) -> Leakage:
+    """`questions`: the text the eval codes came from, at `eval_at` (every row when None)."""
     leaked = np.isin(eval_codes, train_codes)
-    originals = pd.Series(eval_questions, dtype="object").reset_index(drop=True)
+    shown = np.flatnonzero(leaked)[:EXAMPLES_SHOWN]
     return Leakage(
         eval_rows=len(eval_codes),
         leaked_rows=int(leaked.sum()),
         leaked_questions=len(np.unique(eval_codes[leaked])),
-        examples=list(originals[leaked].head(EXAMPLES_SHOWN)),
+        examples=[str(q) for q in take_rows(_as_series(questions), shown if eval_at is None else eval_at[shown])],
     )

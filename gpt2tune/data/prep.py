@@ -26,7 +26,8 @@ from gpt2tune.data.prompt import format_answer, format_prompt
 
 IGNORE_INDEX = -100  # label value the loss skips
 TOKENIZE_CHUNK_ROWS = 20_000  # rows per tokenizer call: big enough for Rust to shine, small enough for RAM
-WRITE_CHUNK_ROWS = 20_000  # packed rows per Arrow record batch
+WRITE_CHUNK_ROWS = 20_000  # packed rows per Arrow record batch, at most
+WRITE_CHUNK_TOKENS = 2**18  # tokens per record batch, about: bounds the memory of building one
 TAKE_CHUNK_ROWS = 200_000  # rows per gather when a split takes its token ids
 
 
@@ -72,8 +73,10 @@ def split_positions(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray
 
 def split_frame(frame, eval_fraction: float, seed: int):
     """Shuffle with `seed` and hold out `eval_fraction` of rows (at least 1 when asked for any)."""
+    from gpt2tune.data.tables import take_rows
+
     train, held_out = split_positions(len(frame), eval_fraction, seed)
-    return frame.iloc[train].reset_index(drop=True), frame.iloc[held_out].reset_index(drop=True)
+    return take_rows(frame, train), take_rows(frame, held_out)
 
 
 # --- tokenize -----------------------------------------------------------------------------------
@@ -88,18 +91,12 @@ class Examples:
     lengths: np.ndarray  # int64, per example, after truncation
     truncated: np.ndarray  # bool, per example
     starts: np.ndarray = field(init=False)
-    dropped_overlong: int = field(default=0, init=False)  # left out by rows_for(overlong="drop")
 
     def __post_init__(self):
         self.starts = _starts(self.lengths)
 
     def __len__(self) -> int:
         return len(self.lengths)
-
-    def select(self, keep: np.ndarray) -> Examples:
-        """The examples where the boolean mask `keep` is True, in order (a token mask: 1 byte a token)."""
-        tokens = np.repeat(keep, self.lengths)
-        return Examples(self.ids[tokens], self.labels[tokens], self.lengths[keep], self.truncated[keep])
 
     @classmethod
     def concat(cls, parts: list[Examples]) -> Examples:
@@ -169,14 +166,14 @@ def encode_text(tokenizer, texts: list[str]) -> list[list[int]]:
 @dataclass
 class Encoded:
     """Each row's templated prompt and answer as token ids, before EOS and truncation: what both the
-    training rows and the dataset report are made from, so one tokenizer pass serves both. Flat int32
-    arrays (row i's prompt is prompt_ids[prompt_starts[i]:][:prompt_lengths[i]]): a million rows of
-    Python int lists would take ~3 GiB, these ~0.3 GiB."""
+    training rows and the dataset report are made from, so one tokenizer pass serves both. Flat arrays
+    (row i's prompt is prompt_ids[prompt_starts[i]:][:prompt_lengths[i]]), uint16 when the vocabulary
+    fits, as nanoGPT stores its tokens: a million rows of Python int lists would take ~3 GiB, these 0.12."""
 
-    prompt_ids: np.ndarray  # int32
+    prompt_ids: np.ndarray  # uint16 or int32
     prompt_lengths: np.ndarray  # int64, per row
-    reply_ids: np.ndarray  # int32
-    reply_lengths: np.ndarray  # int64, per row
+    reply_ids: np.ndarray
+    reply_lengths: np.ndarray
     prompt_starts: np.ndarray = field(init=False)
     reply_starts: np.ndarray = field(init=False)
 
@@ -208,9 +205,36 @@ class Encoded:
 ENCODED_ARRAYS = ("prompt_ids", "prompt_lengths", "reply_ids", "reply_lengths")  # Encoded's fields, in order
 
 
-def _flat(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    return np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int32, count=int(lengths.sum())), lengths
+def id_dtype(tokenizer) -> type:
+    """The smallest integer type that holds every id of this tokenizer (GPT-2's 50,257 fit uint16)."""
+    return np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
+
+
+class _IdBuffer:
+    """Token ids appended batch by batch into one array reserved at a likely upper bound.
+
+    Pages never written are never resident, so the ids cost their real size: joining per-batch arrays
+    at the end would hold them twice. More tokens than reserved (emoji split into bytes) grow it.
+    """
+
+    def __init__(self, reserve: int, dtype):
+        self.array, self.size = np.empty(max(reserve, 1), dtype=dtype), 0
+
+    def extend(self, lists: list[list[int]]) -> np.ndarray:
+        """Append these ids; returns their lengths (int64)."""
+        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        end = self.size + int(lengths.sum())
+        if end > len(self.array):
+            grown = np.empty(max(end, 2 * len(self.array)), dtype=self.array.dtype)
+            grown[:self.size] = self.array[:self.size]
+            self.array = grown
+        self.array[self.size:end] = np.fromiter(itertools.chain.from_iterable(lists), dtype=self.array.dtype,
+                                                count=end - self.size)
+        self.size = end
+        return lengths
+
+    def ids(self) -> np.ndarray:
+        return self.array[:self.size]
 
 
 def _strings(values, start: int) -> list:
@@ -221,15 +245,25 @@ def _strings(values, start: int) -> list:
     return list(part)
 
 
+def _characters(values) -> int:
+    """Characters in a column (a Series or a list of str)."""
+    return int(values.str.len().sum()) if hasattr(values, "str") else sum(map(len, values))
+
+
 def encode_pairs(questions, answers, tokenizer) -> Encoded:
     """Tokenize the prompt template of every question and every answer, in large batches."""
-    parts = []
+    # A byte-level BPE token is at least a byte; nearly always a character or more (templates included).
+    prompts = _IdBuffer(_characters(questions) + 8 * len(questions), id_dtype(tokenizer))
+    replies = _IdBuffer(_characters(answers) + 4 * len(answers), id_dtype(tokenizer))
+    prompt_lengths, reply_lengths = [], []
     for start in range(0, len(questions), TOKENIZE_CHUNK_ROWS):
-        prompts = _flat(encode_text(tokenizer, [format_prompt(q) for q in _strings(questions, start)]))
-        replies = _flat(encode_text(tokenizer, [format_answer(a) for a in _strings(answers, start)]))
-        parts.append(Encoded(*prompts, *replies))
-    empty = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-    return Encoded.concat(parts) if parts else Encoded(*empty, *empty)
+        texts = [format_prompt(q) for q in _strings(questions, start)]
+        prompt_lengths.append(prompts.extend(encode_text(tokenizer, texts)))
+        texts = [format_answer(a) for a in _strings(answers, start)]
+        reply_lengths.append(replies.extend(encode_text(tokenizer, texts)))
+    prompt_lengths, reply_lengths = (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                                     for parts in (prompt_lengths, reply_lengths))
+    return Encoded(prompts.ids(), prompt_lengths, replies.ids(), reply_lengths)
 
 
 def encode_frame(frame, tokenizer, cache_dir: str | Path | None = None, fingerprint: str | None = None) -> Encoded:
@@ -299,61 +333,94 @@ def tokenize_pairs(questions, answers, tokenizer, max_length: int, answers_only:
 
 
 def pack_lengths(lengths, capacity: int) -> list[list[int]]:
-    """Best-fit-decreasing bin packing: indices of examples for each row, rows nearly full.
+    """Best-fit-decreasing bin packing: indices of examples for each row, rows nearly full (see `pack_rows`)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order, examples_per_row = _row_order(lengths, pack_rows(lengths, capacity))
+    return [row.tolist() for row in np.split(order, np.cumsum(examples_per_row)[:-1])] if len(order) else []
+
+
+PACK_SLICE = 65_536  # examples turned into Python ints at a time
+
+
+def pack_rows(lengths, capacity: int) -> np.ndarray:
+    """Best-fit-decreasing bin packing: the row of each example (int64), rows nearly full.
 
     Longest first, each into the row with the least free space that still fits it. Rows are kept in
     buckets by free space; there are at most `capacity` distinct free spaces, so finding the best
     bucket is a bisect over a short sorted list, whatever the number of rows (a million examples
-    pack in seconds).
+    pack in seconds). The answer is one array, not a list per row: a million examples as lists of
+    Python ints would take 0.13 GiB.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     if len(lengths) and lengths.max() > capacity:
         raise ValueError(f"an example of {lengths.max()} tokens cannot fit a row of {capacity}")
-    rows: list[list[int]] = []
+    row_of = np.empty(len(lengths), dtype=np.int64)
+    longest_first = np.argsort(-lengths, kind="stable")
+    n_rows = 0
     spaces: list[int] = []  # sorted free-space values that some row has
     rows_by_space: dict[int, list[int]] = {}  # free space -> rows with exactly that free space
-    for i, n in zip(np.argsort(-lengths, kind="stable").tolist(), sorted(lengths.tolist(), reverse=True)):
-        k = bisect.bisect_left(spaces, n)
-        if k == len(spaces):
-            row, space = len(rows), capacity - n
-            rows.append([i])
-        else:
-            bucket = rows_by_space[spaces[k]]
-            row, space = bucket.pop(), spaces[k] - n
-            if not bucket:
-                del rows_by_space[spaces.pop(k)]
-            rows[row].append(i)
-        if space:  # a full row takes nothing more: don't track it
-            if space not in rows_by_space:
-                bisect.insort(spaces, space)
-                rows_by_space[space] = []
-            rows_by_space[space].append(row)
-    return rows
+    for start in range(0, len(lengths), PACK_SLICE):
+        part = longest_first[start:start + PACK_SLICE]
+        chosen = []
+        for n in lengths[part].tolist():
+            k = bisect.bisect_left(spaces, n)
+            if k == len(spaces):
+                row, space = n_rows, capacity - n
+                n_rows += 1
+            else:
+                bucket = rows_by_space[spaces[k]]
+                row, space = bucket.pop(), spaces[k] - n
+                if not bucket:
+                    del rows_by_space[spaces.pop(k)]
+            chosen.append(row)
+            if space:  # a full row takes nothing more: don't track it
+                if space not in rows_by_space:
+                    bisect.insort(spaces, space)
+                    rows_by_space[space] = []
+                rows_by_space[space].append(row)
+        row_of[part] = chosen
+    return row_of
 
 
-def _row_batches(examples: Examples, groups: list[list[int]]):
-    """Arrow record batches of rows: input_ids, labels and seq_lengths (example lengths in the row)."""
+def _row_order(lengths: np.ndarray, row_of: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(examples row by row, each row's examples in the order they were packed; examples per row).
+    `row_of` None: one example a row, in order."""
+    if row_of is None:
+        return np.arange(len(lengths)), np.ones(len(lengths), dtype=np.int64)
+    longest_first = np.argsort(-lengths, kind="stable")
+    return longest_first[np.argsort(row_of[longest_first], kind="stable")], np.bincount(row_of)
+
+
+def _row_batches(encoded: Encoded, chosen: np.ndarray, lengths: np.ndarray, row_of, eos: int, max_length: int,
+                 answers_only: bool):
+    """Arrow record batches of rows: input_ids, labels and seq_lengths (example lengths in the row).
+
+    `chosen`: the examples' rows in `encoded`, `lengths` their lengths after the cut, `row_of` the
+    packed row of each (None: one example a row). Each batch builds its examples' tokens
+    from `encoded` itself, so a split's ids and labels never exist whole: memory is one batch.
+    """
     import pyarrow as pa
 
-    order = np.fromiter(itertools.chain.from_iterable(groups), dtype=np.int64, count=len(examples))
-    examples_per_row = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
-    row_starts = np.concatenate([[0], np.cumsum(examples_per_row)])
-    for r0 in range(0, len(groups), WRITE_CHUNK_ROWS):
-        r1 = min(r0 + WRITE_CHUNK_ROWS, len(groups))
-        chosen = order[row_starts[r0]:row_starts[r1]]
-        lengths = examples.lengths[chosen]
-        tokens = _token_index(examples.starts[chosen], lengths)
-        labels = examples.labels[tokens]
+    order, examples_per_row = _row_order(lengths, row_of)
+    row_starts = np.concatenate([[0], np.cumsum(examples_per_row)])  # in `order`
+    tokens_before = np.concatenate([[0], np.cumsum(lengths[order])])[row_starts]  # per row, and the end
+    r0 = 0
+    while r0 < len(examples_per_row):
+        r1 = int(np.searchsorted(tokens_before, tokens_before[r0] + WRITE_CHUNK_TOKENS, side="right")) - 1
+        r1 = min(max(r1, r0 + 1), r0 + WRITE_CHUNK_ROWS, len(examples_per_row))
+        examples = _examples(encoded.take(chosen[order[row_starts[r0]:row_starts[r1]]]), eos, max_length,
+                             answers_only)
         # The first token of an example has no predecessor within the example: never a target,
         # exactly as when the example is alone in its row.
-        labels[_starts(lengths)] = IGNORE_INDEX
+        examples.labels[examples.starts] = IGNORE_INDEX
         example_offsets = (row_starts[r0:r1 + 1] - row_starts[r0]).astype(np.int32)
-        token_offsets = np.concatenate([[0], np.cumsum(lengths)])[example_offsets].astype(np.int32)
+        token_offsets = (tokens_before[r0:r1 + 1] - tokens_before[r0]).astype(np.int32)
         yield pa.record_batch({
-            "input_ids": pa.ListArray.from_arrays(token_offsets, examples.ids[tokens]),
-            "labels": pa.ListArray.from_arrays(token_offsets, labels),
-            "seq_lengths": pa.ListArray.from_arrays(example_offsets, lengths.astype(np.int32)),
+            "input_ids": pa.ListArray.from_arrays(token_offsets, examples.ids),
+            "labels": pa.ListArray.from_arrays(token_offsets, examples.labels),
+            "seq_lengths": pa.ListArray.from_arrays(example_offsets, examples.lengths.astype(np.int32)),
         })
+        r0 = r1
 
 
 def _row_schema():
@@ -362,17 +429,12 @@ def _row_schema():
     return pa.schema({name: pa.list_(pa.int32()) for name in ("input_ids", "labels", "seq_lengths")})
 
 
-def _groups(examples: Examples, max_length: int, pack: bool) -> list[list[int]]:
-    return pack_lengths(examples.lengths, max_length) if pack else [[i] for i in range(len(examples))]
-
-
-def _rows_dataset(examples: Examples, max_length: int, pack: bool, path: Path | None = None):
-    """A `datasets.Dataset` of rows: in memory, or written to `path` and memory-mapped from there."""
+def _rows_dataset(batches, path: Path | None = None):
+    """A `datasets.Dataset` of these record batches: in memory, or written to `path` and memory-mapped."""
     import pyarrow as pa
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
-    batches = _row_batches(examples, _groups(examples, max_length, pack))
     if path is None:
         return Dataset(InMemoryTable(pa.Table.from_batches(list(batches), _row_schema())))
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, _row_schema()) as writer:
@@ -384,13 +446,28 @@ def _rows_dataset(examples: Examples, max_length: int, pack: bool, path: Path | 
 # --- prepare ------------------------------------------------------------------------------------
 
 
-def _trainable(examples: Examples) -> np.ndarray:
-    """Examples with at least one target after their first token (the question may fill max_length).
-    Summed per example with reduceat: no per-token int64 arrays (a million examples: ~1.4 GiB)."""
-    if not len(examples):
-        return np.zeros(0, dtype=bool)
-    labelled = examples.labels != IGNORE_INDEX
-    return np.add.reduceat(labelled, examples.starts, dtype=np.int64) - labelled[examples.starts] > 0
+def _shape(encoded: Encoded, positions: np.ndarray, max_length: int, answers_only: bool):
+    """(length after the cut, truncated, trainable) of the examples at `positions`, from lengths alone.
+
+    Trainable: a labelled token after the example's first (the first has no predecessor). Labels start
+    at the answer with the answers-only mask, at the first token without it, so a question that fills
+    max_length leaves nothing to learn.
+    """
+    prompt = encoded.prompt_lengths[positions]
+    full = prompt + encoded.reply_lengths[positions] + 1  # + EOS
+    lengths = np.minimum(full, max_length)
+    return lengths, full > max_length, lengths > np.maximum(prompt if answers_only else 0, 1)
+
+
+@dataclass
+class SplitCounts:
+    """What became of one split's examples on the way to rows."""
+
+    examples: int  # kept
+    tokens: int  # real tokens in the kept examples, after the cut
+    truncated: int  # kept, cut at max_length
+    dropped_overlong: int  # longer than max_length with overlong="drop"
+    dropped_no_answer_left: int  # the question alone filled max_length
 
 
 def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answers_only: bool, pack: bool,
@@ -400,9 +477,9 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
 
     With `cache_dir`, the result is stored there under a hash of the question/answer content, the
     tokenizer and these settings; a later call with the same inputs loads it instead of tokenizing.
-    `encoded`: a function returning the (train, eval) splits already tokenized by `encode_pairs` (either
-    may be None: that split is tokenized here); called only when the rows are built, so a cache hit
-    skips it.
+    `encoded`: a function returning, for the train and the eval split, (token ids by `encode_pairs`, the
+    split's rows in them) or None (that split is tokenized here); called only when the rows are built,
+    so a cache hit skips it.
     `fingerprint`: a hash that already names both frames' text (so they are not hashed again).
     """
     def prepare(folder: Path | None):
@@ -424,46 +501,53 @@ def prepare_datasets(train_frame, eval_frame, tokenizer, max_length: int, answer
 
 
 def rows_for(frame, tokenizer, max_length: int, answers_only: bool, pack: bool, path: Path | None = None,
-             encoded: Encoded | None = None, overlong: str = "truncate"):
-    """(examples kept, their rows as a Dataset or None when none is left, examples dropped): one split,
-    tokenized, stripped of examples with nothing left to learn (and, with overlong="drop", of those
-    longer than max_length; `dropped_overlong(examples)` tells how many), and packed."""
-    examples = tokenize_examples(frame["question"], frame["answer"], tokenizer, max_length, answers_only, encoded)
-    keep = _trainable(examples)
-    too_long = examples.truncated & keep if overlong == "drop" else np.zeros(len(examples), dtype=bool)
-    examples = examples.select(keep & ~too_long)
-    examples.dropped_overlong = int(too_long.sum())
-    rows = _rows_dataset(examples, max_length, pack, path) if len(examples) else None
-    return examples, rows, int((~keep).sum())
+             encoded: Encoded | None = None, overlong: str = "truncate", positions=None):
+    """(SplitCounts, the rows as a Dataset or None when no example is left): one split, tokenized (or
+    `encoded`: its rows at `positions` already tokenized by `encode_pairs`), stripped of examples with
+    nothing left to learn (and, with overlong="drop", of those longer than max_length), and packed."""
+    if encoded is None:
+        encoded = encode_pairs(frame["question"], frame["answer"], tokenizer)
+    positions = np.arange(len(encoded)) if positions is None else np.asarray(positions, dtype=np.int64)
+    lengths, truncated, trainable = _shape(encoded, positions, max_length, answers_only)
+    too_long = truncated & trainable if overlong == "drop" else np.zeros(len(positions), dtype=bool)
+    keep = trainable & ~too_long
+    counts = SplitCounts(examples=int(keep.sum()), tokens=int(lengths[keep].sum()),
+                         truncated=int((truncated & keep).sum()), dropped_overlong=int(too_long.sum()),
+                         dropped_no_answer_left=int((~trainable).sum()))
+    if not counts.examples:
+        return counts, None
+    lengths = lengths[keep]
+    row_of = pack_rows(lengths, max_length) if pack else None
+    batches = _row_batches(encoded, positions[keep], lengths, row_of, tokenizer.eos_token_id, max_length,
+                           answers_only)
+    return counts, _rows_dataset(batches, path)
 
 
 def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack, folder: Path | None,
              encoded=None, overlong: str = "truncate"):
-    splits, counts = {}, {"truncated": 0, "dropped": 0, "overlong": 0}
-    encoded = encoded() if encoded is not None else (None, None)
-    for (name, frame), pairs in zip((("train", train_frame), ("eval", eval_frame)), encoded):
+    splits = {}
+    given = encoded() if encoded is not None else (None, None)
+    for (name, frame), split in zip((("train", train_frame), ("eval", eval_frame)), given):
         path = folder / f"{name}.arrow" if folder is not None else None
-        examples, rows, dropped = rows_for(frame, tokenizer, max_length, answers_only, pack, path, pairs, overlong)
-        counts["dropped"] += dropped
-        counts["overlong"] += examples.dropped_overlong
-        counts["truncated"] += int(examples.truncated.sum())
-        splits[name] = (examples, rows)
+        pairs, positions = split if split is not None else (None, None)
+        splits[name] = rows_for(frame, tokenizer, max_length, answers_only, pack, path, pairs, overlong, positions)
     (train, train_set), (evals, eval_set) = splits["train"], splits["eval"]
-    if len(train) == 0:
+    if train.examples == 0:
         raise ValueError(
             f"no training examples left: every question fills max_length={max_length} tokens; raise max_length"
         )
-    train_tokens = int(train.lengths.sum())
+    counts = {"truncated": train.truncated + evals.truncated, "overlong": train.dropped_overlong +
+              evals.dropped_overlong, "dropped": train.dropped_no_answer_left + evals.dropped_no_answer_left}
     report = PrepReport(
-        train_examples=len(train),
-        eval_examples=len(evals),
+        train_examples=train.examples,
+        eval_examples=evals.examples,
         truncated=counts["truncated"],
         dropped_no_answer_left=counts["dropped"],
         train_rows=len(train_set),
         eval_rows=len(eval_set) if eval_set is not None else 0,
-        train_tokens=train_tokens,
-        padding_waste_unpacked=1 - train_tokens / (len(train) * max_length),
-        warnings=_warnings(counts, max_length, len(evals)),
+        train_tokens=train.tokens,
+        padding_waste_unpacked=1 - train.tokens / (train.examples * max_length),
+        warnings=_warnings(counts, max_length, evals.examples),
         dropped_overlong=counts["overlong"],
         max_length=max_length,
     )

@@ -3,7 +3,7 @@
 Lengths are counted in tokens of the exact training text (template + answer + EOS), and the length
 policy (`length.choose_max_length`) states how many examples the max_length fits whole. Duplicates
 and leakage use the one definition in `normalise`. Leakage is checked on the very split training
-uses (`prep.split_frame` with the same seed): an eval question that also appears in the training
+uses (`prep.split_positions` with the same seed): an eval question that also appears in the training
 split measures recall, not generalisation.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from gpt2tune.data.length import GPT2_CONTEXT, LengthPolicy, choose_max_length
-from gpt2tune.data.normalise import DuplicateCounts, Leakage, duplicate_counts, leakage
+from gpt2tune.data.normalise import DuplicateCounts, Leakage, duplicate_counts, split_leakage
+from gpt2tune.data.tables import take_rows
 
 MAX_CONTEXT = GPT2_CONTEXT
 EXAMPLES_SHOWN = 3
@@ -122,7 +123,7 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
     loader's counts, taken before it dropped exact repeats (else they are counted on `frame`).
     `encoded`: the frame's rows already tokenized (`prep.encode_pairs`), so they are not tokenized again.
     """
-    from gpt2tune.data.prep import encode_pairs, split_frame
+    from gpt2tune.data.prep import encode_pairs, split_positions
 
     if len(frame) == 0:
         raise ValueError("the dataset has no rows to report on")
@@ -133,8 +134,8 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
     policy = choose_max_length(token_lengths, context, max_length, overlong)
 
     duplicates = duplicates or duplicate_counts(frame["question"], frame["answer"])
-    train_frame, eval_frame = split_frame(frame, eval_fraction, seed)
-    leaked = leakage(train_frame["question"], eval_frame["question"])
+    train_at, eval_at = split_positions(len(frame), eval_fraction, seed)  # the split training uses
+    leaked = split_leakage(frame["question"], train_at, eval_at)
     special = _cells_containing(frame, special_token_texts(tokenizer))
     markers = _cells_containing(frame, prompt_marker_texts())
     report = DatasetReport(
@@ -149,8 +150,8 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
         normalised_duplicates=duplicates.normalised_duplicate_rows,
         duplicate_questions=duplicates.repeated_question_rows,
         duplicate_examples=duplicates.examples,
-        train_rows=len(train_frame),
-        eval_rows=len(eval_frame),
+        train_rows=len(train_at),
+        eval_rows=len(eval_at),
         leakage_count=leaked.leaked_rows,
         leakage_examples=leaked.examples,
         special_token_rows=int(special.sum()),
@@ -191,7 +192,7 @@ def _cells_containing(frame, needles: list[str]):
 
 
 def _row_examples(frame, mask) -> list[str]:
-    rows = frame.iloc[mask]
+    rows = take_rows(frame, np.flatnonzero(mask)[:EXAMPLES_SHOWN])
     return [f"{q} -> {a}" for q, a in zip(rows["question"].head(EXAMPLES_SHOWN), rows["answer"].head(EXAMPLES_SHOWN))]
 
 
@@ -199,7 +200,7 @@ def _languages(report: DatasetReport, frame, seed: int) -> None:
     from gpt2tune.data.content import LANGUAGE_SAMPLE, NON_ENGLISH_WARN, language_counts, language_summary
 
     if len(frame) > LANGUAGE_SAMPLE:  # the rows language_counts would sample, before joining a million texts
-        frame = frame.sample(n=LANGUAGE_SAMPLE, random_state=seed)
+        frame = take_rows(frame, np.random.default_rng(seed).choice(len(frame), LANGUAGE_SAMPLE, replace=False))
     report.languages = language_counts(frame["question"] + "\n" + frame["answer"], seed=seed)
     report.non_english_share, sentence = language_summary(report.languages)
     if report.non_english_share > NON_ENGLISH_WARN:

@@ -512,6 +512,37 @@ def _json_type(value) -> str:
 # message helpers: everything user-provided goes through short, so messages stay one line
 
 
+def take_rows(values, positions):
+    """`values.iloc[positions]` of a frame or Series, index reset, without copying whole columns.
+
+    Arrow gathers from a column held in blocks (a large file is read in blocks) by first joining the
+    blocks: picking three rows of a million answers would copy all 0.3 GiB of them. A boolean filter
+    works block by block, so Arrow text columns are filtered in file order and then put in the order
+    asked. Positions must be distinct (rows of a split or a sample).
+    """
+    import pyarrow as pa
+
+    positions = np.asarray(positions, dtype=np.int64)
+    if len(positions) == len(values) and np.array_equal(positions, np.arange(len(values))):
+        return values.reset_index(drop=True)  # every row, in order: nothing to copy
+    mask = np.zeros(len(values), dtype=bool)
+    mask[positions] = True
+    in_order = bool(np.all(positions[1:] > positions[:-1]))
+    order = None if in_order else pa.array(np.argsort(np.argsort(positions, kind="stable"), kind="stable"))
+
+    def take(column: pd.Series) -> pd.Series:
+        if not isinstance(column.array, pd.arrays.ArrowStringArray):
+            return column.iloc[positions].reset_index(drop=True)
+        picked = column.array.__arrow_array__().filter(pa.array(mask))
+        if order is not None:  # file order -> the order asked
+            picked = picked.combine_chunks().take(order)
+        return pd.Series(pd.arrays.ArrowStringArray(picked), name=column.name).astype(column.dtype)
+
+    if isinstance(values, pd.Series):
+        return take(values)
+    return pd.DataFrame({name: take(values[name]) for name in values.columns})
+
+
 def short(text: str, limit: int = 40) -> str:
     text = str(text).replace("\r", "\\r").replace("\n", "\\n")
     return text if len(text) <= limit else text[:limit - 1] + "…"

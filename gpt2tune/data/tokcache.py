@@ -116,11 +116,13 @@ def _key(parts) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def cached(root: Path, key: str, make, save, read):
+def cached(root: Path, key: str, make, save, read, read_back: bool = False):
     """`make()` once, kept by `save(value, folder)` in the entry for `key`; later calls `read(folder)`.
 
     A cache that cannot be written (a full or read-only disk, a value it cannot store) costs the cache,
-    not the caller: the value made is returned all the same.
+    not the caller: the value made is returned all the same. `read_back`: once saved, the value made is
+    dropped and the entry read, so the first run holds what every later run holds (e.g. a table in one
+    piece rather than in the blocks it was built in).
     """
     made = []
 
@@ -137,6 +139,8 @@ def cached(root: Path, key: str, make, save, read):
         folder, _ = fetch_or_build(Path(root), key, build)
     except OSError:
         return made[0] if made else make()
+    if made and read_back:
+        made.clear()
     return made[0] if made else read(folder)
 
 

@@ -193,8 +193,7 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     from gpt2tune.data.prep import PackedCollator, rows_for
     from gpt2tune.loss import chunked_cross_entropy_sum, shifted_targets
 
-    examples, rows, no_answer_left = rows_for(frame, tokenizer, max_length, answers_only, pack=True,
-                                              overlong=overlong)
+    counts, rows = rows_for(frame, tokenizer, max_length, answers_only, pack=True, overlong=overlong)
     rows = rows.to_dict() if rows is not None else {"input_ids": []}
     float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
     collate = PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask)
@@ -217,9 +216,9 @@ def eval_loss(model, tokenizer, frame, max_length: int, batch_size: int = 4, ans
     finally:
         model.train(was_training)
     loss = total / count if count else float("nan")
-    return {"eval_loss": loss, "perplexity": perplexity(loss), "loss_examples": len(examples), "loss_tokens": count,
-            "loss_truncated": int(examples.truncated.sum()), "loss_dropped_overlong": examples.dropped_overlong,
-            "loss_dropped_no_answer_left": no_answer_left}
+    return {"eval_loss": loss, "perplexity": perplexity(loss), "loss_examples": counts.examples, "loss_tokens": count,
+            "loss_truncated": counts.truncated, "loss_dropped_overlong": counts.dropped_overlong,
+            "loss_dropped_no_answer_left": counts.dropped_no_answer_left}
 
 
 def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max_length: int | None = None,

@@ -9,6 +9,7 @@ of the dataset report.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,30 +26,50 @@ class Prepared:
     tokenizer: object
     model: object
     vocab: object  # model.VocabReport
-    train_frame: object  # pandas frames of the split, in training order
-    eval_frame: object
+    train_at: object  # numpy positions in data.frame of the split's rows, in training order
+    eval_at: object
     train_set: object  # datasets.Dataset of packed rows
     eval_set: object  # same, or None without an eval split
     prep: object  # data.prep.PrepReport
     warnings: list[str] = field(default_factory=list)
     dataset: object = None  # data.report.DatasetReport: lengths and the length policy, duplicates, leakage, languages
     requested_length: int = 0  # max_length as set (0 = auto); config.max_length is the length used
+    expanded_train: object = None  # the training frame when answer_lists=each made other rows than the file's
+
+    # The split's frames are made when asked (answer scoring, after training): a million rows of text
+    # are not copied while the rows are prepared.
+    @property
+    def train_frame(self):
+        if self.expanded_train is not None:
+            return self.expanded_train
+        from gpt2tune.data.tables import take_rows
+
+        return take_rows(self.data.frame, self.train_at)
+
+    @property
+    def eval_frame(self):
+        from gpt2tune.data.tables import take_rows
+
+        return take_rows(self.data.frame, self.eval_at)
 
 
 def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fallback_to_tiny: bool = False,
             output_dir: str | Path | None = None) -> Prepared:
     """Load and check everything a run needs, in the order a failure is cheapest to find.
 
-    output_dir: where a training run writes; its free space is checked before tokenizing, and its
-    token cache lets a rerun on the same data skip tokenizing. None (a check) writes nothing.
+    output_dir: where a training run writes; its free space for the weights and checkpoints is
+    checked before training, and its caches let a rerun on the same data skip cleaning and
+    tokenizing. None (a check) writes nothing.
     """
     from gpt2tune.data import tokcache
     from gpt2tune.data.answers import expand_answers
     from gpt2tune.data.load import load_config_data
     from gpt2tune.data.prep import encode_frame, prepare_datasets, split_positions
     from gpt2tune.data.report import DatasetReport, dataset_report
+    from gpt2tune.data.tables import take_rows
     from gpt2tune.device import inspect_devices
-    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, resolve_base_model
+    from gpt2tune.heap import release_freed_memory
+    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, model_context, resolve_base_model
     from gpt2tune.runs import diskspace
 
     config.validate()
@@ -59,6 +80,7 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     if output_dir is not None:
         cache_dir = tokcache.default_cache_dir(Path(output_dir))
     data = load_config_data(config, cache_dir)  # the file, or the Hub dataset when config.dataset is set
+    release_freed_memory(collect=False)  # each stage's peak is its own: what one freed, the next gets
     status(data.report.summary())
     devices = inspect_devices(config.device, config.precision, config.torch_compile)
     status(devices.choices())  # device, precision and compile, and why
@@ -67,57 +89,71 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     if warning:
         on_event(events.Warning(warning))
     tokenizer = load_tokenizer(base_model)
-    model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
-    vocab = check_and_fix_vocabulary(model, tokenizer)
-    status(vocab.action)
-    from gpt2tune.training import adapters
+    context = model_context(base_model, config.allow_pickle)  # the weights load once the data is ready
 
-    model = adapters.prepare(model, config, base_model, status)  # method lora: frozen base + adapters
     # Lengths, duplicates, leakage and languages, from token ids made once for the report and the rows.
     # The length policy picks max_length when it is auto (0): the run trains with that effective value.
-    encoded = encode_frame(data.frame, tokenizer, cache_dir, data.fingerprint)
+    @functools.cache
+    def encoded():  # read or made only when the report or the rows are not cached: a rerun needs neither
+        ids = encode_frame(data.frame, tokenizer, cache_dir, data.fingerprint)
+        release_freed_memory(collect=False)
+        return ids
+
     # one set of options makes both the report and its cache key (the rest follows from the data)
     options = {"max_length": config.max_length, "eval_fraction": config.eval_fraction, "seed": config.seed,
-               "context": model.config.n_positions, "overlong": config.overlong}
+               "context": context, "overlong": config.overlong}
 
     def report():
-        return dataset_report(data.frame, tokenizer, encoded=encoded, duplicates=data.report.duplicates, **options)
+        return dataset_report(data.frame, tokenizer, encoded=encoded(), duplicates=data.report.duplicates, **options)
 
     if cache_dir is not None and data.fingerprint:
         key = tokcache.report_key(data.fingerprint, tokenizer, *sorted(options.items()))
         dataset = tokcache.cached(cache_dir / ".reports", key, report, DatasetReport.write, DatasetReport.read)
     else:
         dataset = report()
+    release_freed_memory(collect=False)
     status(dataset.summary())
     requested_length = config.max_length
     config = dataclasses.replace(config, max_length=dataset.length.max_length)
-    if output_dir is not None:
-        from gpt2tune.runs import artifacts
-
-        artifacts.check_writable(Path(output_dir), needed_bytes=bytes_needed(model, config))
 
     train_at, eval_at = split_positions(len(data.frame), config.eval_fraction, config.seed)
-    train_frame = data.frame.iloc[train_at].reset_index(drop=True)
-    eval_frame = data.frame.iloc[eval_at].reset_index(drop=True)
-    expand = config.answer_lists == "each"  # one example per acceptable answer: other rows than were tokenized
-    if expand:
-        train_frame = expand_answers(train_frame, config.answer_lists)
+    expanded = None
+    if config.answer_lists == "each":  # one example per acceptable answer: other rows than were tokenized
+        expanded = expand_answers(take_rows(data.frame, train_at), config.answer_lists)
     # the split is a function of the data and these settings: it names both frames without hashing them
     split_fingerprint = data.fingerprint and "|".join(
         map(str, (data.fingerprint, config.eval_fraction, config.seed, config.answer_lists)))
+    frames = (expanded, None)
+    if not split_fingerprint:  # the cache key hashes the split's text instead
+        frames = (expanded if expanded is not None else take_rows(data.frame, train_at), take_rows(data.frame, eval_at))
+    release_freed_memory(collect=False)
     # Upper bound of the prepared rows on disk: ids, labels and positions of every token (int32).
     cache_bytes = len(data.frame) * config.max_length * 12
     with diskspace.disk_full_as_one_line(cache_dir or Path("."), "the prepared-data cache", cache_bytes):
         train_set, eval_set, prep = prepare_datasets(
-            train_frame, eval_frame, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
-            cache_dir=cache_dir, encoded=lambda: (None if expand else encoded.take(train_at), encoded.take(eval_at)),
+            *frames, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
+            cache_dir=cache_dir, encoded=lambda: (None if expanded is not None else (encoded(), train_at),
+                                                  (encoded(), eval_at)),
             overlong=config.overlong, fingerprint=split_fingerprint,
         )
     status(prep.summary())
+    encoded.cache_clear()
+    release_freed_memory(collect=False)
+    # The weights last: the data's peak memory (a million rows: about 1 GiB) and the model's never add up.
+    model = load_model(base_model, allow_pickle=config.allow_pickle, dropout=config.dropout)
+    vocab = check_and_fix_vocabulary(model, tokenizer)
+    status(vocab.action)
+    from gpt2tune.training import adapters
+
+    model = adapters.prepare(model, config, base_model, status)  # method lora: frozen base + adapters
+    if output_dir is not None:
+        from gpt2tune.runs import artifacts
+
+        artifacts.check_writable(Path(output_dir), needed_bytes=bytes_needed(model, config))
     return Prepared(config=config, data=data, devices=devices, base_model=base_model, tokenizer=tokenizer,
-                    model=model, vocab=vocab, train_frame=train_frame, eval_frame=eval_frame, train_set=train_set,
+                    model=model, vocab=vocab, train_at=train_at, eval_at=eval_at, train_set=train_set,
                     eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset,
-                    requested_length=requested_length)
+                    requested_length=requested_length, expanded_train=expanded)
 
 
 def weight_bytes(model, trainable_only: bool = False) -> int:
