@@ -91,9 +91,7 @@ class QAData:
         import json
         from dataclasses import asdict
 
-        # one record batch: a column in one piece is gathered from directly (Arrow's take on a column
-        # in pieces first joins them, copying all its text to pick a few rows)
-        self.frame.to_feather(folder / "frame.arrow", chunksize=max(len(self.frame), 1))
+        self.frame.to_feather(folder / "frame.arrow")
         self.rejected.to_feather(folder / "rejected.arrow")
         (folder / "report.json").write_text(json.dumps(asdict(self.report)))
 

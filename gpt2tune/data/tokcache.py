@@ -121,8 +121,8 @@ def cached(root: Path, key: str, make, save, read, read_back: bool = False):
 
     A cache that cannot be written (a full or read-only disk, a value it cannot store) costs the cache,
     not the caller: the value made is returned all the same. `read_back`: once saved, the value made is
-    dropped and the entry read, so the first run holds what every later run holds (e.g. a table in one
-    piece rather than in the blocks it was built in).
+    dropped and the entry read, so a first run holds exactly what every later run reads (a cleaned
+    table as the file stores it, not as the loader happened to build it).
     """
     made = []
 
