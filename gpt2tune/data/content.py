@@ -13,6 +13,8 @@ import re
 
 import pandas as pd
 
+from gpt2tune.data.tables import arrow_text, text_series
+
 # Characters that render as nothing: zero-width space, word joiner, byte-order mark, soft hyphen,
 # bidirectional marks and embeddings, Mongolian vowel separator, and C0/C1 controls except tab and
 # newline. Zero-width (non-)joiners are kept: emoji sequences and Persian or Indic words need them.
@@ -56,15 +58,14 @@ def strip_cells(values: pd.Series) -> pd.Series:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not isinstance(values.array, pd.arrays.ArrowStringArray):
+    blocks = arrow_text(values)
+    if blocks is None:
         return values.str.strip()
-    blocks = values.array.__arrow_array__()
     stripped = []
     for block in blocks.chunks:
         trimmed = pc.utf8_trim_whitespace(block)
         stripped.append(block if trimmed.equals(block) else trimmed)
-    column = pa.chunked_array(stripped, type=blocks.type)
-    return pd.Series(pd.arrays.ArrowStringArray(column), index=values.index, name=values.name).astype(values.dtype)
+    return text_series(pa.chunked_array(stripped, type=blocks.type), like=values, index=values.index)
 
 
 def html_cells(values: pd.Series) -> int:

@@ -28,7 +28,6 @@ IGNORE_INDEX = -100  # label value the loss skips
 TOKENIZE_CHUNK_ROWS = 20_000  # rows per tokenizer call: big enough for Rust to shine, small enough for RAM
 WRITE_CHUNK_ROWS = 20_000  # packed rows per Arrow record batch, at most
 WRITE_CHUNK_TOKENS = 2**18  # tokens per record batch, about: bounds the memory of building one
-TAKE_CHUNK_ROWS = 200_000  # rows per gather when a split takes its token ids
 
 
 @dataclass
@@ -183,23 +182,17 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.prompt_lengths)
 
-    def take(self, positions) -> Encoded:
-        positions = np.asarray(positions, dtype=np.int64)
-        parts = []
-        for i in range(0, len(positions), TAKE_CHUNK_ROWS):  # chunks bound the int64 token positions
-            rows = positions[i:i + TAKE_CHUNK_ROWS]
-            prompts = _token_index(self.prompt_starts[rows], self.prompt_lengths[rows])
-            replies = _token_index(self.reply_starts[rows], self.reply_lengths[rows])
-            parts.append(Encoded(self.prompt_ids[prompts], self.prompt_lengths[rows],
-                                 self.reply_ids[replies], self.reply_lengths[rows]))
-        return Encoded.concat(parts) if parts else Encoded(*(getattr(self, name)[:0] for name in ENCODED_ARRAYS))
+    def take(self, rows) -> Encoded:
+        """The rows at these positions. Callers take a batch at a time (a tokenizer chunk, a record
+        batch of packed rows): the gather holds an int64 position per token taken."""
+        rows = np.asarray(rows, dtype=np.int64)
+        prompts = _token_index(self.prompt_starts[rows], self.prompt_lengths[rows])
+        replies = _token_index(self.reply_starts[rows], self.reply_lengths[rows])
+        return Encoded(self.prompt_ids[prompts], self.prompt_lengths[rows], self.reply_ids[replies],
+                       self.reply_lengths[rows])
 
     def lengths(self) -> tuple[list[int], list[int]]:
         return self.prompt_lengths.tolist(), self.reply_lengths.tolist()
-
-    @classmethod
-    def concat(cls, parts: list[Encoded]) -> Encoded:
-        return cls(*(np.concatenate([getattr(part, name) for part in parts]) for name in ENCODED_ARRAYS))
 
 
 ENCODED_ARRAYS = ("prompt_ids", "prompt_lengths", "reply_ids", "reply_lengths")  # Encoded's fields, in order

@@ -193,7 +193,7 @@ def _cells_containing(frame, needles: list[str]):
 
 def _row_examples(frame, mask) -> list[str]:
     rows = take_rows(frame, np.flatnonzero(mask)[:EXAMPLES_SHOWN])
-    return [f"{q} -> {a}" for q, a in zip(rows["question"].head(EXAMPLES_SHOWN), rows["answer"].head(EXAMPLES_SHOWN))]
+    return [f"{q} -> {a}" for q, a in zip(rows["question"], rows["answer"])]
 
 
 def _languages(report: DatasetReport, frame, seed: int) -> None:

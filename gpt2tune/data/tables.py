@@ -509,7 +509,17 @@ def _json_type(value) -> str:
     return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
 
 # -----------------------------------------------------------------------------
-# message helpers: everything user-provided goes through short, so messages stay one line
+# columns of Arrow text: large files are read into them, in blocks
+
+
+def arrow_text(column: pd.Series):
+    """The Arrow blocks (a ChunkedArray) of a column held as Arrow strings, or None for any other column."""
+    return column.array.__arrow_array__() if isinstance(column.array, pd.arrays.ArrowStringArray) else None
+
+
+def text_series(blocks, like: pd.Series, index=None) -> pd.Series:
+    """Arrow text blocks as a Series with the name and dtype of `like` (no copy of the text)."""
+    return pd.Series(pd.arrays.ArrowStringArray(blocks), index=index, name=like.name).astype(like.dtype)
 
 
 def take_rows(values, positions):
@@ -531,16 +541,21 @@ def take_rows(values, positions):
     order = None if in_order else pa.array(np.argsort(np.argsort(positions, kind="stable"), kind="stable"))
 
     def take(column: pd.Series) -> pd.Series:
-        if not isinstance(column.array, pd.arrays.ArrowStringArray):
+        blocks = arrow_text(column)
+        if blocks is None:
             return column.iloc[positions].reset_index(drop=True)
-        picked = column.array.__arrow_array__().filter(pa.array(mask))
+        picked = blocks.filter(pa.array(mask))
         if order is not None:  # file order -> the order asked
             picked = picked.combine_chunks().take(order)
-        return pd.Series(pd.arrays.ArrowStringArray(picked), name=column.name).astype(column.dtype)
+        return text_series(picked, like=column)
 
     if isinstance(values, pd.Series):
         return take(values)
     return pd.DataFrame({name: take(values[name]) for name in values.columns})
+
+
+# -----------------------------------------------------------------------------
+# message helpers: everything user-provided goes through short, so messages stay one line
 
 
 def short(text: str, limit: int = 40) -> str:
