@@ -131,21 +131,26 @@ def _load_with_adapter(name_or_path: str, adapter: dict, allow_pickle: bool, dro
     return model
 
 
-def model_context(name_or_path: str, allow_pickle: bool = False) -> int:
-    """The model's context in tokens, from its configuration alone: the data is measured against it
-    before any weights are loaded (a missing, mistyped or pickle-only model fails here, in a second)."""
+def context_length(config) -> int:
+    """A model configuration's context in tokens."""
+    return int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+
+
+def model_config(name_or_path: str, allow_pickle: bool = False):
+    """The model's configuration (a LoRA adapter: its base model's), from config.json alone: the data
+    is measured against its context before any weights are loaded (a missing, mistyped or
+    pickle-only model fails here, in a second)."""
     from transformers import AutoConfig
 
     name_or_path = locate_model(name_or_path)
     adapter = adapter_config(name_or_path)
     if adapter is not None and adapter.get("base_model_name_or_path"):
-        return model_context(adapter["base_model_name_or_path"], allow_pickle)
+        return model_config(adapter["base_model_name_or_path"], allow_pickle)
     _refuse_pickle_only_folder(name_or_path, allow_pickle)
     try:
-        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"could not load model {name_or_path!r}: {first_line(error)}") from None
-    return int(getattr(config, "n_positions", None) or config.max_position_embeddings)
 
 
 def locate_model(name_or_path: str) -> str:

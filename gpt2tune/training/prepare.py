@@ -67,12 +67,14 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     from gpt2tune.data.prep import encode_frame, prepare_datasets, split_positions
     from gpt2tune.data.report import DatasetReport, dataset_report
     from gpt2tune.data.tables import take_rows
-    from gpt2tune.device import inspect_devices
+    from gpt2tune.device import ProbeShape, check_device_available, inspect_devices
     from gpt2tune.heap import release_freed_memory
-    from gpt2tune.model import check_and_fix_vocabulary, load_model, load_tokenizer, model_context, resolve_base_model
+    from gpt2tune.model import (check_and_fix_vocabulary, context_length, load_model, load_tokenizer, model_config,
+                                resolve_base_model)
     from gpt2tune.runs import diskspace
 
     config.validate()
+    check_device_available(config.device)
     status = lambda message: on_event(events.Status(message))  # noqa: E731
     # A training run keeps the cleaned file, its token ids, its report and its rows in a cache beside
     # the run folder, each under a hash of what made it: a rerun on the same data starts at once.
@@ -82,14 +84,13 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     data = load_config_data(config, cache_dir)  # the file, or the Hub dataset when config.dataset is set
     release_freed_memory(collect=False)  # each stage's peak is its own: what one freed, the next gets
     status(data.report.summary())
-    devices = inspect_devices(config.device, config.precision, config.torch_compile)
-    status(devices.choices())  # device, precision and compile, and why
 
     base_model, warning = resolve_base_model(config.base_model, fallback_to_tiny)
     if warning:
         on_event(events.Warning(warning))
     tokenizer = load_tokenizer(base_model)
-    context = model_context(base_model, config.allow_pickle)  # the weights load once the data is ready
+    shape = model_config(base_model, config.allow_pickle)  # the weights load once the data is ready
+    context = context_length(shape)
 
     # Lengths, duplicates, leakage and languages, from token ids made once for the report and the rows.
     # The length policy picks max_length when it is auto (0): the run trains with that effective value.
@@ -115,6 +116,10 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
     status(dataset.summary())
     requested_length = config.max_length
     config = dataclasses.replace(config, max_length=dataset.length.max_length)
+    # The precision follows from the run's own shapes (a CPU's bf16 probe times its products): known now.
+    devices = inspect_devices(config.device, config.precision, config.torch_compile,
+                              ProbeShape.of_run(shape.hidden_size, config.batch_size, config.max_length))
+    status(devices.choices())  # device, precision and compile, and why
 
     train_at, eval_at = split_positions(len(data.frame), config.eval_fraction, config.seed)
     expanded = None

@@ -19,6 +19,8 @@ def collect_metrics(trainer, train_output, eval_set, prep, base_model, devices) 
         "base_model": base_model,
         "device": devices.device,
         "precision": devices.precision,
+        "precision_reason": devices.reason,
+        "bf16_speedup": devices.bf16_speedup,  # the CPU's measured (or cached) ratio that chose it; None elsewhere
         "torch_compile": devices.compile,
         "global_step": trainer.state.global_step,
         "epoch": trainer.state.epoch,
