@@ -18,6 +18,9 @@ from gpt2tune import events
 from gpt2tune.config import GenerationSettings, TuneConfig
 
 ALIASES = {"learning_rate": ["--lr"], "csv": ["--data"]}
+# Settings a run's time depends on, beyond the data and model ones `check` has anyway (check --estimate).
+ESTIMATE_SETTINGS = ("epochs", "max_steps", "gradient_accumulation_steps", "device", "precision", "torch_compile",
+                     "pack", "train_on_answers_only", "method", "dropout")
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, only: tuple[str, ...] | None = None) -> None:
@@ -79,7 +82,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {' '.join(message.split())} (see: {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(check_defaults: dict | None = None) -> argparse.ArgumentParser:
+    """check_defaults: settings `check` starts from (its --config file) instead of TuneConfig's."""
     from gpt2tune.hub import push as hub_push  # its defaults; huggingface_hub itself loads only when pushing
 
     parser = OneLineParser(prog="gpt2tune", description="Fine-tune GPT-2 on question/answer pairs.")
@@ -91,9 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "max_length", "eval_fraction", "seed", "allow_pickle",
                                                  "overlong", "answer_lists", "strip_html", "dataset", "dataset_config",
                                                  "dataset_split", "dataset_revision", "batch_size", "lora_r",
-                                                 "lora_dropout", "lora_target_modules"))
+                                                 "lora_dropout", "lora_target_modules", *ESTIMATE_SETTINGS))
     check.add_argument("--offline-fallback", action="store_true",
                        help="Use the offline tiny model when the base model can't be reached.")
+    check.add_argument("--estimate", action="store_true",
+                       help="Also train a few steps of the run (thrown away) and say how long it will take and "
+                            "its peak memory; `train` with the same settings then logs estimate against actual.")
+    check.add_argument("--json", action="store_true", help="With --estimate: print only the estimate, as JSON.")
+    check.add_argument("--config", default=None, metavar="FILE",
+                       help="Start from the settings in this file (a run's gpt2tune_config.json); flags given "
+                            "override them.")
+    check.set_defaults(**(check_defaults or {}))
 
     train = commands.add_parser("train", help="Fine-tune and save the model to --output-dir.")
     add_dataclass_flags(train, TuneConfig)
@@ -153,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "config", None):  # the file's settings become the defaults; flags given still win
+        try:
+            saved = TuneConfig.load(args.config).to_dict()
+        except (OSError, ValueError) as error:
+            print(f"error: --config {args.config}: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+        args = build_parser(check_defaults=saved).parse_args(argv)
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args) or 0
@@ -203,10 +222,16 @@ def _quiet_libraries() -> None:
 
 
 def run_check(args) -> int:
+    import json
+
     from gpt2tune.training.checks import run_checks
 
     config = config_from_args(TuneConfig, args)
-    print(run_checks(config, fallback_to_tiny=args.offline_fallback).summary())
+    report = run_checks(config, fallback_to_tiny=args.offline_fallback, measure=args.estimate)
+    if args.json and report.estimate is not None:
+        print(json.dumps(report.estimate.to_dict()))
+    else:
+        print(report.summary())
     return 0
 
 

@@ -18,6 +18,7 @@ class CheckReport:
     warnings: list[str]
     dataset: object = None  # report.DatasetReport: lengths, duplicates, train/eval leakage
     memory: object = None  # memory.MemoryEstimate: full fine-tuning and LoRA side by side
+    estimate: object = None  # estimate.RunEstimate: a few steps measured (check --estimate)
 
     def summary(self) -> str:
         sections = [
@@ -26,19 +27,29 @@ class CheckReport:
             ("Model", f"{self.base_model}: {self.parameters / 1e6:.1f}M parameters\n{self.vocab.summary()}"),
             ("Devices", self.devices.summary()),
             *([("Training memory (estimate)", self.memory.summary())] if self.memory is not None else []),
+            *([("Time and memory (measured)", self.estimate.summary())] if self.estimate is not None else []),
         ]
         text = "\n\n".join(f"== {title} ==\n{body}" for title, body in sections)
         return "\n".join(f"warning: {w}" for w in self.warnings) + ("\n\n" if self.warnings else "") + text
 
 
-def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckReport:
-    """The set-up of a training run (`prepare`), stopped before training and reported."""
+def run_checks(config: TuneConfig, fallback_to_tiny: bool = False, measure: bool = False) -> CheckReport:
+    """The set-up of a training run (`prepare`), stopped before training and reported.
+
+    measure: also time a few real training steps (`estimate.probe`) and keep the estimate for the run."""
     from gpt2tune.model import parameter_count
     from gpt2tune.training.prepare import prepare
 
     from gpt2tune.training.memory import estimate
 
     prepared = prepare(config, fallback_to_tiny=fallback_to_tiny)
+    measured = None
+    if measure:
+        from gpt2tune.training import estimate as run_estimate
+
+        measured = run_estimate.probe(prepared)
+        if not measured.skipped:
+            run_estimate.remember(run_estimate.settings_key(prepared), measured)
     return CheckReport(
         data=prepared.data.report,
         prep=prepared.prep,
@@ -48,5 +59,6 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
         parameters=parameter_count(prepared.model),
         warnings=prepared.warnings,
         dataset=prepared.dataset,
-        memory=estimate(config, prepared.model, prepared.devices.device, prepared.devices.precision),
+        memory=estimate(prepared.config, prepared.model, prepared.devices.device, prepared.devices.precision),
+        estimate=measured,
     )

@@ -18,6 +18,7 @@ from gpt2tune import events
 from gpt2tune.runs import artifacts, diskspace
 
 from gpt2tune.training import adapters, results, tracking
+from gpt2tune.training import estimate as run_estimate
 from gpt2tune.training.divergence import DivergenceCallback, check_final_losses
 from gpt2tune.config import TuneConfig
 
@@ -60,6 +61,11 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
 
     prepared = prepare(config, on_event, fallback_to_tiny, output_dir=output_dir)
     on_event(_resolved_settings(config, prepared.data, prepared.base_model))
+    fingerprint = results.source_fingerprint(config, prepared.data)
+    # a `check --estimate` (or the app's estimate) of these very settings: compared with what happens
+    estimated = None if config.resume else run_estimate.recall(run_estimate.settings_key(prepared, fingerprint))
+    if estimated is not None:
+        status(f"estimated before start: {estimated.summary()}")
     clock.mark("preparation")
     if resume_from:
         status(f"resuming from {resume_from}")
@@ -81,7 +87,10 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     check_final_losses(metrics, trainer.state.global_step, config.learning_rate)
     clock.mark("evaluation")
     metrics.update(results.early_stopping_record(trainer))
-    metrics["dataset"] = results.source_fingerprint(config, prepared.data)
+    metrics["dataset"] = fingerprint
+    if estimated is not None:
+        metrics["estimate"] = run_estimate.against_actual(estimated, metrics, trainer.state.log_history)
+        status(run_estimate.comparison_line(metrics["estimate"]))
     metrics.update(totals_over_segments(output_dir, trainer.state.log_history, metrics))
     metrics.update(results.data_record(prepared.data.report, prepared.dataset))
     effective = results.effective_record(trainer, config, prepared.data.report, prepared.dataset)
