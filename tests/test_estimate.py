@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from app_server import app_url  # noqa: F401  (a fixture)
 from conftest import SAMPLE_CSV
 
 
@@ -74,3 +75,18 @@ def test_the_summary_reads_as_the_user_meets_it():
     assert tight.summary().startswith("under 1 min for 30 steps, peak 7.5 GB (does not fit in 8.0 GB free)")
     skipped = RunEstimate(total_steps=0, skipped="not measured under a multi-process launch")
     assert skipped.summary() == "no time and memory estimate: not measured under a multi-process launch"
+
+
+@pytest.mark.slow
+def test_the_train_tab_estimates_before_start(app_url):  # noqa: F811
+    """The Train tab's "Estimate time and memory": the form's run measured (in a child process) and
+    said in one line beside the button; bad settings get their one line there instead."""
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    settings = {"max_length": 64, "batch_size": 2, "eval_fraction": 0.0, "question_column": None,
+                "answer_column": None}
+    text = client.predict(max_steps=4, **settings, api_name="/estimate")
+    assert text.startswith("**Estimate:** ") and " for 4 steps, peak " in text and "GB (fits in " in text
+    refused = client.predict(max_steps=4, **{**settings, "batch_size": 0}, api_name="/estimate")
+    assert refused == "**No estimate:** batch_size must be at least 1 (got 0)"

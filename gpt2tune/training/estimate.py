@@ -224,3 +224,34 @@ def comparison_line(record: dict) -> str:
             f"steps, peak {estimated['peak_bytes'] / GB:.1f} GB; actual {actual['seconds_per_step'] or 0:.2f} s per step"
             f"{f' ({ratio:.2f}x the estimate)' if ratio else ''} and {actual['steps']:,} steps, peak "
             f"{actual['peak_bytes'] / GB:.1f} GB")
+
+
+# --- for a server: the probe in a child process ---------------------------------------------------
+CHILD_TIMEOUT_S = 600
+
+
+def estimate_in_child(config, fallback_to_tiny: bool = False, timeout_s: float = CHILD_TIMEOUT_S) -> RunEstimate:
+    """`python -m gpt2tune check --estimate --json` on these settings, in a process of its own: the
+    probe's model, rows and peak memory leave with it, and a long-lived server keeps none of them.
+    Its one-line error becomes a ValueError with the same line."""
+    import subprocess
+    import sys
+
+    import gpt2tune
+
+    source_root = str(Path(gpt2tune.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (source_root, os.environ.get("PYTHONPATH"))))}
+    with tempfile.TemporaryDirectory(prefix="gpt2tune-estimate-") as folder:
+        settings = Path(folder) / "settings.json"
+        config.save(settings)
+        command = [sys.executable, "-m", "gpt2tune", "check", "--config", str(settings), "--estimate", "--json",
+                   *(["--offline-fallback"] if fallback_to_tiny else [])]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            raise ValueError(f"the estimate took longer than {timeout_s:.0f} s and was stopped") from None
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise ValueError((lines[-1] if lines else f"the estimate failed (exit code {done.returncode})")
+                         .removeprefix("error: "))
+    return RunEstimate.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))

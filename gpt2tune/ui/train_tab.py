@@ -101,6 +101,7 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop-button")
                     resume = gr.Button("Resume", variant="secondary", scale=1, min_width=80, elem_id="resume-button")
                 alert = gr.HTML("", elem_id="train-alert", label="Alert")
+                estimate_button, estimate_box = create_estimate_row()
                 status = gr.HTML(render_status(None), elem_id="train-status", label="Status")
                 summary = gr.Markdown(elem_id="run-summary", elem_classes="summary", label="Run summary")
                 loss_plot = gr.LinePlot(
@@ -130,6 +131,9 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
     resume.click(resume_training, inputs=[picker, settings["max_steps"], settings["epochs"]], outputs=outputs,
                  api_name="resume", concurrency_limit=None)
     stop.click(stop_training, outputs=[status, alert], api_name="stop", concurrency_limit=None)
+    estimate_button.click(estimate_run, inputs_kwargs={k: v for k, v in inputs.items() if k != "run_name"},
+                          outputs=estimate_box, api_name="estimate",
+                          concurrency_limit=1)
     picker.input(show_run, inputs=picker, outputs=outputs, api_name="show_run", concurrency_limit=None,
                  show_progress="hidden")
     refresh.click(show_run, inputs=picker, outputs=outputs, api_visibility="private", concurrency_limit=None,
@@ -163,6 +167,31 @@ def start_training(request: gr.Request = None, **values):
         yield _refusal(error, session)
         return
     yield from _follow(folder, session, load_form=False, own=True)
+
+
+def create_estimate_row():
+    """Time and memory before Start: a few real steps of the form's run, measured in a child process."""
+    with gr.Row():
+        button = gr.Button("Estimate time and memory", size="sm", scale=0, min_width=220, elem_id="estimate-button")
+        box = gr.Markdown("", elem_id="run-estimate", label="Estimate")
+    return button, box
+
+
+def estimate_run(request: gr.Request = None, **values):
+    """The form's run, a few steps of it timed on this machine (thrown away): "about N min for M
+    steps, peak X GB (fits)", or the one line that says why not."""
+    from gpt2tune.errors import first_line
+    from gpt2tune.training.estimate import estimate_in_child
+
+    session = _session(request)
+    try:
+        source = training_file(values.get("csv"), values.get("dataset"))
+        values["base_model"] = _base_model(values.get("base_model"), session)
+        config = build_config(TuneConfig, {**values, "csv": source, "resume": False})
+        config.validate()
+        return f"**Estimate:** {html.escape(estimate_in_child(config).summary())}"
+    except Exception as error:  # noqa: BLE001  (shown beside the button, in one line)
+        return f"**No estimate:** {html.escape(_public(first_line(error)))}"
 
 
 def resume_training(run=None, max_steps=None, epochs=None, request: gr.Request = None):
