@@ -31,22 +31,26 @@ TUTORIAL = r'''
 import json, sys, time
 t0 = time.perf_counter()
 import pandas as pd
+import torch
 from datasets import Dataset
 from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
                           TrainingArguments)
 
 csv, model_dir, out = sys.argv[1:4]
+max_length = int(sys.argv[4]) if len(sys.argv) > 4 else 128  # the tutorial's own; peers.py passes gpt2tune's
+bf16 = len(sys.argv) > 5 and sys.argv[5] == "bf16"  # what a careful tutorial user adds
 tokenizer = AutoTokenizer.from_pretrained(model_dir)
 tokenizer.pad_token = tokenizer.eos_token
 frame = pd.read_csv(csv)
 texts = [f"Question: {q}\nAnswer: {a}{tokenizer.eos_token}" for q, a in zip(frame["question"], frame["answer"])]
 split = Dataset.from_dict({"text": texts}).train_test_split(test_size=0.1, seed=42)
-tokenized = split.map(lambda b: tokenizer(b["text"], truncation=True, padding="max_length", max_length=128),
+tokenized = split.map(lambda b: tokenizer(b["text"], truncation=True, padding="max_length", max_length=max_length),
                       batched=True, remove_columns=["text"])
 model = AutoModelForCausalLM.from_pretrained(model_dir)
 args = TrainingArguments(output_dir=out, num_train_epochs=1, per_device_train_batch_size=8,
                          per_device_eval_batch_size=8, eval_strategy="epoch", save_strategy="no",
-                         report_to="none", disable_tqdm=True, logging_steps=50)
+                         report_to="none", disable_tqdm=True, logging_steps=50, bf16=bf16,
+                         use_cpu=bf16 and not torch.cuda.is_available())  # bf16 on a CPU must say so
 trainer = Trainer(model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["test"],
                   data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
 t1 = time.perf_counter()
@@ -58,7 +62,7 @@ t3 = time.perf_counter()
 evals = sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history)
 real = sum(sum(m) for m in tokenized["train"]["attention_mask"])
 print(json.dumps({"preparation": t1 - t0, "training": t2 - t1 - evals, "evaluation": evals, "saving": t3 - t2,
-                  "real_tokens_per_epoch": real}))
+                  "real_tokens_per_epoch": real, "max_length": max_length}))
 '''
 
 
@@ -78,9 +82,10 @@ def make_model(folder: Path, layers: int, width: int) -> Path:
     return init_tiny(folder / f"gpt2-{layers}x{width}", n_layer=layers, n_embd=width, n_head=max(1, width // 64))
 
 
-def timed(command: list[str], env: dict) -> tuple[float, str]:
+def timed(command: list[str], env: dict, timeout: float | None = None) -> tuple[float, str]:
+    """(wall seconds, stdout) of a command; subprocess.TimeoutExpired past `timeout`."""
     t0 = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=timeout)
     seconds = time.perf_counter() - t0
     if done.returncode:
         raise SystemExit(f"{command[:4]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
