@@ -64,7 +64,9 @@ def measure(model, tokenizer, tokens: int, repeats: int) -> dict:
     # min_new_tokens: a random model may emit EOS at any point; the timing needs a fixed length.
     model.generation_config.min_new_tokens = tokens
     settings = GenerationSettings(max_new_tokens=tokens)
-    timed_stream(model, tokenizer, settings)  # warm-up: first-call allocations
+    warmup_start = time.perf_counter()
+    timed_stream(model, tokenizer, settings)  # warm-up: first-call allocations (and compilation)
+    warmup_s = time.perf_counter() - warmup_start
     firsts, early, late = [], [], []
     for _ in range(repeats):
         first, gaps, _ = timed_stream(model, tokenizer, settings)
@@ -74,12 +76,34 @@ def measure(model, tokenizer, tokens: int, repeats: int) -> dict:
         late += gaps[-quarter:]
     model.generation_config.min_new_tokens = None
     result = {
+        "warmup_s": warmup_s,
         "first_token_ms": 1000 * statistics.median(firsts),
         "steady_ms_per_token_first_quarter": 1000 * statistics.median(early),
         "steady_ms_per_token_last_quarter": 1000 * statistics.median(late),
     }
     result["steady_tokens_per_s"] = 1000 / result["steady_ms_per_token_last_quarter"]
     return result
+
+
+def decoding_options(generation_config, options: list[str]):
+    """A copy of the model's generation config with a static KV cache and/or a compiled decoding step
+    (transformers compiles on a CPU only when told to: `_compile_all_devices`)."""
+    import copy
+
+    from transformers import CompileConfig
+
+    unknown = set(options) - {"static", "compile"}
+    if unknown:
+        raise SystemExit(f"unknown decoding option(s): {', '.join(sorted(unknown))} (use static, compile)")
+    config = copy.deepcopy(generation_config)
+    if "static" in options or "compile" in options:
+        config.cache_implementation = "static"
+    if "compile" in options:
+        config.compile_config = CompileConfig(fullgraph=False, dynamic=False)
+        config.compile_config._compile_all_devices = True
+    else:
+        config.disable_compile = True
+    return config
 
 
 def greedy_answers(model, tokenizer, questions: list[str], tokens: int) -> list[list[int]]:
@@ -106,10 +130,15 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="124m", choices=("small", "124m"))
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--weights", default="fp32", help="comma-separated formats to compare: fp32,bf16,int8")
+    parser.add_argument("--weights", default="fp32", help="comma-separated formats to compare: fp32,bf16,int8, each "
+                        "optionally with +static (a static KV cache) and +compile (torch.compile of the decoding "
+                        "step, with the static cache): e.g. int8,int8+static,int8+static+compile")
+    parser.add_argument("--quick", action="store_true", help="16 tokens, 2 repeats, 4 agreement questions")
     parser.add_argument("--agreement-questions", type=int, default=16,
                         help="pubmedqa questions answered greedily by each format and compared with fp32")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.tokens, args.repeats, args.agreement_questions = 16, 2, min(args.agreement_questions, 4)
 
     import torch
 
@@ -129,7 +158,10 @@ def main(argv=None) -> int:
         base, tokenizer = ModelCache().get(str(folder))
         load_s = time.perf_counter() - t0
         for weights in args.weights.split(","):
-            model = for_generation(base, weights)
+            fmt, *options = weights.split("+")
+            model = for_generation(base, fmt)
+            saved_config = model.generation_config
+            model.generation_config = decoding_options(saved_config, options)
             result = {"model": args.config, "weights": weights, "parameters_m": params / 1e6,
                       "torch_threads": torch.get_num_threads(), "load_s": load_s, "new_tokens": args.tokens,
                       **measure(model, tokenizer, args.tokens, args.repeats)}
@@ -141,6 +173,7 @@ def main(argv=None) -> int:
             result["load_1min"] = os.getloadavg()[0]
             results.append(result)
             print(json.dumps(result), flush=True)
+            model.generation_config = saved_config  # fp32 is the base model itself
             del model
     verdict = noisy(load_before, [])
     busiest = max(r["load_1min"] for r in results)
@@ -151,7 +184,9 @@ def main(argv=None) -> int:
 
 
 def _questions(n: int) -> list[str]:
-    csv = ROOT.parent / "shared" / "datasets" / "pubmedqa" / "qa.csv"
+    from bench.train_speed import shared_datasets
+
+    csv = shared_datasets() / "pubmedqa" / "qa.csv"
     if n < 1:
         return []
     from gpt2tune.data.load import load_qa_data

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.train_speed import machine_description  # noqa: E402
+from bench.train_speed import machine_description, shared_datasets  # noqa: E402
 from bench.whole_command import TUTORIAL, make_model, subset_csv, timed  # noqa: E402
 
 TRL = r'''
@@ -129,9 +129,7 @@ def print_table(dataset: str, rows: int, results: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # the shared data sits beside the checkout (or beside the folder of worktrees)
-    shared = next((p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
-                  ROOT.parent / "shared" / "datasets")
+    shared = shared_datasets()
     parser.add_argument("--datasets", default="pubmedqa,gsm8k", help=f"folders under {shared} with a qa.csv")
     parser.add_argument("--rows", type=int, default=800)
     parser.add_argument("--layers", type=int, default=6)

@@ -35,6 +35,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+def shared_datasets() -> Path:
+    """The shared data folder: beside the checkout, or beside the folder that holds several checkouts."""
+    return next((p / "shared" / "datasets" for p in ROOT.parents if (p / "shared" / "datasets").is_dir()),
+                ROOT.parent / "shared" / "datasets")
+
+
 MODEL_CONFIGS = {  # GPT2Config overrides; "124m" is GPT-2 small as released
     "small": dict(n_layer=4, n_embd=256, n_head=4),
     "124m": dict(),
@@ -321,7 +327,7 @@ def print_table(segments: list[Segment]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_csv = ROOT.parent / "shared" / "datasets" / "pubmedqa" / "qa.csv"
+    default_csv = shared_datasets() / "pubmedqa" / "qa.csv"
     parser.add_argument("--csv", default=str(default_csv if default_csv.exists() else ROOT / "assets" / "sample_qa.csv"))
     parser.add_argument("--configs", default="small,124m", help=f"comma-separated: {', '.join(MODEL_CONFIGS)}")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per segment")

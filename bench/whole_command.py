@@ -93,10 +93,10 @@ def timed(command: list[str], env: dict, timeout: float | None = None) -> tuple[
 
 
 def main(argv=None) -> int:
-    from bench.train_speed import machine_description
+    from bench.train_speed import machine_description, shared_datasets
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--csv", default=str(ROOT.parent / "shared" / "datasets" / "gsm8k" / "qa.csv"))
+    parser.add_argument("--csv", default=str(shared_datasets() / "gsm8k" / "qa.csv"))
     parser.add_argument("--rows", type=int, default=800)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--width", type=int, default=384)
