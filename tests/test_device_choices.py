@@ -95,7 +95,7 @@ def test_the_ratio_is_measured_once_per_cpu_and_shape_then_cached(tmp_path, monk
     assert device.cpu_bf16_speedup(shape, measure=measure).cached is False
     # a measurement that never settled decides its own run only: the next run measures again
     noisy = device.ProbeShape(tokens=128, hidden=128)
-    unsteady = lambda shape: device.measure_bf16_speedup(shape, timer=_timer([1.0, 3.0] * 3), clock=lambda: 9.0)  # noqa: E731
+    unsteady = lambda shape: device.measure_bf16_speedup(shape, timer=_timer([1.0, 3.0] * 3), budget_s=0)  # noqa: E731
     assert device.cpu_bf16_speedup(noisy, measure=unsteady).cached is False
     assert device.cpu_bf16_speedup(noisy, measure=unsteady).cached is False
 
