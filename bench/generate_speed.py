@@ -3,8 +3,8 @@
     python bench/generate_speed.py [--config 124m] [--tokens 64] [--repeats 3] [--weights fp32,bf16,int8]
 
 A randomly initialised GPT-2 of the named size with the real tokenizer (speed does not depend on the
-weights). Every new token reaches the streamer through `put()`; timing those calls gives the prefill
-+ first token time and the gap between later tokens. With the KV cache each later token is one
+weights). The answer stream yields once per new token; timing the yields gives the prefill + first
+token time and the gap between later tokens. With the KV cache each later token is one
 forward step over one position, so the gap stays flat as the answer grows (reported: first and last
 quarter of the tokens).
 
@@ -34,28 +34,17 @@ QUESTION = "What does the immune system do when a vaccine is given, and how long
 
 
 def timed_stream(model, tokenizer, settings) -> tuple[float, list[float], str]:
-    """(seconds to the first new token, gaps between later tokens, answer) of one streamed answer."""
-    from transformers import TextIteratorStreamer
-
+    """(seconds to the first new token, gaps between later tokens, answer) of one streamed answer.
+    The stream yields once per new token (a token ending inside a multi-byte character waits for the
+    next one), so the yields' times are the tokens' times."""
     from gpt2tune.generate import stream_answer
 
     stamps = []
-    original_put = TextIteratorStreamer.put
-
-    def put(self, value):
+    start = time.perf_counter()
+    text = ""
+    for text in stream_answer(model, tokenizer, QUESTION, settings):
         stamps.append(time.perf_counter())
-        return original_put(self, value)
-
-    TextIteratorStreamer.put = put
-    try:
-        start = time.perf_counter()
-        text = ""
-        for text in stream_answer(model, tokenizer, QUESTION, settings):
-            pass
-    finally:
-        TextIteratorStreamer.put = original_put
-    tokens = stamps[1:]  # the first put() is the prompt
-    return tokens[0] - start, [b - a for a, b in itertools.pairwise(tokens)], text
+    return stamps[0] - start, [b - a for a, b in itertools.pairwise(stamps)], text
 
 
 def measure(model, tokenizer, tokens: int, repeats: int) -> dict:

@@ -129,6 +129,19 @@ def record_answer_scores(config: TuneConfig, model, tokenizer, train_frame, eval
     return result.samples
 
 
+def training_precision(devices):
+    """Answers are scored in the precision the run trained in: under bf16 autocast where it trained
+    so (on a CPU, only where bf16 products were measured faster), which decodes about twice as fast
+    there as fp32 (bench/RESULTS.md); fp32 otherwise."""
+    import contextlib
+
+    import torch
+
+    if devices.precision == "bf16" and devices.device in ("cpu", "cuda"):
+        return torch.autocast(devices.device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def remove_staging(output_dir: Path) -> None:
     shutil.rmtree(Path(output_dir) / ".staging", ignore_errors=True)
 

@@ -100,8 +100,9 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     stopped = stopper.stopped_at is not None
     samples = []
     if trainer.is_world_process_zero() and not stopped:
-        samples = results.record_answer_scores(config, trainer.model, tokenizer, train_frame, eval_frame, metrics,
-                                               status)
+        with results.training_precision(prepared.devices):
+            samples = results.record_answer_scores(config, trainer.model, tokenizer, train_frame, eval_frame,
+                                                   metrics, status)
     clock.mark("answer_scoring")
     metrics["time_s"] = clock.split()
     history = results.loss_history(trainer)
