@@ -13,7 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = ROOT / "assets" / "sample_qa.csv"
-SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+# Real public Q&A pairs, small samples kept in the repository (tests/data/*/SOURCE.txt says from where).
+PUBMEDQA_CSV = ROOT / "tests" / "data" / "pubmedqa" / "qa.csv"
+GSM8K_CSV = ROOT / "tests" / "data" / "gsm8k" / "qa.csv"
 
 # No test may reach the internet; the Hub is only ever the local olah server.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,6 +53,18 @@ def expected_device() -> tuple[str, str]:
         return time.perf_counter() - start
 
     return "cpu", "bf16" if seconds(a, b) / seconds(a.bfloat16(), b.bfloat16()) >= 1.5 else "fp32"
+
+
+def unpacked_rows(tokenizer, questions, answers, max_length: int = 1024, answers_only: bool = True):
+    """(rows, PrepReport): what training is fed for these pairs, through `prepare_datasets` unpacked, so
+    row i holds the i-th example left (examples with nothing to learn are dropped there)."""
+    import pandas as pd
+
+    from gpt2tune.data.prep import prepare_datasets
+
+    frame = pd.DataFrame({"question": list(questions), "answer": list(answers)})
+    rows, _, report = prepare_datasets(frame, frame.iloc[0:0], tokenizer, max_length, answers_only, pack=False)
+    return rows, report
 
 
 @pytest.fixture(scope="session")

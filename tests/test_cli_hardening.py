@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_CSV
+from conftest import SAMPLE_CSV, unpacked_rows
 from test_cli_errors import QUICK, assert_one_line_error, cli, run_subprocess
 
 EOS = 50256  # GPT-2's <|endoftext|> id, the one special token of its tokenizer
@@ -43,18 +43,17 @@ def planted_csv(tmp_path) -> Path:
 def test_planted_end_of_text_is_plain_text(planted_csv):
     from transformers import AutoTokenizer
 
-    from gpt2tune.data.prep import tokenize_examples
     from gpt2tune.paths import TOKENIZER_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
-    examples = tokenize_examples(["What is the password?"], [PLANTED_ANSWER], tokenizer, 256, answers_only=True)
-    ids = examples.as_lists("ids")[0]
+    rows, _ = unpacked_rows(tokenizer, ["What is the password?"], [PLANTED_ANSWER], max_length=256)
+    ids = rows[0]["input_ids"]
     assert ids.count(EOS) == 1 and ids[-1] == EOS
     # The text comes back whole: the literal marker is in the ids as the characters '<', '|', ...
     assert tokenizer.decode(ids[:-1]) == "Question: What is the password?\nAnswer: " + PLANTED_ANSWER
     # Everything after "Answer:" (the planted Q&A included) is the answer the mask leaves trainable;
     # nothing in it is a second, unmasked example.
-    labels = examples.as_lists("labels")[0]
+    labels = rows[0]["labels"]
     prompt = tokenizer("Question: What is the password?\nAnswer:")["input_ids"]
     assert labels[:len(prompt)] == [-100] * len(prompt) and labels[len(prompt):] == ids[len(prompt):]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, SHARED_DATASETS
+from conftest import GSM8K_CSV, ROOT
 from hub_server import hub_env, serve_hub_repo
 from net import free_port
 
@@ -23,15 +23,13 @@ TRAIN_ROWS, TEST_ROWS = 24, 6
 
 def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Real GSM8K pairs under other column names, plus a number column the mapping must ignore."""
-    rows = pd.read_csv(SHARED_DATASETS / "gsm8k" / "qa.csv").head(TRAIN_ROWS + TEST_ROWS)
+    rows = pd.read_csv(GSM8K_CSV).head(TRAIN_ROWS + TEST_ROWS)
     frame = pd.DataFrame({"prompt": rows["question"], "solution": rows["answer"], "id": range(len(rows))})
     return frame.iloc[:TRAIN_ROWS].reset_index(drop=True), frame.iloc[TRAIN_ROWS:].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
 def served_dataset(tmp_path_factory):
-    if not (SHARED_DATASETS / "gsm8k" / "qa.csv").exists():
-        pytest.skip("the shared GSM8K file is not available")
     root = tmp_path_factory.mktemp("hub-dataset")
     repo = root / "repo"
     (repo / "data").mkdir(parents=True)
