@@ -67,6 +67,35 @@ def unpacked_rows(tokenizer, questions, answers, max_length: int = 1024, answers
     return rows, report
 
 
+TRAIN_WORDS = "red green blue".split()
+EVAL_WORDS = "seven eleven twelve twenty thirty forty fifty ninety".split()
+EVAL_ANSWER_WORDS = 150  # a token each: every held-out example is longer than max_length (128 or less)
+
+
+def write_eval_loss_rises_csv(path: Path, rows: int = 64, eval_fraction: float = 0.25, seed: int = 42) -> Path:
+    """Q&A rows on which the eval loss rises as training goes, by construction, on any CPU and in any
+    precision. The rows a run holds out (`split_positions` with this eval_fraction and seed, as training
+    splits) answer in EVAL_WORDS only, long enough to be cut before their end-of-text; every training row
+    answers in a few TRAIN_WORDS. So the eval loss is taken on tokens no training answer contains (not even
+    the end-of-text), and learning the training answers moves probability away from exactly those."""
+    import csv
+
+    import numpy as np
+
+    from gpt2tune.data.prep import split_positions
+
+    _, eval_at = split_positions(rows, eval_fraction, seed)
+    held_out = set(eval_at.tolist())
+    rng = np.random.default_rng(0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer"])
+        for i in range(rows):
+            answer = rng.choice(EVAL_WORDS, EVAL_ANSWER_WORDS) if i in held_out else rng.choice(TRAIN_WORDS, 4)
+            writer.writerow([f"What is item {i}?", " ".join(answer)])
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from gpt2tune.model import init_tiny

@@ -47,7 +47,7 @@ def assert_one_line_error(code: int, err: str, expected: str, after_progress: bo
 
 def run_subprocess(*argv, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gpt2tune", *map(str, argv)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd, check=False)
+                          timeout=300, cwd=cwd, check=False)
 
 
 # --- bad data files ------------------------------------------------------------------------------
