@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from bad_inputs import CASES, CASES_BY_NAME, write_case
-from conftest import SAMPLE_CSV, expected_device
+from conftest import SAMPLE_CSV, auto_device
 
 from gpt2tune.cli import main
 
@@ -264,7 +264,7 @@ def test_oom_without_retry_is_explained(oom_on_calls, tiny_model_dir, tmp_path, 
     oom_on_calls["fail_on"] = {1}
     code, _, err = cli(capsys, "train", "--base-model", tiny_model_dir, "--output-dir", tmp_path / "out",
                        *QUICK, "--no-auto-reduce-batch-on-oom")
-    device = expected_device()[0]  # the run trains where `auto` puts it
+    device = auto_device()  # the run trains where `auto` puts it
     line = assert_one_line_error(code, err, f"out of memory on {device}: batch size 4 × 128 tokens needs ~",
                                  after_progress=True)
     where = {"cuda": "this GPU has", "mps": "this Mac's GPU may use"}.get(device, "this machine has")

@@ -1,6 +1,7 @@
 """Loading, vocabulary checks and the device report."""
 
 import pytest
+from conftest import auto_device
 
 from gpt2tune.device import inspect_devices
 from gpt2tune.model import check_and_fix_vocabulary, load_model, load_model_and_tokenizer, load_tokenizer
@@ -63,8 +64,7 @@ def test_device_report_follows_the_machine():
     import torch
 
     report = inspect_devices()
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    assert report.device == expected
+    assert report.device == auto_device()
     assert report.cpu_threads == torch.get_num_threads()
     assert f"Chosen: {report.device} with {report.precision}" in report.summary()
     with pytest.raises(ValueError, match="not available"):
