@@ -40,12 +40,19 @@ def test_stream_grows_and_ends_at_the_full_answer(loaded):
     assert parts[-1] == answer(model, tokenizer, "How do I resume training?", settings)
 
 
-def test_sampling_with_seed_is_reproducible(loaded):
+def test_sampling_with_seed_is_reproducible_and_really_samples(loaded):
+    """The same seed gives the same answer; another seed, or greedy decoding, another one. The untrained
+    model spreads its probability over the whole vocabulary, so ten sampled tokens match greedy's (or
+    another seed's) with a chance of about (1/50)^10 even within top_k 50: a match means sampling was ignored."""
+    import dataclasses
+
     model, tokenizer = loaded
-    settings = GenerationSettings(max_new_tokens=10, do_sample=True, temperature=1.0, seed=7)
-    assert answer(model, tokenizer, "Why pack examples?", settings) == answer(
-        model, tokenizer, "Why pack examples?", settings
-    )
+    question = "Why pack examples?"
+    settings = GenerationSettings(max_new_tokens=10, do_sample=True, temperature=1.0, seed=7, repetition_penalty=1.0)
+    sampled = answer(model, tokenizer, question, settings)
+    assert sampled == answer(model, tokenizer, question, settings)
+    assert sampled != answer(model, tokenizer, question, dataclasses.replace(settings, seed=8))
+    assert sampled != answer(model, tokenizer, question, dataclasses.replace(settings, do_sample=False))
 
 
 def test_stops_at_eos(loaded):
