@@ -61,12 +61,3 @@ def test_history_marks_the_best_step(overfit_run):
     marked = [entry for entry in history if entry.get("best")]
     assert [entry["step"] for entry in marked] == [result.metrics["best_step"]]
     assert "eval_loss" in marked[0]
-
-
-def test_early_stopping_needs_periodic_evals(tmp_path):
-    from gpt2tune.config import TuneConfig
-
-    with pytest.raises(ValueError, match="eval_steps > 0"):
-        TuneConfig(early_stopping_patience=2, eval_steps=0, output_dir=str(tmp_path)).validate()
-    with pytest.raises(ValueError, match="eval_fraction > 0"):
-        TuneConfig(early_stopping_patience=2, eval_fraction=0, output_dir=str(tmp_path)).validate()

@@ -68,20 +68,6 @@ def test_stops_at_eos(loaded):
         handle.remove()
 
 
-@pytest.mark.parametrize(
-    "settings, message",
-    [
-        (GenerationSettings(temperature=0), "temperature"),
-        (GenerationSettings(top_p=1.5), "top_p"),
-        (GenerationSettings(max_new_tokens=0), "max_new_tokens"),
-    ],
-)
-def test_bad_settings_are_named(loaded, settings, message):
-    model, tokenizer = loaded
-    with pytest.raises(ValueError, match=message):
-        answer(model, tokenizer, "Hi?", settings)
-
-
 def test_empty_question_is_refused(loaded):
     model, tokenizer = loaded
     with pytest.raises(ValueError, match="question is empty"):

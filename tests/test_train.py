@@ -90,11 +90,3 @@ def test_stop_saves_a_usable_model(tiny_model_dir, tmp_path):
     model, tokenizer = ModelCache().get(str(out))
     question = "How do I resume training?"
     assert answer(model, tokenizer, question, GenerationSettings(max_new_tokens=12)) == greedy_by_hand(out, question, 12)
-
-
-def test_bad_settings_fail_before_loading(tmp_path):
-    from gpt2tune.config import TuneConfig
-    from gpt2tune.training.train import train
-
-    with pytest.raises(ValueError, match="learning_rate"):
-        train(TuneConfig(learning_rate=0, output_dir=str(tmp_path)))
