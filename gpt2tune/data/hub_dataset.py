@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from gpt2tune.data.tables import RawTable, short
+from gpt2tune.data.tables import RawTable, check_width, short
 from gpt2tune.errors import NetworkError, first_line
 from gpt2tune.model import hub_unreachable_message
 
@@ -24,16 +24,17 @@ FORMAT = "hub dataset"
 
 
 def read_hub_table(dataset_id: str, config_name: str | None = None, split: str | None = None,
-                   revision: str | None = None) -> RawTable:
+                   revision: str | None = None, token: bool = True, cache_dir: str | None = None) -> RawTable:
     """Download (or reuse the cached copy of) one split and return it as strings.
 
-    Without `split` the "train" split is used, or the only split when there is one.
+    Without `split` the "train" split is used, or the only split when there is one. `token=False`
+    reads as an anonymous user (no token is sent); `cache_dir` keeps the download there.
     Every failure is a one-line ValueError naming the dataset.
     """
     dataset_id = (dataset_id or "").strip()
     if not DATASET_ID.match(dataset_id) or ".." in dataset_id:
         raise ValueError(f"dataset {short(dataset_id, 80)!r} is not a Hub dataset id; write it as user/name")
-    splits = _load_splits(dataset_id, config_name or None, split or None, revision or None)
+    splits = _load_splits(dataset_id, config_name or None, split or None, revision or None, token, cache_dir)
     name = split or _default_split(dataset_id, list(splits))
     if name not in splits:
         raise ValueError(f"dataset {dataset_id!r} has no split {name!r} (splits: {', '.join(splits)})")
@@ -52,7 +53,7 @@ def fingerprint(frame: pd.DataFrame, source: str, dataset_id: str, config_name: 
             "revision": revision, "rows": len(frame), "sha256": hashlib.sha256(content).hexdigest()}
 
 
-def _load_splits(dataset_id: str, config_name, split, revision) -> dict:
+def _load_splits(dataset_id: str, config_name, split, revision, token: bool, cache_dir: str | None) -> dict:
     import datasets
     from huggingface_hub import constants
 
@@ -63,7 +64,9 @@ def _load_splits(dataset_id: str, config_name, split, revision) -> dict:
     offline = constants.HF_HUB_OFFLINE or hub_unreachable_reason() is not None
     try:
         with _offline_mode(offline):
-            loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision)
+            # token None: the library's own (HF_TOKEN, the cached login); False: none at all
+            loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision,
+                                           token=None if token else False, cache_dir=cache_dir or None)
     except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError, ConnectionError) as error:
         if offline:
             raise NetworkError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset")) from None
@@ -112,6 +115,7 @@ def _source(dataset_id: str, config_name: str | None, split: str) -> str:
 
 def _as_table(dataset, source: str) -> RawTable:
     """Every cell a string as a file would give: text as is, numbers and lists in JSON spelling."""
+    check_width(len(dataset.column_names), source)
     header = [str(name) for name in dataset.column_names]
     frame = pd.DataFrame({name: [_cell(value) for value in dataset[name]] for name in dataset.column_names},
                          dtype=object)
