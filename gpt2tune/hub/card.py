@@ -271,7 +271,8 @@ def _hyperparameters(config: dict) -> dict:
     return values
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
+# what Markdown reads as markup in a table cell; "_" only where it can open or close emphasis (not HF_TOKEN)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<!\w)_|_(?!\w))")
 
 
 def _flat(text, limit: int) -> str:

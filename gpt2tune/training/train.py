@@ -7,8 +7,6 @@ This module imports torch and transformers (seconds): import it only when traini
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from gpt2tune import events
 from gpt2tune.runs import artifacts, diskspace
 
 from gpt2tune.training import adapters, results, tracking
+from gpt2tune.training.limits import trainer_max_steps
 from gpt2tune.training.divergence import DivergenceCallback, check_final_losses
 from gpt2tune.config import TuneConfig
 
@@ -188,7 +187,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
-        max_steps=_max_steps(config, len(train_set)),
+        max_steps=trainer_max_steps(config, len(train_set)),
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
         weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler,
@@ -247,17 +246,6 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
     trainer.remove_callback(PrinterCallback)
     tracking.attach(trainer, config)
     return trainer, stopper
-
-
-def _max_steps(config, train_rows: int) -> int:
-    """max_steps for the Trainer (-1: from epochs), within `step_limit`: the steps epochs amount to are
-    counted as the Trainer counts them (per process), and only a plan over the limit is cut to it."""
-    if not config.step_limit:
-        return config.max_steps or -1
-    per_process = math.ceil(train_rows / max(1, int(os.environ.get("WORLD_SIZE", "1"))))
-    per_epoch = max(1, math.ceil(math.ceil(per_process / config.batch_size) / config.gradient_accumulation_steps))
-    planned = config.max_steps or math.ceil(config.epochs * per_epoch)
-    return config.step_limit if planned > config.step_limit else (config.max_steps or -1)
 
 
 def _tf32(devices) -> bool | None:
