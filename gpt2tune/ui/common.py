@@ -29,11 +29,12 @@ def default_base_model() -> str:
 
 
 # --- errors ------------------------------------------------------------------------------------
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)*([^\s/'\"]+)")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
 
 
 def public_text(text: str) -> str:
-    """No server paths on the page or to an API caller: an absolute path is shown by its last part."""
+    """No server paths on the page or to an API caller: an absolute path is shown by its last part
+    (a bare top-level name such as a caller's own '/etc' says nothing of the server and stays)."""
     return _ABSOLUTE_PATH.sub(r"\1", text or "")
 
 
