@@ -401,10 +401,13 @@ def recording_hub(upstream: str | None = None) -> Iterator[tuple[str, list[dict]
                 if "location" in {k.lower() for k in headers}:
                     headers = {k: (v.replace(upstream, endpoint) if k.lower() == "location" else v)
                                for k, v in headers.items()}
+            length = str(len(content))
+            if self.command == "HEAD" and upstream is not None:  # a HEAD's length is the file's, not its empty body's
+                length = response.headers.get("content-length", length)
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
-            self.send_header("Content-Length", str(len(content)))
+            self.send_header("Content-Length", length)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(content)

@@ -320,7 +320,6 @@ def test_epochs_1e9_trains_the_owners_step_limit_and_only_its_browser_stops_it(c
     assert record.read_record(folder)["state"] == record.STOPPED
 
 
-@pytest.mark.slow
 def test_a_visitors_run_that_fails_before_training_leaves_no_folder(client, open_space):
     before = runs()
     result = client.predict(question_column="no-such-column", answer_column=None, max_steps=1, run_name="doomed",

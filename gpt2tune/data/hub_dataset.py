@@ -10,6 +10,7 @@ import json
 import re
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ def _load_splits(dataset_id: str, config_name, split, revision, token: bool, cac
     # does not answer, read the copy a previous load left in the cache (as HF_HUB_OFFLINE=1 does).
     offline = constants.HF_HUB_OFFLINE or hub_unreachable_reason() is not None
     try:
-        with _offline_mode(offline):
+        with _offline_mode(offline), _hub_files_in(cache_dir):
             # token None: the library's own (HF_TOKEN, the cached login); False: none at all
             loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision,
                                            token=None if token else False, cache_dir=cache_dir or None)
@@ -95,6 +96,26 @@ def _offline_mode(offline: bool):
             yield
         finally:
             datasets.config.HF_HUB_OFFLINE = saved
+
+
+@contextmanager
+def _hub_files_in(cache_dir: str | None):
+    """datasets fetches a dataset's files with huggingface_hub, which it gives no cache folder: they
+    would land in HF_HUB_CACHE whatever `cache_dir` says. For a load with its own `cache_dir` (the
+    app's visitors), huggingface_hub's cache folders point under it while the load runs (loads take
+    turns, see `_offline_mode`); a model another thread downloads meanwhile lands there too (inside
+    the same folder) and is fetched again later."""
+    if not cache_dir:
+        yield
+        return
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_CACHE, constants.HF_XET_CACHE
+    constants.HF_HUB_CACHE, constants.HF_XET_CACHE = str(Path(cache_dir) / "hub"), str(Path(cache_dir) / "xet")
+    try:
+        yield
+    finally:
+        constants.HF_HUB_CACHE, constants.HF_XET_CACHE = saved
 
 
 def _one_line(error: BaseException) -> str:
