@@ -365,8 +365,8 @@ def test_a_cell_over_the_cap_is_refused_naming_its_row_and_column(tmp_path):
     path.write_text(f"question,answer,notes\nq1,a1,{'n' * (MAX_CELL_CHARS + 5)}\nq2,{'a' * (MAX_CELL_CHARS + 1)},x\n")
     with pytest.raises(ValueError) as error:
         load_qa_data(path)
-    assert str(error.value) == ("long.csv: row 3, column 'answer' holds 100,001 characters, over the limit of "
-                                "100,000 per cell: shorten it or leave the row out")
+    assert str(error.value) == ("long.csv: row 3, column 'answer' holds 1,000,001 characters, over the limit of "
+                                "1,000,000 per cell: shorten it or leave the row out")
     path.write_text(f"question,answer,notes\nq1,a1,{'n' * (MAX_CELL_CHARS + 5)}\n")
     assert len(load_qa_data(path).frame) == 1  # a long cell in a column not trained on is no cost
 
