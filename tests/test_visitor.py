@@ -448,7 +448,9 @@ def test_on_a_space_the_signed_in_author_pushes_with_the_secret(tiny_model_dir, 
            # what a Space with `hf_oauth: true` sets
            "SYSTEM": "spaces", "SPACE_ID": "octocat/gpt2tune", "SPACE_AUTHOR_NAME": "octocat",
            "OAUTH_CLIENT_ID": "client-id", "OAUTH_CLIENT_SECRET": secret, "OAUTH_SCOPES": "openid profile",
-           "OPENID_PROVIDER_URL": "https://huggingface.co"}
+           "OPENID_PROVIDER_URL": "https://huggingface.co",
+           # visitors may publish (with their own token) only where the owner opened the Space to them
+           "GPT2TUNE_OPEN_TRAINING": "1"}
     for name in ("GPT2TUNE_ALLOW_SERVER_TOKEN", "GPT2TUNE_OWNERS", "GPT2TUNE_LOGIN", "GPT2TUNE_OWNER_ONLY_TRAINING"):
         env.pop(name, None)
     with launch_app_process(env, tmp_path / "app.log", argv=["-c", SPACE_APP]) as (url, _):
