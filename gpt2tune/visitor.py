@@ -101,6 +101,7 @@ class HubDataset:
 # builder ("csv", "json", ...); only the first is a caller's to name.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 _SPLIT_OR_CONFIG = re.compile(r"^[A-Za-z0-9_.\-\[\]:%+]{1,100}$")  # what load_dataset reads as a name or split
+_REVISION = re.compile(r"^[A-Za-z0-9_.\-/]{1,100}$")  # a branch, tag or commit (refs/pr/1)
 
 
 def hub_dataset(dataset, config=None, split=None, revision=None, *, caller: Caller) -> HubDataset | None:
@@ -118,9 +119,10 @@ def hub_dataset(dataset, config=None, split=None, revision=None, *, caller: Call
     not_an_id = f"dataset {short(text, 80)!r} is not a Hub dataset id; write it as user/name"
     if not _HUB_ID.match(text) or ".." in text or "--" in text or _on_disk(text) or _packaged_builder(text):
         raise ValueError(not_an_id)
-    for name, value in (("config", config), ("split", split), ("revision", revision)):
+    for name, value, pattern in (("config", config, _SPLIT_OR_CONFIG), ("split", split, _SPLIT_OR_CONFIG),
+                                 ("revision", revision, _REVISION)):
         value = _text(value)
-        if value and (not _SPLIT_OR_CONFIG.match(value) or ".." in value or value.startswith(".")):
+        if value and (not pattern.match(value) or ".." in value or value.startswith((".", "/"))):
             raise ValueError(f"dataset {name} {short(value, 60)!r} is not valid: letters, digits, '.', '_', '-'")
     if may_use_server_token(caller):
         return HubDataset(text, _text(config), _text(split), _text(revision))

@@ -121,7 +121,7 @@ def test_a_name_that_exists_on_disk_is_refused_as_a_dataset_id(home):
 
 @pytest.mark.parametrize("field, value", [
     ("config", "../x"), ("config", "a/b"), ("split", "/etc"), ("split", "train split"), ("revision", ".."),
-    ("revision", "refs/../x"), ("revision", "x" * 101),
+    ("revision", "refs/../x"), ("revision", "/etc"), ("revision", "x" * 101),
 ])
 def test_hub_dataset_refuses_bad_config_split_revision(field, value, home):
     from gpt2tune.visitor import hub_dataset
@@ -133,8 +133,9 @@ def test_hub_dataset_refuses_bad_config_split_revision(field, value, home):
 def test_anyone_but_the_owner_reads_hub_datasets_without_the_token_into_the_working_folder(home, monkeypatch):
     from gpt2tune.visitor import HUB_DATASETS_DIR, hub_dataset
 
-    visitor = hub_dataset(" user/name ", "main", "train[:10]", "v1.0", caller=ANONYMOUS)
-    assert (visitor.id, visitor.config, visitor.split, visitor.revision) == ("user/name", "main", "train[:10]", "v1.0")
+    visitor = hub_dataset(" user/name ", "main", "train[:10]", "refs/pr/1", caller=ANONYMOUS)
+    assert (visitor.id, visitor.config, visitor.split, visitor.revision) == ("user/name", "main", "train[:10]",
+                                                                            "refs/pr/1")
     assert visitor.token is False and Path(visitor.cache_dir) == home / HUB_DATASETS_DIR
     assert hub_dataset("user/name", caller=Caller("mallory", "huggingface")).token is False  # signed in, not owner
     owner = hub_dataset("user/name", caller=OWNER)
