@@ -7,7 +7,6 @@ The same values through a running app (gradio_client and raw HTTP) are in test_p
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 

@@ -29,26 +29,12 @@ from app_server import ROOT, app_url, launch_app_process  # noqa: F401  (app_url
 from conftest import SAMPLE_CSV
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from opened import OPENED, WATCHED
 
 SERVER_TOKEN = "hf_serverOwnerTokenNeverForVisitors0123456"
 SECRET = "sk-live-VICTIMS-TRAINING-DATA-7777"
 NOT_AN_ID = "is not a Hub dataset id; write it as user/name"
 KEY_A, KEY_B = "browser-a-key-0123456789abcdef", "browser-b-key-0123456789abcdef"
-ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.-]+/)+")
-
-# --- every file the app process opens, while a test watches for some --------------------------------
-WATCHED: set[str] = set()
-OPENED: list[str] = []
-
-
-def _record_opens(event, args):
-    if WATCHED and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-        path = os.fsdecode(args[0])
-        if path in WATCHED or os.path.realpath(path) in WATCHED:
-            OPENED.append(path)
-
-
-sys.addaudithook(_record_opens)  # idle unless WATCHED is set
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from gradio_client import Client, handle_file
 from gradio_client.client import Endpoint
 from gradio_client.exceptions import AppError
 from net import free_port
+from opened import OPENED, WATCHED
 
 SERVER_TOKEN = "hf_serverOwnerTokenNeverForVisitors0123456"
 SECRET = "sk-live-DO-NOT-SHOW-4242"
@@ -39,20 +39,6 @@ FILE_ENDPOINTS = {
     "/checks": ("csv", {"question_column": None, "answer_column": None}),
     "/train": ("csv", {"question_column": None, "answer_column": None, "run_name": "visitor-run", "max_steps": 1}),
 }
-
-# --- every file the app process opens, while a test watches for some --------------------------------
-WATCHED: set[str] = set()
-OPENED: list[str] = []
-
-
-def _record_opens(event, args):
-    if WATCHED and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-        path = os.fsdecode(args[0])
-        if path in WATCHED or os.path.realpath(path) in WATCHED:
-            OPENED.append(path)
-
-
-sys.addaudithook(_record_opens)  # audit hooks can't be removed; this one is idle unless WATCHED is set
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 
 import gradio as gr
 
