@@ -111,7 +111,8 @@ def probe(prepared) -> RunEstimate:
     with tempfile.TemporaryDirectory(prefix="gpt2tune-estimate-") as folder:
         quiet = dataclasses.replace(config, output_dir=folder, max_steps=WARMUP_STEPS + MAX_TIMED_STEPS,
                                     save_steps=0, save_minutes=0, eval_steps=0, early_stopping_patience=0,
-                                    probe_questions=[], report_to="none", logging_steps=1, resume=False)
+                                    probe_questions=[], report_to="none", logging_steps=1, resume=False,
+                                    step_limit=0, max_minutes=0)
         trainer, _ = _build_trainer(quiet, prepared.model, prepared.tokenizer, prepared.train_set, None, devices,
                                     events.ignore, threading.Event())
         trainer.remove_callback(CheckpointTiming)  # nothing of the probe is saved
@@ -131,11 +132,15 @@ def probe(prepared) -> RunEstimate:
 
 
 def _run_steps(trainer, config) -> int:
-    """The run's optimizer steps, by the Trainer's own rule (its dataloader, accumulation, epochs)."""
+    """The run's optimizer steps, by the Trainer's own rule (its dataloader, accumulation, epochs),
+    told what the run will tell it (a step limit included)."""
     import copy
 
+    from gpt2tune.training.limits import trainer_max_steps
+
     args = copy.copy(trainer.args)
-    args.max_steps, args.num_train_epochs = config.max_steps or -1, config.epochs
+    args.max_steps = trainer_max_steps(config, len(trainer.train_dataset))
+    args.num_train_epochs = config.epochs
     return int(trainer.set_initial_training_values(args, trainer.get_train_dataloader())[-1])
 
 
