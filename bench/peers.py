@@ -88,24 +88,29 @@ def run_script(script: str, args: list[str], env: dict, bound_s: float | None = 
 
 
 def compare(dataset: str, csv: Path, rows: int, model: Path, folder: Path, env: dict, bound_s: float) -> dict:
+    """Every recipe on the first `rows` rows, one after the other; each line is printed as it ends, so
+    a run cut short still tells what it measured."""
     small = subset_csv(csv, rows, folder)
     results = {"gpt2tune": run_gpt2tune(small, model, folder, env)}
     length = str(results["gpt2tune"]["max_length"])
-    print(f"  {dataset}: gpt2tune {results['gpt2tune']['wall_s']:.0f} s (max_length {length})", flush=True)
     recipes = {
         "tutorial fp32": (TUTORIAL, [length, "fp32"], None),
         "tutorial bf16": (TUTORIAL, [length, "bf16"], None),
         "TRL SFTTrainer": (TRL, [length, "0"], None),
         "TRL SFTTrainer packing": (TRL, [length, "1"], bound_s),
     }
-    for name, (script, extra, bound) in recipes.items():
-        out = folder / name.replace(" ", "-")
-        results[name] = run_script(script, [str(small), str(model), str(out), *extra], env, bound)
-        done = results[name].get("wall_s")
-        print(f"  {dataset}: {name} " + (f"{done:.0f} s" if done else f"stopped after {bound:.0f} s"), flush=True)
-    for r in results.values():
+    for name in ["gpt2tune", *recipes]:
+        if name != "gpt2tune":
+            script, extra, bound = recipes[name]
+            out = folder / name.replace(" ", "-")
+            results[name] = run_script(script, [str(small), str(model), str(out), *extra], env, bound)
+        r = results[name]
         if r.get("training"):
             r["real_tokens_per_s"] = r["real_tokens_per_epoch"] / r["training"]
+            print(f"  {dataset}: {name}: {r['real_tokens_per_s']:,.0f} real tok/s, whole command {r['wall_s']:.0f} s, "
+                  f"max_length {length}, load {os.getloadavg()[0]:.2f}", flush=True)
+        else:
+            print(f"  {dataset}: {name}: stopped after {r['unfinished_after_s']:.0f} s", flush=True)
     return results
 
 
