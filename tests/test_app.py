@@ -235,7 +235,7 @@ def test_generate_streams_next_to_the_base_model(client, finished_run, tiny_mode
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     (dict(question="  "), "the question is empty"),
-    (dict(source="Folder or Hub id", model_id="/etc"), "leaves the working folder"),
+    (dict(source="Folder or Hub id", model_id="/etc"), "is outside the working folder"),
     (dict(temperature=0, do_sample=True), "temperature must be greater than 0"),
     (dict(run="../escape"), "run name '../escape' is not valid"),
 ])
