@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--question", required=True, action="append", help="Question (repeat for several).")
     generate.add_argument("--stream", action="store_true", help="Print the answer as it is generated.")
     generate.add_argument("--allow-pickle", action="store_true", help="Allow .bin (pickle) weights.")
+    generate.add_argument("--show-nearest", action="store_true",
+                          help="After each answer, the most similar training question of the run, its answer "
+                               "and their similarity (0-1): recited, or generalised?")
     add_dataclass_flags(generate, GenerationSettings)
 
     push = commands.add_parser("push", help="Upload a trained model folder to the Hugging Face Hub.")
@@ -317,6 +320,10 @@ def run_generate(args) -> int:
 
     settings = config_from_args(GenerationSettings, args)
     model, tokenizer = shared_cache().get(args.model, allow_pickle=args.allow_pickle)
+    if args.show_nearest:
+        from gpt2tune.evaluation.nearest_example import LABEL, describe, run_index
+
+        index, why = run_index(args.model)
     for question in args.question:
         if len(args.question) > 1:
             print(f"Q: {question}")
@@ -328,6 +335,8 @@ def run_generate(args) -> int:
             print()
         else:
             print(answer(model, tokenizer, question, settings))
+        if args.show_nearest:
+            print(f"{LABEL}: " + " | ".join(" ".join(line.split()) for line in describe(index, why, question)))
     return 0
 
 

@@ -208,9 +208,22 @@ def _results(metrics: dict) -> str:
 
 
 def _samples(samples: list[dict]) -> str:
-    rows = ["| question | reference | generated |", "|---|---|---|"]
-    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |" for s in samples]
+    if not any("nearest" in s for s in samples):  # a run saved before the nearest-example index
+        rows = ["| question | reference | generated |", "|---|---|---|"]
+        rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |" for s in samples]
+        return "\n".join(rows)
+    # beside each answer, the most similar training question and its answer: recited, or generalised?
+    rows = ["| question | reference | generated | nearest training example (similarity) |", "|---|---|---|---|"]
+    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} | {_nearest(s)} |"
+             for s in samples]
     return "\n".join(rows)
+
+
+def _nearest(sample: dict) -> str:
+    near = sample.get("nearest")
+    if not near:
+        return "(none)"
+    return f"({near['score']:.2f}) Q: {_cell(near['question'], 100)} A: {_cell(near['answer'], 100)}"
 
 
 def _data(metrics: dict, config: dict) -> str:
