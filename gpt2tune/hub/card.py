@@ -30,8 +30,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
     metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
     samples = artifacts.read_json(output_dir / SAMPLES_FILE, []) or []
     adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
-    base_model = str((adapter or {}).get("base_model_name_or_path") or metrics.get("base_model")
-                     or config.get("base_model") or TuneConfig.base_model)
+    base_model = _base_model(adapter, metrics, config)
     name = repo_id or title or output_dir.name
     metadata = _metadata(base_model, metrics, config, name, license)
     if adapter is not None:  # the Hub lists an adapter under its base model, loaded with peft
@@ -83,6 +82,25 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
     ]
     return ModelCard("\n".join(sections))
+
+
+def _base_model(adapter: dict | None, metrics: dict, config: dict) -> str:
+    return str((adapter or {}).get("base_model_name_or_path") or metrics.get("base_model")
+               or config.get("base_model") or TuneConfig.base_model)
+
+
+def card_summary(output_dir: str | Path) -> str:
+    """The card's opening, in its words: what the model is, what it was trained on, how it scored
+    (Markdown; a demo page shows it beside the model)."""
+    output_dir = Path(output_dir)
+    config = artifacts.read_json(output_dir / artifacts.CONFIG_FILE, {}) or {}
+    metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
+    adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
+    base_model = _base_model(adapter, metrics, config)
+    return "\n".join([
+        f"GPT-2 fine-tuned with gpt2tune on question/answer pairs, starting from {_describe(base_model)}.", "",
+        _method(config, adapter is not None, base_model), "## Data", "", _data(metrics, config), "",
+        _results(metrics)])
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None, title: str | None = None) -> Path:

@@ -1,0 +1,194 @@
+"""`gpt2tune demo`: a Space folder for one trained run that answers without gpt2tune.
+
+The demo's app.py runs as a separate process, as a Space runs it, with gpt2tune made unimportable
+(`sys.modules["gpt2tune"] = None`: any import of it raises), and is asked through gradio_client.
+Publishing mocks the upload boundary (`HfApi.create_repo` / `upload_folder`, as test_hub_push does);
+the Space it uploaded is then started against the stand-in Hub (olah), loading the model by its Hub id.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from app_server import launch_app_process
+from conftest import ROOT
+from gradio_client import Client
+from hub_server import hub_env, serve_hub_repo
+from huggingface_hub import HfApi
+from test_nearest import SAMPLE, training_rows
+
+from gpt2tune.cli import main
+
+FAKE_TOKEN = "hf_FakeTokenForTests1234567890abcdef"
+# app.py as a Space starts it, with every import of gpt2tune failing
+WITHOUT_GPT2TUNE = ["-c", "import runpy, sys; sys.modules['gpt2tune'] = None; runpy.run_path('app.py', run_name='__main__')"]
+
+
+def plain_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**env, **extra}
+
+
+def greedy(folder: Path, question: str, max_length: int) -> str:
+    """The answer the demo should give, with plain transformers: greedy, repetition penalty 1.1, prompt
+    and answer together at most the run's max_length tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    encoded = tokenizer(f"Question: {question}\nAnswer:", return_tensors="pt")
+    with torch.inference_mode():
+        ids = model.generate(**encoded, do_sample=False, max_new_tokens=max_length - encoded["input_ids"].shape[1],
+                             repetition_penalty=1.1, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(ids[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def text_of(message: dict) -> str:
+    return "".join(part["text"] for part in message["content"] if part.get("type") == "text")
+
+
+def front_matter(readme: str) -> dict:
+    assert readme.startswith("---\n")
+    return yaml.safe_load(readme.split("---\n")[1])
+
+
+def ask(url: str, question: str) -> list[dict]:
+    history, cleared = Client(url, verbose=False).predict(question, [], api_name="/chat")
+    assert cleared == ""  # the question box is emptied for the next question
+    return history
+
+
+@pytest.fixture(scope="module")
+def demo_folder(trained_run, tmp_path_factory):
+    result, _, _ = trained_run
+    folder = tmp_path_factory.mktemp("demo") / "faq"
+    done = subprocess.run([sys.executable, "-m", "gpt2tune", "demo", "--model", str(result.output_dir),
+                           "--output-dir", str(folder), "--nearest"], capture_output=True, text=True,
+                          env=plain_env(PYTHONPATH=str(ROOT)), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"demo written to {folder}; try it with: cd {folder} && python app.py"
+    return folder
+
+
+@pytest.mark.slow
+def test_the_demo_answers_a_training_question_without_gpt2tune(demo_folder, trained_run, tmp_path):
+    result, _, config = trained_run
+    settings = json.loads((demo_folder / "demo.json").read_text())
+    assert settings["max_length"] == 128 and settings["model"] == "model" and settings["model_repo"] is None
+    rows = training_rows(config.seed, config.eval_fraction)
+    with launch_app_process(plain_env(), tmp_path / "demo.log", WITHOUT_GPT2TUNE, app_dir=demo_folder) as (url, _):
+        question, answer, nearest = ask(url, rows.question[2])
+    assert (question["role"], text_of(question)) == ("user", rows.question[2])
+    assert text_of(answer) == greedy(result.output_dir, rows.question[2], 128)
+    assert nearest["metadata"]["title"] == "Nearest training example · similarity 1.00"
+    assert text_of(nearest) == f"**Q:** {rows.question[2]}\n\n**A:** {rows.answer[2]}"
+
+
+@pytest.mark.slow
+def test_the_demo_folder_says_what_the_run_is(demo_folder, trained_run):
+    result, _, config = trained_run
+    import gradio
+
+    meta = front_matter((demo_folder / "README.md").read_text())
+    assert {k: meta[k] for k in ("sdk", "sdk_version", "app_file", "license")} == {
+        "sdk": "gradio", "sdk_version": gradio.__version__, "app_file": "app.py", "license": "mit"}
+    assert len(meta["short_description"]) <= 60 and "models" not in meta  # no Hub repo yet
+    requirements = (demo_folder / "requirements.txt").read_text().splitlines()
+    names = {line.split("==")[0] for line in requirements if "==" in line}
+    assert names == {"torch", "transformers", "gradio", "numpy"}  # no training stack, no gpt2tune
+    settings = json.loads((demo_folder / "demo.json").read_text())
+    eval_questions = set(SAMPLE.question) - set(training_rows(config.seed, config.eval_fraction).question)
+    assert settings["examples"] and set(settings["examples"]) <= eval_questions  # held out from training
+    assert "## Results" in settings["summary"] and "sample_qa.csv" in settings["summary"]
+    assert sorted(p.name for p in (demo_folder / "model").iterdir()) == [
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+
+
+@pytest.fixture
+def hub_calls(monkeypatch):
+    """Every create_repo and upload_folder, with the files an upload would send (as test_hub_push)."""
+    calls = {"create": [], "upload": []}
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, repo_type=None, space_sdk=None, **kwargs):
+        calls["create"].append(dict(repo_id=repo_id, private=private, repo_type=repo_type or "model",
+                                    space_sdk=space_sdk, token=self.token))
+        return f"https://huggingface.co/{'spaces/' if repo_type == 'space' else ''}{repo_id}"
+
+    def upload_folder(self, repo_id, folder_path, repo_type=None, ignore_patterns=None, **kwargs):
+        from fnmatch import fnmatch
+
+        root = Path(folder_path)
+        files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+                       and not any(fnmatch(str(p.relative_to(root)), pattern) for pattern in ignore_patterns or []))
+        calls["upload"].append(dict(repo_id=repo_id, repo_type=repo_type or "model",
+                                    contents={f: (root / f).read_bytes() for f in files}))
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+@pytest.mark.slow
+def test_push_creates_the_space_and_it_answers_from_the_hub(trained_run, hub_calls, tmp_path, capsys):
+    result, _, config = trained_run
+    code = main(["demo", "--model", str(result.output_dir), "--output-dir", str(tmp_path / "demo"), "--push",
+                 "--repo-id", "tester/faq-demo", "--model-repo-id", "tester/faq", "--token", FAKE_TOKEN])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[:2] == ["model: https://huggingface.co/tester/faq",
+                                    "Space: https://huggingface.co/spaces/tester/faq-demo"]
+    assert "private: the Space loads it only with a read token as its HF_TOKEN secret" in out
+    assert hub_calls["create"] == [  # the model first, then the Space; private by default
+        dict(repo_id="tester/faq", private=True, repo_type="model", space_sdk=None, token=FAKE_TOKEN),
+        dict(repo_id="tester/faq-demo", private=True, repo_type="space", space_sdk="gradio", token=FAKE_TOKEN)]
+    model_upload, space_upload = hub_calls["upload"]
+    assert "model.safetensors" in model_upload["contents"] and "nearest_index.npz" not in model_upload["contents"]
+    space = space_upload["contents"]
+    assert space_upload["repo_id"] == "tester/faq-demo" and space_upload["repo_type"] == "space"
+    assert {"app.py", "requirements.txt", "README.md", "demo.json"} <= set(space)
+    assert not any(name.startswith("model/") for name in space)  # the Space loads the model by Hub id
+    meta = front_matter(space["README.md"].decode())
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and meta["models"] == ["tester/faq"]
+    assert all(FAKE_TOKEN.encode() not in content for content in space.values())
+
+    # The Space as uploaded, started against the stand-in Hub serving the model as uploaded.
+    served, uploaded = tmp_path / "served-model", tmp_path / "space"
+    for target, contents in ((served, model_upload["contents"]), (uploaded, space)):
+        for name, content in contents.items():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(content)
+    rows = training_rows(config.seed, config.eval_fraction)
+    with serve_hub_repo(served, "tester/faq", workdir=tmp_path / "hub") as endpoint:
+        env = plain_env(**hub_env(endpoint, tmp_path / "cache"))
+        with launch_app_process(env, tmp_path / "space.log", WITHOUT_GPT2TUNE, app_dir=uploaded) as (url, _):
+            history = ask(url, rows.question[0])
+    assert text_of(history[1]) == greedy(result.output_dir, rows.question[0], 128)
+    assert len(history) == 2  # the nearest training example is published only when asked (--nearest)
+
+
+def test_demo_refuses_what_it_cannot_build(tiny_model_dir, tmp_path, capsys):
+    assert main(["demo", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "d")]) == 2
+    assert "is not a run folder (no gpt2tune_config.json)" in capsys.readouterr().err
+    assert main(["demo", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "d"),
+                 "--repo-id", "tester/x"]) == 2
+    assert capsys.readouterr().err == "error: --repo-id and --model-repo-id publish the demo: add --push\n"
+    assert main(["demo", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "d"), "--push"]) == 2
+    assert capsys.readouterr().err == "error: --push needs --repo-id user/name for the Space\n"
+
+
+@pytest.mark.slow
+def test_demo_never_writes_over_a_folder_that_is_not_a_demo(trained_run, tmp_path, capsys):
+    result, _, _ = trained_run
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    assert main(["demo", "--model", str(result.output_dir), "--output-dir", str(tmp_path / "notes")]) == 2
+    assert "is not empty and is not a demo folder" in capsys.readouterr().err
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+    for _ in range(2):  # a demo folder is rebuilt in place
+        assert main(["demo", "--model", str(result.output_dir), "--output-dir", str(tmp_path / "again")]) == 0
+    assert not (tmp_path / "again" / "nearest_index.npz").exists()
