@@ -8,15 +8,17 @@ the Space it uploaded is then started against the stand-in Hub (olah), loading t
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from app_server import launch_app_process
+from app_server import app_url, launch_app_process  # noqa: F401  (app_url is a fixture)
 from conftest import ROOT
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 from hub_server import hub_env, serve_hub_repo
 from huggingface_hub import HfApi
 from test_nearest import SAMPLE, training_rows
@@ -192,3 +194,82 @@ def test_demo_never_writes_over_a_folder_that_is_not_a_demo(trained_run, tmp_pat
     for _ in range(2):  # a demo folder is rebuilt in place
         assert main(["demo", "--model", str(result.output_dir), "--output-dir", str(tmp_path / "again")]) == 0
     assert not (tmp_path / "again" / "nearest_index.npz").exists()
+
+
+@pytest.mark.slow
+def test_hub_tab_publishes_a_demo_of_the_chosen_run(app_url, trained_run, hub_calls, monkeypatch):  # noqa: F811
+    from gpt2tune.runs.store import run_dir
+
+    result, _, _ = trained_run
+    shutil.copytree(result.output_dir, run_dir("faq"), ignore=shutil.ignore_patterns("checkpoints"))
+    client = Client(app_url, verbose=False)
+    arguments = dict(run="faq", space_id="tester/faq-demo", model_repo="", private=False, nearest=True)
+    # a visitor who is not the owner pastes a token, or is refused before anything is built or sent
+    monkeypatch.setenv("HF_TOKEN", "hf_ServerTokenNotForVisitors0000000000")
+    with pytest.raises(AppError, match="paste your own Hugging Face write token"):
+        client.predict(**arguments, token="", api_name="/publish_demo")
+    assert hub_calls["create"] == []
+    message = client.predict(**arguments, token=FAKE_TOKEN, api_name="/publish_demo")
+    assert message == ("✅ Demo Space: [https://huggingface.co/spaces/tester/faq-demo](https://huggingface.co/spaces/"
+                       "tester/faq-demo)\n\nModel: [https://huggingface.co/tester/faq](https://huggingface.co/tester/faq)")
+    assert [(c["repo_id"], c["repo_type"], c["private"], c["token"]) for c in hub_calls["create"]] == [
+        ("tester/faq", "model", False, FAKE_TOKEN), ("tester/faq-demo", "space", False, FAKE_TOKEN)]
+    space = hub_calls["upload"][1]["contents"]
+    assert {"app.py", "requirements.txt", "README.md", "nearest_index.npz"} <= set(space)  # asked for: published
+
+
+def requirement_closure(requirements: str) -> list:
+    """The installed distributions a requirements file names, with everything they require (their
+    metadata's Requires-Dist, markers evaluated for this interpreter, no extras)."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    wanted = [Requirement(line).name for line in requirements.splitlines() if line and line[0].isalpha()]
+    seen, found = set(), []
+    while wanted:
+        name = wanted.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        dist = distribution(name)
+        found.append(dist)
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                wanted.append(requirement.name)
+    return found
+
+
+@pytest.mark.slow
+def test_the_demo_runs_in_a_venv_holding_only_its_requirements(demo_folder, trained_run, tmp_path):
+    """An empty venv (no pip, no system site-packages) that sees only the distributions requirements.txt
+    names and what they require, linked from this machine's site-packages: installing them from an index
+    is not possible offline (PyTorch's CPU index is unreachable here), so what this proves is that the
+    file names every package the page needs and nothing of gpt2tune or of the training stack."""
+    import venv
+
+    result, _, config = trained_run
+    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(tmp_path / "venv")
+    python = str(tmp_path / "venv" / "bin" / "python")
+    visible = tmp_path / "site"
+    visible.mkdir()
+    dists = requirement_closure((demo_folder / "requirements.txt").read_text())
+    for dist in dists:
+        for top in {Path(str(f)).parts[0] for f in dist.files or []} - {"..", "__pycache__"}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (visible / top).exists():
+                (visible / top).symlink_to(source)
+    site = next((tmp_path / "venv" / "lib").glob("python*/site-packages"))
+    (site / "requirements-only.pth").write_text(f"{visible}\n")
+    names = {dist.metadata["Name"].lower() for dist in dists}
+    assert {"torch", "transformers", "gradio", "numpy"} <= names
+    assert not names & {"gpt2tune", "datasets", "accelerate", "peft", "matplotlib", "rouge-score"}
+    probe = subprocess.run([python, "-c", "import gpt2tune"], env=plain_env(), capture_output=True, text=True,
+                           cwd=demo_folder)  # where the app runs
+    assert "No module named 'gpt2tune'" in probe.stderr
+    rows = training_rows(config.seed, config.eval_fraction)
+    with launch_app_process(plain_env(), tmp_path / "venv-app.log", ["app.py"], app_dir=demo_folder,
+                            python=python) as (url, _):
+        history = ask(url, rows.question[3])
+    assert text_of(history[1]) == greedy(result.output_dir, rows.question[3], 128)
