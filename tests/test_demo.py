@@ -78,20 +78,6 @@ def demo_folder(trained_run, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_demo_answers_a_training_question_without_gpt2tune(demo_folder, trained_run, tmp_path):
-    result, _, config = trained_run
-    settings = json.loads((demo_folder / "demo.json").read_text())
-    assert settings["max_length"] == 128 and settings["model"] == "model" and settings["model_repo"] is None
-    rows = training_rows(config.seed, config.eval_fraction)
-    with launch_app_process(plain_env(), tmp_path / "demo.log", WITHOUT_GPT2TUNE, app_dir=demo_folder) as (url, _):
-        question, answer, nearest = ask(url, rows.question[2])
-    assert (question["role"], text_of(question)) == ("user", rows.question[2])
-    assert text_of(answer) == greedy(result.output_dir, rows.question[2], 128)
-    assert nearest["metadata"]["title"] == "Nearest training example · similarity 1.00"
-    assert text_of(nearest) == f"**Q:** {rows.question[2]}\n\n**A:** {rows.answer[2]}"
-
-
-@pytest.mark.slow
 def test_the_demo_folder_says_what_the_run_is(demo_folder, trained_run):
     result, _, config = trained_run
     import gradio
@@ -241,35 +227,89 @@ def requirement_closure(requirements: str) -> list:
     return found
 
 
-@pytest.mark.slow
-def test_the_demo_runs_in_a_venv_holding_only_its_requirements(demo_folder, trained_run, tmp_path):
-    """An empty venv (no pip, no system site-packages) that sees only the distributions requirements.txt
-    names and what they require, linked from this machine's site-packages: installing them from an index
-    is not possible offline (PyTorch's CPU index is unreachable here), so what this proves is that the
-    file names every package the page needs and nothing of gpt2tune or of the training stack."""
+def requirements_only_venv(requirements: str, root: Path) -> tuple[str, set[str]]:
+    """An empty venv (no pip, no system site-packages) that sees only the distributions `requirements`
+    names and what they require, linked from this machine's site-packages. (python, their names)
+
+    Installing them from an index is not possible here (no network but PyPI, and PyTorch's CPU index
+    is unreachable): what this proves is that the file names every package the page needs, and that
+    the page needs nothing of gpt2tune or of the training stack."""
     import venv
 
-    result, _, config = trained_run
-    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(tmp_path / "venv")
-    python = str(tmp_path / "venv" / "bin" / "python")
-    visible = tmp_path / "site"
+    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(root / "venv")
+    visible = root / "site"
     visible.mkdir()
-    dists = requirement_closure((demo_folder / "requirements.txt").read_text())
+    dists = requirement_closure(requirements)
     for dist in dists:
         for top in {Path(str(f)).parts[0] for f in dist.files or []} - {"..", "__pycache__"}:
             source = Path(dist.locate_file(top))
             if source.exists() and not (visible / top).exists():
                 (visible / top).symlink_to(source)
-    site = next((tmp_path / "venv" / "lib").glob("python*/site-packages"))
+    site = next((root / "venv" / "lib").glob("python*/site-packages"))
     (site / "requirements-only.pth").write_text(f"{visible}\n")
-    names = {dist.metadata["Name"].lower() for dist in dists}
+    return str(root / "venv" / "bin" / "python"), {dist.metadata["Name"].lower() for dist in dists}
+
+
+@pytest.mark.slow
+def test_the_demo_answers_from_a_venv_holding_only_its_requirements(demo_folder, trained_run, tmp_path):
+    result, _, config = trained_run
+    python, names = requirements_only_venv((demo_folder / "requirements.txt").read_text(), tmp_path)
     assert {"torch", "transformers", "gradio", "numpy"} <= names
     assert not names & {"gpt2tune", "datasets", "accelerate", "peft", "matplotlib", "rouge-score"}
     probe = subprocess.run([python, "-c", "import gpt2tune"], env=plain_env(), capture_output=True, text=True,
                            cwd=demo_folder)  # where the app runs
     assert "No module named 'gpt2tune'" in probe.stderr
+    settings = json.loads((demo_folder / "demo.json").read_text())
+    assert settings["max_length"] == 128 and settings["model"] == "model" and settings["model_repo"] is None
     rows = training_rows(config.seed, config.eval_fraction)
-    with launch_app_process(plain_env(), tmp_path / "venv-app.log", ["app.py"], app_dir=demo_folder,
+    with launch_app_process(plain_env(), tmp_path / "demo.log", ["app.py"], app_dir=demo_folder,
                             python=python) as (url, _):
-        history = ask(url, rows.question[3])
-    assert text_of(history[1]) == greedy(result.output_dir, rows.question[3], 128)
+        question, answer, nearest = ask(url, rows.question[2])
+    assert (question["role"], text_of(question)) == ("user", rows.question[2])
+    assert text_of(answer) == greedy(result.output_dir, rows.question[2], 128)
+    assert nearest["metadata"]["title"] == "Nearest training example · similarity 1.00"
+    assert text_of(nearest) == f"**Q:** {rows.question[2]}\n\n**A:** {rows.answer[2]}"
+
+
+@pytest.fixture
+def adapter_run(tiny_model_dir, tmp_path):
+    """A LoRA run's folder as training leaves it (adapters, tokenizer, settings), with random adapter
+    weights (peft's init_lora_weights=False): answers differ from the base model's, by construction."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gpt2tune.config import TuneConfig
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False))
+    folder = tmp_path / "lora-run"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    TuneConfig(base_model=str(tiny_model_dir), method="lora", max_length=64).save(folder / "gpt2tune_config.json")
+    return folder
+
+
+@pytest.mark.slow
+def test_an_adapter_demo_loads_base_and_adapters(adapter_run, tiny_model_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert main(["demo", "--model", str(adapter_run), "--output-dir", str(tmp_path / "demo")]) == 0
+    demo = tmp_path / "demo"
+    assert json.loads((demo / "demo.json").read_text())["base_model"] == "base"  # the local base, copied
+    assert "peft==" in (demo / "requirements.txt").read_text()
+    question = "How do I resume training?"
+    with launch_app_process(plain_env(), tmp_path / "lora.log", WITHOUT_GPT2TUNE, app_dir=demo) as (url, _):
+        answer = text_of(ask(url, question)[1])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter_run).eval()
+    encoded = tokenizer(f"Question: {question}\nAnswer:", return_tensors="pt")
+    room = 64 - encoded["input_ids"].shape[1]
+    with torch.inference_mode():
+        ids = model.generate(**encoded, do_sample=False, max_new_tokens=room, repetition_penalty=1.1,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    assert answer == tokenizer.decode(ids[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    assert answer != greedy(tiny_model_dir, question, 64)  # the adapters took part
