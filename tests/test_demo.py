@@ -79,7 +79,7 @@ def demo_folder(trained_run, tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_demo_folder_says_what_the_run_is(demo_folder, trained_run):
-    result, _, config = trained_run
+    _, _, config = trained_run
     import gradio
 
     meta = front_matter((demo_folder / "README.md").read_text())
