@@ -15,7 +15,6 @@ The folder holds:
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +45,6 @@ class DemoFolder:
     run: Path  # the run folder it was built from
     weights: Path  # the folder its model files came from: the run, or its merged/ weights
     base_model: str | None  # a LoRA adapter's base model (a Hub id, or a local folder copied to base/)
-    model_repo: str | None  # the Hub id the Space loads the model from, once pushed
-    nearest: bool
 
 
 def build_demo(model: str | Path, output_dir: str | Path, nearest: bool = False,
@@ -84,7 +81,7 @@ def build_demo(model: str | Path, output_dir: str | Path, nearest: bool = False,
     artifacts.write_json(folder / SETTINGS_FILE, settings)
     (folder / "requirements.txt").write_text(requirements(adapter=base_model is not None, nearest=nearest))
     (folder / "README.md").write_text(space_readme(settings, model_repo, base_model), encoding="utf-8")
-    return DemoFolder(folder, run, weights, base_model, model_repo, nearest)
+    return DemoFolder(folder, run, weights, base_model)
 
 
 def _weights(run: Path) -> tuple[Path, str | None]:
@@ -193,7 +190,3 @@ def space_readme(settings: dict, model_repo: str | None, base_model: str | None)
         "Answers are greedy, as in training's template `Question: …` / `Answer:`, and stop at `<|endoftext|>`.",
         "", "Run it locally: `pip install -r requirements.txt && python app.py`.", "",
     ])
-
-
-def read_settings(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / SETTINGS_FILE).read_text(encoding="utf-8"))

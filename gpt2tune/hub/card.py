@@ -226,14 +226,13 @@ def _results(metrics: dict) -> str:
 
 
 def _samples(samples: list[dict]) -> str:
-    if not any("nearest" in s for s in samples):  # a run saved before the nearest-example index
-        rows = ["| question | reference | generated |", "|---|---|---|"]
-        rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |" for s in samples]
-        return "\n".join(rows)
     # beside each answer, the most similar training question and its answer: recited, or generalised?
-    rows = ["| question | reference | generated | nearest training example (similarity) |", "|---|---|---|---|"]
-    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} | {_nearest(s)} |"
-             for s in samples]
+    # (a run saved before the nearest-example index has none)
+    nearest = any("nearest" in s for s in samples)
+    rows = ["| question | reference | generated |" + (" nearest training example (similarity) |" if nearest else ""),
+            "|---" * (4 if nearest else 3) + "|"]
+    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |"
+             + (f" {_nearest(s)} |" if nearest else "") for s in samples]
     return "\n".join(rows)
 
 

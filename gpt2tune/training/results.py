@@ -230,10 +230,12 @@ def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path,
     artifacts.write_json(staging / artifacts.HISTORY_FILE, history)
     artifacts.write_json(staging / SAMPLES_FILE, list(samples))
     write_loss_plot(history, staging)
-    if nearest is not None:  # a data.nearest.NearestIndex over the training split
-        from gpt2tune.data.nearest import INDEX_FILE
+    from gpt2tune.data.nearest import INDEX_FILE
 
+    if nearest is not None:  # a data.nearest.NearestIndex over the training split
         nearest.save(staging / INDEX_FILE)
+    else:  # none for this run: an earlier run's in the folder would answer for the wrong data
+        (output_dir / INDEX_FILE).unlink(missing_ok=True)
     write_model_card(staging, title=output_dir.name)
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; our JSON config replaces it
     if config.method == "lora" and config.merge_lora:
