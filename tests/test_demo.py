@@ -313,3 +313,9 @@ def test_an_adapter_demo_loads_base_and_adapters(adapter_run, tiny_model_dir, tm
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
     assert answer == tokenizer.decode(ids[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     assert answer != greedy(tiny_model_dir, question, 64)  # the adapters took part
+    # merged full weights, when the run saved them, load without peft and without the base model
+    model.merge_and_unload().save_pretrained(adapter_run / "merged")
+    tokenizer.save_pretrained(adapter_run / "merged")
+    assert main(["demo", "--model", str(adapter_run), "--output-dir", str(demo)]) == 0
+    assert json.loads((demo / "demo.json").read_text())["base_model"] is None and not (demo / "base").exists()
+    assert (demo / "model" / "model.safetensors").is_file() and "peft" not in (demo / "requirements.txt").read_text()

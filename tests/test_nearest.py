@@ -111,7 +111,7 @@ def test_the_card_shows_the_nearest_example_of_each_sample_answer(trained_run):
 
 
 @pytest.mark.slow
-def test_generate_tab_shows_the_nearest_example(app_url, trained_run):  # noqa: F811
+def test_generate_tab_shows_the_nearest_example(app_url, trained_run, monkeypatch):  # noqa: F811
     from gpt2tune.runs.store import run_dir
 
     result, _, config = trained_run
@@ -122,3 +122,7 @@ def test_generate_tab_shows_the_nearest_example(app_url, trained_run):  # noqa: 
     assert text == f"similarity 1.00\nQ: {rows.question[1]}\nA: {rows.answer[1]}"
     score = float(client.predict(UNRELATED, "Trained run", "near", "", api_name="/nearest").splitlines()[0].split()[1])
     assert score < 0.5
+    # an owner-only app shows the owner's training rows to the owner only
+    monkeypatch.setenv("GPT2TUNE_OWNER_ONLY_TRAINING", "1")
+    hidden = client.predict(rows.question[1], "Trained run", "near", "", api_name="/nearest")
+    assert hidden == "none: this app shows training examples to its owner only (GPT2TUNE_OWNER_ONLY_TRAINING=1)"

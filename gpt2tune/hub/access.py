@@ -102,6 +102,12 @@ def check_may_publish(caller: Caller) -> None:
                          "sign in as the owner")
 
 
+def may_see_training_data(caller: Caller) -> bool:
+    """On an owner-only app the runs, and the rows they were trained on, are the owner's: visitors may
+    ask the models questions, but are not shown training examples (the nearest one beside an answer)."""
+    return not _flag(OWNER_ONLY_TRAINING_ENV) or is_owner(caller)
+
+
 _public_until: dict[str, float] = {}
 
 

@@ -13,6 +13,7 @@ from gpt2tune.ui.common import (
     OTHER_MODEL,
     TRAINED_RUN,
     chosen_model,
+    current_caller,
     load_model,
     refresh_run_choices,
     resolve_base_model,
@@ -109,8 +110,11 @@ def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compa
 
 
 @ui_errors
-def nearest_example(question, source=TRAINED_RUN, run=None, model_id=None) -> str:
+def nearest_example(question, source=TRAINED_RUN, run=None, model_id=None, request: gr.Request = None) -> str:
     """The training example nearest to the question, in the same words as `generate --show-nearest`."""
     from gpt2tune.evaluation.nearest_example import describe, run_index
+    from gpt2tune.hub.access import OWNER_ONLY_TRAINING_ENV, may_see_training_data
 
+    if not may_see_training_data(current_caller(request)):
+        return f"none: this app shows training examples to its owner only ({OWNER_ONLY_TRAINING_ENV}=1)"
     return "\n".join(describe(*run_index(chosen_model(source, run, model_id)), question))
