@@ -265,10 +265,15 @@ def test_the_demo_answers_from_a_venv_holding_only_its_requirements(demo_folder,
     with launch_app_process(plain_env(), tmp_path / "demo.log", ["app.py"], app_dir=demo_folder,
                             python=python) as (url, _):
         question, answer, nearest = ask(url, rows.question[2])
+        too_long = " ".join(["why"] * 130) + "?"
+        history, kept = Client(url, verbose=False).predict(too_long, [], api_name="/chat")
     assert (question["role"], text_of(question)) == ("user", rows.question[2])
     assert text_of(answer) == greedy(result.output_dir, rows.question[2], 128)
     assert nearest["metadata"]["title"] == "Nearest training example · similarity 1.00"
     assert text_of(nearest) == f"**Q:** {rows.question[2]}\n\n**A:** {rows.answer[2]}"
+    # a question the model cannot take is answered in the conversation, and kept in the box to shorten
+    assert kept == too_long and text_of(history[-1]).startswith("⚠️ The question is too long: ")
+    assert "at most 128 tokens together. Shorten it." in text_of(history[-1])
 
 
 @pytest.fixture

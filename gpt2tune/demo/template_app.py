@@ -60,16 +60,13 @@ if SETTINGS.get("nearest") and INDEX_PATH.is_file():
 def stream_answer(question: str):
     """The answer so far, growing as the model writes it: greedy, stopped at <|endoftext|>, and never
     longer in all than the examples the model was trained on."""
-    question = (question or "").strip()
-    if not question:
-        raise gr.Error("Type a question first.")
     # special-token text in the question stays text, as it was in training
     encoded = TOKENIZER(format_prompt(question), return_tensors="pt", split_special_tokens=True)
     length = SETTINGS["max_length"]
     room = length - encoded["input_ids"].shape[1]
     if room < 1:
-        raise gr.Error(f"The question is too long: {encoded['input_ids'].shape[1]} tokens, and this model was "
-                       f"trained on questions and answers of at most {length} tokens together. Shorten it.")
+        raise ValueError(f"The question is too long: {encoded['input_ids'].shape[1]} tokens, and this model was "
+                         f"trained on questions and answers of at most {length} tokens together. Shorten it.")
     streamer = TextIteratorStreamer(TOKENIZER, skip_prompt=True, skip_special_tokens=True, timeout=120)
     pad = TOKENIZER.pad_token_id if TOKENIZER.pad_token_id is not None else TOKENIZER.eos_token_id
     kwargs = dict(**encoded, streamer=streamer, max_new_tokens=min(room, SETTINGS["max_new_tokens"]),
@@ -101,10 +98,21 @@ def nearest_message(question: str) -> dict | None:
 
 
 def chat(question: str, history: list):
-    history = [*(history or []), {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-    for text in stream_answer(question):
-        history[-1] = {"role": "assistant", "content": text}
+    """The conversation with this question and its answer streaming in; a question the model cannot
+    take is answered in the conversation, in one line, where the eye is."""
+    question = (question or "").strip()
+    if not question:
         yield history, ""
+        return
+    history = [*(history or []), {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+    try:
+        for text in stream_answer(question):
+            history[-1] = {"role": "assistant", "content": text}
+            yield history, ""
+    except ValueError as error:
+        history[-1] = {"role": "assistant", "content": f"⚠️ {error}"}
+        yield history, question  # kept, to shorten
+        return
     note = nearest_message(question)
     if note is not None:
         history.append(note)
@@ -118,8 +126,8 @@ with gr.Blocks(title=SETTINGS["title"]) as demo:
         question = gr.Textbox(label="Question", placeholder="Ask a question…", scale=5, autofocus=True)
         ask = gr.Button("Ask", variant="primary", scale=1)
     if SETTINGS.get("examples"):
-        gr.Examples([[q] for q in SETTINGS["examples"]], inputs=question, label="Example questions (held out "
-                    "from training)")
+        gr.Examples([[q] for q in SETTINGS["examples"]], inputs=question, label="Example questions (from the "
+                    "run's eval split)")
     with gr.Accordion("About this model", open=False):
         gr.Markdown(SETTINGS["summary"])
     ask.click(chat, inputs=[question, chatbot], outputs=[chatbot, question], api_name="chat")

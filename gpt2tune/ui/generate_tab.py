@@ -80,6 +80,8 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
     lookup = dict(fn=nearest_example, inputs=[question, source, run, model_id], outputs=nearest)
     generate.click(generate_answer, api_name="generate", **event).success(api_name="nearest", **lookup)
     question.submit(generate_answer, api_visibility="private", **event).success(api_visibility="private", **lookup)
+    for trigger in (generate.click, question.submit):  # the previous question's example goes at once
+        trigger(lambda: "", outputs=nearest, api_visibility="private", queue=False)
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return GenerateTab(source, run, model_id)
 
