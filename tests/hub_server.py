@@ -97,7 +97,7 @@ from typing import Iterator
 
 from net import free_port, http_status
 
-STARTUP_TIMEOUT_S = 30.0
+STARTUP_TIMEOUT_S = 120.0  # olah on a busy 2-core machine
 SHUTDOWN_TIMEOUT_S = 10.0
 _BRANCH = "main"
 _LOG_TAIL_CHARS = 4000

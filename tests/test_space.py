@@ -106,7 +106,7 @@ def test_a_space_without_persistent_storage_says_runs_are_lost(space, tmp_path):
     log = tmp_path / "app.log"
     with launch_app_process(env, log, app_dir=app) as (url, _):
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        page_config = opener.open(url + "config", timeout=30).read().decode()
+        page_config = opener.open(url + "config", timeout=120).read().decode()
     assert LOST_ON_RESTART in log.read_text()
     assert LOST_ON_RESTART in page_config  # the note is on the page
     assert _snapshot(app) == before
