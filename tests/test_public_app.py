@@ -72,7 +72,7 @@ def train(client, **values):
 def runs():
     from gpt2tune.runs.store import runs_root
 
-    return sorted(p.name for p in runs_root().iterdir())
+    return sorted(p.name for p in runs_root().iterdir() if not p.name.startswith("."))  # .prep-cache: shared
 
 
 # --- the Hub-dataset box and server folders --------------------------------------------------------
