@@ -183,10 +183,10 @@ def run_name(name) -> str:
     """A run's name: a plain folder name under runs/ (`runs.store.RUN_NAME_PATTERN`)."""
     from gpt2tune.runs.store import RUN_NAME_PATTERN
 
+    from gpt2tune.data.tables import short
+
     name = _text(name) or ""
     if not RUN_NAME_PATTERN.match(name):
-        from gpt2tune.data.tables import short
-
         raise ValueError(f"run name {short(name, 70)!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit")
     return name
@@ -198,7 +198,7 @@ def visitor_bounded(caller: Caller) -> bool:
 
 
 def limits() -> tuple[int, float, int]:
-    """(steps, minutes, disk MB) a visitor's run may use, as the owner set them."""
+    """(steps, minutes per start, MB of the working folder) that bound visitors' runs, as the owner set them."""
     return (_env_number(VISITOR_MAX_STEPS_ENV, DEFAULT_VISITOR_MAX_STEPS, int),
             _env_number(VISITOR_MAX_MINUTES_ENV, DEFAULT_VISITOR_MAX_MINUTES, float),
             _env_number(VISITOR_DISK_MB_ENV, DEFAULT_VISITOR_DISK_MB, int))
@@ -207,7 +207,7 @@ def limits() -> tuple[int, float, int]:
 def bounded_config(config, caller: Caller):
     """The TuneConfig a caller's Start trains with: for a visitor of a public app, within the owner's
     bounds on steps, minutes and checkpoints (the tighter of theirs and the visitor's), after refusing
-    a start while the runs' disk is over its bound."""
+    a start while the working folder is over its disk bound."""
     if not visitor_bounded(caller):
         return config
     steps, minutes, disk_mb = limits()
@@ -236,7 +236,7 @@ def check_visitor_key(key) -> None:
 
 
 def check_may_control(folder: Path | None, caller: Caller, key, action: str) -> None:
-    """On a public app a visitor stops or resumes only the runs its own browser started."""
+    """On a public app a visitor stops or resumes only the runs its own browser started (the owner, any)."""
     if folder is None or not visitor_bounded(caller):
         return
     try:
