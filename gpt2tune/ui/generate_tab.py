@@ -115,8 +115,10 @@ def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compa
 def nearest_example(question, source=TRAINED_RUN, run=None, model_id=None, request: gr.Request = None) -> str:
     """The training example nearest to the question, in the same words as `generate --show-nearest`."""
     from gpt2tune.evaluation.nearest_example import describe, run_index
-    from gpt2tune.hub.access import OWNER_ONLY_TRAINING_ENV, may_see_training_data
+    from gpt2tune.hub.access import check_may_see_training_data
 
-    if not may_see_training_data(current_caller(request)):
-        return f"none: this app shows training examples to its owner only ({OWNER_ONLY_TRAINING_ENV}=1)"
+    try:
+        check_may_see_training_data(current_caller(request))
+    except ValueError as refused:  # said in the box, where the example would be: not an error of the answer
+        return f"none: {refused}"
     return "\n".join(describe(*run_index(chosen_model(source, run, model_id)), question))
