@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Longest example in tokens for the loss (default: the run's own, else the model's "
                                "context; 0 or 'auto': fit 99%% of the file's examples).")
     evaluate.add_argument("--seed", type=int, default=None,
-                          help="Seed drawing the rows answered (default: the run's seed, else 0).")
+                          help=f"Seed drawing the rows answered (default: the run's seed, else {TuneConfig.seed}).")
     evaluate.add_argument("--question-column", default=None, help="Column holding the questions (default: detected).")
     evaluate.add_argument("--answer-column", default=None, help="Column holding the answers (default: detected).")
     evaluate.add_argument("--allow-pickle", action="store_true", help="Allow .bin (pickle) weights.")

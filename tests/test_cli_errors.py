@@ -325,7 +325,7 @@ def test_oom_advice_for_gpt2_small_on_a_16gb_gpu():
     from gpt2tune.training.oom import explain, is_out_of_memory
 
     config = TuneConfig(batch_size=32, max_length=512)
-    line = explain(config, GPT2Config(), 124_439_808, "cuda", "bf16", available=16 * 2**30)
+    line = explain(config, 512, GPT2Config(), 124_439_808, "cuda", "bf16", available=16 * 2**30)
     assert line.startswith("out of memory on cuda: batch size 32 × 512 tokens needs ~")
     assert "on this 124M model" in line and "this GPU has 16.0 GB" in line
     batch, accumulation = (int(x) for x in

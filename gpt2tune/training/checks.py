@@ -38,6 +38,7 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
 
     from gpt2tune.training.memory import estimate
 
+    config.validate()
     prepared = prepare(config, fallback_to_tiny=fallback_to_tiny)
     return CheckReport(
         data=prepared.data.report,
@@ -48,5 +49,5 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
         parameters=parameter_count(prepared.model),
         warnings=prepared.warnings,
         dataset=prepared.dataset,
-        memory=estimate(config, prepared.model, prepared.devices.device, prepared.devices.precision),
+        memory=estimate(config, prepared.resolved.max_length, prepared.model, prepared.devices.device, prepared.devices.precision),
     )

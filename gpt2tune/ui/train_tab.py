@@ -507,20 +507,24 @@ def render_status(view: RunView | None) -> str:
 
 
 def render_summary(view: RunView) -> str:
-    """The run's own settings in two lines: what Resume will train with."""
-    config, data = view.config or {}, view.data or {}
+    """The run in two lines: its data and what it resolved (the length used, the columns detected, the
+    model loaded), and the settings Resume will train with. Before its data is prepared a run has
+    nothing resolved yet, and says so."""
+    config, data, resolved = view.config or {}, view.data or {}, view.resolved
     if not config:
         return ""
-    file = data.get("file") or Path(str(config.get("csv", ""))).name
+    file = data.get("file") or Path(str(config["csv"])).name
     rows = f", {data['rows']:,} rows" if data.get("rows") else ""
     digest = f", SHA-256 {data['sha256'][:12]}…" if data.get("sha256") else ""
-    steps = f"{config.get('max_steps'):,} steps" if config.get("max_steps") else f"{config.get('epochs')} epochs"
-    base = Path(str(config.get("base_model", ""))).name if str(config.get("base_model", "")).startswith("/") \
-        else config.get("base_model", "")
-    return (f"**Data** `{html.escape(file)}`{rows}{digest} · question ← `{config.get('question_column')}`, "
-            f"answer ← `{config.get('answer_column')}`  \n**Settings** base model `{html.escape(str(base))}` · {steps} · "
-            f"learning rate {config.get('learning_rate')} · batch {config.get('batch_size')} · "
-            f"max length {config.get('max_length')} · seed {config.get('seed')}")
+    steps = f"{config['max_steps']:,} steps" if config["max_steps"] else f"{config['epochs']} epochs"
+    if resolved is None:
+        return f"**Data** `{html.escape(file)}` · preparing: the length, columns and model are not resolved yet"
+    base = resolved.base_model
+    base = Path(base).name if base.startswith("/") else base
+    return (f"**Data** `{html.escape(file)}`{rows}{digest} · question ← `{html.escape(resolved.question_column)}`, "
+            f"answer ← `{html.escape(resolved.answer_column)}` · {html.escape(resolved.length_line())}  \n"
+            f"**Settings** base model `{html.escape(base)}` · {steps} · learning rate {config['learning_rate']} · "
+            f"batch {resolved.batch_size} · max length {resolved.max_length} · seed {config['seed']}")
 
 
 METRIC_TILES = (  # (key, label, format); tiles show only the metrics a run has
