@@ -211,7 +211,10 @@ def run_check(args) -> int:
 
 
 def run_train(args) -> int:
+    from gpt2tune.training.child import die_with_parent
     from gpt2tune.training.train import train
+
+    die_with_parent()  # started by the app: ends with the server
 
     config = config_from_args(TuneConfig, args)
     stop = threading.Event()

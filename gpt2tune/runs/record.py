@@ -98,6 +98,21 @@ def effective_state(record: dict | None, folder) -> str | None:
     return INTERRUPTED if stale or not pid_alive(pid) else state
 
 
+def mark_ended(folder, state: str, message: str) -> bool:
+    """Close a run its process left alive in the record (it was killed, or crashed before it could
+    close it itself): the record says `state` with a one-line `message`, and the log says so too.
+    False when the record already said how the run ended (the process closed it)."""
+    folder = Path(folder)
+    saved = read_record(folder)
+    if saved is None or saved.get("state") not in ALIVE:
+        return False
+    saved.update(state=state, message=message, heartbeat=time.time())
+    artifacts.write_json(folder / RUN_FILE, saved)
+    with open(folder / EVENTS_FILE, "a", encoding="utf-8") as log:
+        log.write(events.State(state, step=int(saved.get("step") or 0), message=message).to_json() + "\n")
+    return True
+
+
 def adopt_data(folder: Path, source) -> Path:
     """Copy the data file into the run folder, so a resume never depends on an upload that the web
     server may delete (Gradio's temporary files) or on a file replaced since."""

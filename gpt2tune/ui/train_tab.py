@@ -12,6 +12,7 @@ beside the buttons (and a toast) and leave the other outputs as they were.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from dataclasses import dataclass
 import html
@@ -378,10 +379,20 @@ def _form_values(view: RunView) -> list:
 
 
 # --- one page, one run; warnings once per page ----------------------------------------------------
-_watch: dict[str, tuple[int, str]] = {}
-_warned: dict[str, set[str]] = {}
+# Per page (Gradio session), the most recent SESSIONS_KEPT only: a server that runs for months meets
+# many pages; a page forgotten here only sees a warning toast once more.
+SESSIONS_KEPT = 256
+_watch: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
+_warned: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
 _watch_lock = threading.Lock()
 _counter = [0]
+
+
+def _keep_recent(table: collections.OrderedDict, session: str) -> None:
+    """`session` becomes the most recent entry; the oldest go beyond SESSIONS_KEPT (under _watch_lock)."""
+    table.move_to_end(session)
+    while len(table) > SESSIONS_KEPT:
+        table.popitem(last=False)
 
 
 def _session(request) -> str:
@@ -393,6 +404,7 @@ def _watching(session: str, folder: Path) -> int:
     with _watch_lock:
         _counter[0] += 1
         _watch[session] = (_counter[0], str(folder))
+        _keep_recent(_watch, session)
         return _counter[0]
 
 
@@ -404,6 +416,7 @@ def _still_watching(session: str, token: int) -> bool:
 def _toast_once(session: str, message: str) -> None:
     with _watch_lock:
         seen = _warned.setdefault(session, set())
+        _keep_recent(_warned, session)
         if message in seen:
             return
         seen.add(message)
