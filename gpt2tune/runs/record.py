@@ -98,13 +98,13 @@ def effective_state(record: dict | None, folder) -> str | None:
     return INTERRUPTED if stale or not pid_alive(pid) else state
 
 
-def mark_ended(folder, state: str, message: str) -> bool:
-    """Close a run its process left alive in the record (it was killed, or crashed before it could
-    close it itself): the record says `state` with a one-line `message`, and the log says so too.
-    False when the record already said how the run ended (the process closed it)."""
+def mark_ended(folder, pid: int, state: str, message: str) -> bool:
+    """Close a run that process `pid` left alive in the record (it was killed, or crashed before it
+    could close it itself): the record says `state` with a one-line `message`, and the log says so too.
+    False when the record already said how the run ended, or is another process's."""
     folder = Path(folder)
     saved = read_record(folder)
-    if saved is None or saved.get("state") not in ALIVE:
+    if saved is None or saved.get("state") not in ALIVE or saved.get("pid") != pid:
         return False
     saved.update(state=state, message=message, heartbeat=time.time())
     artifacts.write_json(folder / RUN_FILE, saved)

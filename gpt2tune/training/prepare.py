@@ -98,9 +98,7 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
         release_freed_memory(collect=False)
         return ids
 
-    # one set of options makes both the report and its cache key (the rest follows from the data)
-    options = {"max_length": config.max_length, "eval_fraction": config.eval_fraction, "seed": config.seed,
-               "context": context, "overlong": config.overlong}
+    options = report_options(config, context)  # makes both the report and its cache key
 
     def report():
         return dataset_report(data.frame, tokenizer, encoded=encoded(), duplicates=data.report.duplicates, **options)
@@ -158,6 +156,25 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
                     model=model, vocab=vocab, train_at=train_at, eval_at=eval_at, train_set=train_set,
                     eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset,
                     expanded_train=expanded)
+
+
+def report_options(config: TuneConfig, context: int) -> dict:
+    """The options a dataset report is made with (`data.report.dataset_report`), from the settings and
+    the model's context: one set for `check`, `train` and the Data tab's preview, so the preview
+    counts what trains."""
+    return {"max_length": config.max_length, "eval_fraction": config.eval_fraction, "seed": config.seed,
+            "context": context, "overlong": config.overlong}
+
+
+def preview_data(config: TuneConfig, context: int, tokenizer):
+    """The data a TuneConfig names, loaded and measured as `prepare` does (same loader, same report,
+    same options), without the model's weights or any file written: (QAData, DatasetReport)."""
+    from gpt2tune.data.load import load_config_data
+    from gpt2tune.data.report import dataset_report
+
+    data = load_config_data(config)
+    return data, dataset_report(data.frame, tokenizer, duplicates=data.report.duplicates,
+                                **report_options(config, context))
 
 
 def weight_bytes(model, trainable_only: bool = False) -> int:

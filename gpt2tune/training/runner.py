@@ -49,6 +49,7 @@ class TrainingRunner:
         self._live: str | None = None  # queued / running / stopping while the child runs
         self._stop_asked: float | None = None  # when Stop was pressed (monotonic clock)
         self._stop_sent = False  # the child got its SIGINT
+        self._job = 0  # which start the state above belongs to: a child still exiting never clears a newer one's
         self.stop_grace_s = STOP_GRACE_S if stop_grace_s is None else stop_grace_s
         # run folder -> why it failed before it had a record; bounded: a server runs for months
         self.errors: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -63,14 +64,17 @@ class TrainingRunner:
         if config.resume:
             record.resume_config(config)
         with self._changed:
+            if self._live is not None and self._closed_in_folder():
+                self._live = None  # its record says it ended; the child is only exiting
             if self._live is not None:
                 raise ValueError(f"run {self._folder.name!r} is {self._live}: stop it, or wait for it to end, "
                                  "before starting another")
             self._folder = Path(config.output_dir)
             self._live, self._stop_asked, self._stop_sent, self._process = record.QUEUED, None, False, None
+            self._job += 1
             self.errors.pop(str(self._folder), None)
             self._thread = threading.Thread(target=self._run, args=(train_command(config, fallback_to_tiny),
-                                                                    self._folder),
+                                                                    self._folder, self._job),
                                             name="gpt2tune-train", daemon=True)
             self._thread.start()
             self._bump()
@@ -104,7 +108,7 @@ class TrainingRunner:
 
     def active_run(self) -> Path | None:
         with self._changed:
-            return self._folder if self._live else None
+            return self._folder if self._live and not self._closed_in_folder() else None
 
     def live_state(self, folder) -> str | None:
         """queued / stopping for the run this server is training, when the folder can't say it yet."""
@@ -124,7 +128,7 @@ class TrainingRunner:
         return self.active_run() is not None
 
     # --- the child --------------------------------------------------------------------------
-    def _run(self, argv: list[str], folder: Path) -> None:
+    def _run(self, argv: list[str], folder: Path, job: int) -> None:
         from gpt2tune.training.child import child_environment
 
         stderr = collections.deque(maxlen=STDERR_LINES)
@@ -136,10 +140,11 @@ class TrainingRunner:
                                        env=child_environment(), start_new_session=True)
         except OSError as error:
             self._remember_error(folder, f"training could not start: {error.strerror or error}")
-            self._finish()
+            self._finish(job)
             return
         with self._changed:
-            self._process = process
+            if job == self._job:
+                self._process = process
         reader = threading.Thread(target=lambda: stderr.extend(line.rstrip() for line in process.stderr),
                                   name="gpt2tune-train-stderr", daemon=True)
         reader.start()
@@ -152,15 +157,24 @@ class TrainingRunner:
             news = _folder_news(folder)
             if news != seen:  # the child wrote an event or its record: pages redraw
                 seen = news
-                self._on_news(folder, process.pid)
-            if self._stop_asked is not None:
+                if self._on_news(folder, process.pid, job):
+                    # the run is closed in its folder: the server may start the next while this child exits
+                    self._finish(job)
+            asked = self._stop_asked if job == self._job else None
+            if asked is not None:
                 self._signal_stop()
-                if time.monotonic() - self._stop_asked > self.stop_grace_s and process.poll() is None:
+                if time.monotonic() - asked > self.stop_grace_s and process.poll() is None:
                     process.kill()  # SIGKILL: a hung step does not hold the server's one run forever
                     killed = True
         reader.join(5)
-        self._close(folder, process.returncode, killed, list(stderr))
-        self._finish()
+        self._close(folder, process.pid, process.returncode, killed, list(stderr))
+        self._finish(job)
+
+    def _closed_in_folder(self) -> bool:
+        """The current child's record says how its run ended (under self._changed)."""
+        process = self._process
+        saved = record.read_record(self._folder) if process is not None and self._folder else None
+        return bool(saved) and saved.get("pid") == process.pid and saved.get("state") not in record.ALIVE
 
     def _signal_stop(self) -> None:
         """SIGINT, the CLI's Ctrl-C, once the child has installed its handler (its record names it);
@@ -174,14 +188,17 @@ class TrainingRunner:
                 process.send_signal(signal.SIGINT)
                 self._stop_sent = True
 
-    def _on_news(self, folder: Path, pid: int) -> None:
+    def _on_news(self, folder: Path, pid: int, job: int) -> bool:
+        """Wake the pages; True once the child's record says how the run ended."""
         saved = record.read_record(folder)
+        ours = bool(saved) and saved.get("pid") == pid
         with self._changed:
-            if self._live == record.QUEUED and saved and saved.get("pid") == pid:
+            if job == self._job and self._live == record.QUEUED and ours:
                 self._live = record.RUNNING
             self._bump()
+        return ours and saved.get("state") not in record.ALIVE
 
-    def _close(self, folder: Path, returncode: int, killed: bool, stderr: list[str]) -> None:
+    def _close(self, folder: Path, pid: int, returncode: int, killed: bool, stderr: list[str]) -> None:
         """A child that ended without closing its record leaves its run failed, with the reason."""
         if killed:
             message = (f"did not stop within {self.stop_grace_s:g} s of Stop, so it was ended (SIGKILL); "
@@ -190,7 +207,7 @@ class TrainingRunner:
             message = f"the training process was killed ({signal.Signals(-returncode).name})"
         else:
             message = _error_line(stderr) or f"the training process exited with code {returncode}"
-        closed = record.mark_ended(folder, record.FAILED, message)
+        closed = record.mark_ended(folder, pid, record.FAILED, message)
         if returncode != 0 and not closed and record.read_record(folder) is None:
             self._remember_error(folder, message)  # it failed before it had a record
         if returncode != 0:
@@ -202,9 +219,10 @@ class TrainingRunner:
             while len(self.errors) > ERRORS_KEPT:
                 self.errors.popitem(last=False)
 
-    def _finish(self) -> None:
+    def _finish(self, job: int) -> None:
         with self._changed:
-            self._live, self._process, self._stop_asked = None, None, None
+            if job == self._job and self._live is not None:
+                self._live, self._process, self._stop_asked = None, None, None
             self._bump()
 
     def _bump(self) -> None:

@@ -11,7 +11,7 @@ import gradio as gr
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, mtime, work_dir
 from gpt2tune.ui.common import data_source, stat_tile, ui_errors, visitor_file
-from gpt2tune.ui.fields import field_component
+from gpt2tune.ui.fields import build_config, field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
 FILE_TYPES = [".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".xls"]
@@ -20,6 +20,7 @@ HISTOGRAM_BINS = 30
 KEEP_DOWNLOADS = 8  # rejected-rows folders kept under downloads/: enough for previews running at once
 HUB_FIELDS = {"dataset": "user/name", "dataset_split": "train", "dataset_config": "", "dataset_revision": "main"}
 LENGTH_VIEWS = {"whole example": "token_lengths", "question": "question_lengths", "answer": "answer_lengths"}
+DATA_OPTIONS = ("strip_html", "overlong", "answer_lists")  # how the data is made into examples: set here, trained so
 
 
 @dataclass
@@ -31,17 +32,22 @@ class DataTab:
     seed: gr.Number
     max_length: gr.Slider
     hub: dict  # the Hub dataset's fields (dataset, dataset_split, ...) → their text boxes
+    options: dict  # DATA_OPTIONS → their boxes
     preview_outputs: list  # what `preview_data` fills: a fresh page shows the preview at once
+    controls: dict = None  # the tab's own buttons and views, wired by `connect_data_tab`
+    model: dict = None  # base_model and allow_pickle, from the Checks tab (`connect_data_tab`)
 
     def config_inputs(self) -> dict:
         """The TuneConfig settings this tab holds, by field name (`csv` is the file)."""
         return dict(csv=self.file, question_column=self.question_column, answer_column=self.answer_column,
-                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub)
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub,
+                    **self.options)
 
     def preview_inputs(self) -> dict:
-        """`preview_data`'s keyword arguments."""
+        """`preview_data`'s keyword arguments: this tab's settings and the base model's."""
         return dict(file=self.file, question_column=self.question_column, answer_column=self.answer_column,
-                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub)
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub,
+                    **self.options, **(self.model or {}))
 
 
 def create_data_tab() -> DataTab:
@@ -66,6 +72,8 @@ def create_data_tab() -> DataTab:
                 eval_fraction = field_component(TuneConfig, "eval_fraction", gr.Slider, minimum=0, maximum=0.5, step=0.05)
                 seed = field_component(TuneConfig, "seed")
                 max_length = field_component(TuneConfig, "max_length", gr.Slider, minimum=0, maximum=1024, step=64)
+                with gr.Accordion("Cleaning, long examples, answer lists", open=False):
+                    options = {name: field_component(TuneConfig, name) for name in DATA_OPTIONS}
                 preview = gr.Button("Preview", variant="primary")
             with gr.Column(scale=5):
                 stats = gr.HTML(_empty_stats(), label="Summary tiles")
@@ -86,7 +94,22 @@ def create_data_tab() -> DataTab:
         lengths = gr.State({})
 
     preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
-    tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, preview_outputs)
+    return DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, options,
+                   preview_outputs, controls=dict(sample=sample, preview=preview, mapping=mapping, view=view,
+                                                  lengths=lengths))
+
+
+def connect_data_tab(tab: DataTab, model_inputs: dict) -> None:
+    """Wire the tab's events once the base model's boxes exist (the Checks tab, built after this one):
+    the preview measures the data against that model's context, as training does."""
+    tab.model = model_inputs
+    _wire(tab, **tab.controls)
+
+
+def _wire(tab: DataTab, sample, preview, mapping, view, lengths) -> None:
+    file, question_column, answer_column = tab.file, tab.question_column, tab.answer_column
+    hub, max_length, eval_fraction = tab.hub, tab.max_length, tab.eval_fraction
+    preview_outputs = tab.preview_outputs
     preview_inputs = tab.preview_inputs()
     column_outputs = [question_column, answer_column, mapping]
 
@@ -104,9 +127,10 @@ def create_data_tab() -> DataTab:
         control.release(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
     for control in (question_column, answer_column):
         control.input(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
-    view.change(length_histogram, inputs=[lengths, view, max_length], outputs=histogram, api_visibility="private",
-                queue=False)
-    return tab
+    for control in tab.options.values():
+        control.change(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    view.change(length_histogram, inputs=[lengths, view, max_length], outputs=preview_outputs[2],
+                api_visibility="private", queue=False)
 
 
 # --- handlers ------------------------------------------------------------------------------------
@@ -144,18 +168,27 @@ def inspect_dataset_columns(dataset, dataset_split=None, dataset_config=None, da
 @ui_errors
 def preview_data(file=None, question_column=None, answer_column=None, eval_fraction=TuneConfig.eval_fraction,
                  seed=TuneConfig.seed, max_length=TuneConfig.max_length, dataset=None, dataset_split=None,
-                 dataset_config=None, dataset_revision=None):
-    from gpt2tune.data.load import load_source
-    from gpt2tune.data.report import dataset_report
+                 dataset_config=None, dataset_revision=None, strip_html=TuneConfig.strip_html,
+                 overlong=TuneConfig.overlong, answer_lists=TuneConfig.answer_lists, base_model=None,
+                 allow_pickle=False):
+    """What training will make of the data: loaded and measured by the function `check` and `train` use
+    (`training.prepare.preview_data`), with the same settings and the base model's context."""
     from gpt2tune.heap import release_freed_memory
+    from gpt2tune.model import model_context
+    from gpt2tune.training.prepare import preview_data as measure
+    from gpt2tune.ui.common import _resolve_remembered, default_base_model, resolve_model_reference
 
     # No file and no dataset: the bundled sample, as the page shows when it opens.
-    data = load_source(data_source(file or SAMPLE_CSV, dataset), question_column or None, answer_column or None,
-                       dataset, dataset_config or None, dataset_split or None, dataset_revision or None)
-    # max_length 0 is auto; GPT-2's context (1024) caps it, as it caps training on any GPT-2 size.
-    # Duplicates come from the loader, counted before it dropped the exact repeats.
-    report = dataset_report(data.frame, _tokenizer(), int(max_length or 0), float(eval_fraction), int(seed),
-                            duplicates=data.report.duplicates)
+    values = dict(csv=data_source(file or SAMPLE_CSV, dataset), question_column=question_column,
+                  answer_column=answer_column, eval_fraction=eval_fraction, seed=seed, max_length=max_length,
+                  dataset=dataset, dataset_split=dataset_split, dataset_config=dataset_config,
+                  dataset_revision=dataset_revision, strip_html=strip_html, overlong=overlong,
+                  answer_lists=answer_lists)
+    config = build_config(TuneConfig, {k: v for k, v in values.items() if v is not None})
+    config.validate()
+    base, _ = _resolve_remembered(resolve_model_reference(base_model or default_base_model(), "base model"))
+    # Every GPT-2 size shares the bundled tokenizer; the context is the chosen model's own.
+    data, report = measure(config, model_context(base, bool(allow_pickle)), _tokenizer())
     lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}
     lengths["effective_max_length"] = report.max_length  # what auto chose: the histogram colours by it
     max_length = report.max_length

@@ -40,13 +40,14 @@ def list_runs_view(chosen=None):
     chosen = [name for name in (chosen or []) if name in names] or names[:5]
     rows = []
     for run in runs:
-        metrics, config = run.metrics, run.config
+        metrics, saved = run.metrics, run.saved
+        base_model = saved.resolved.base_model if saved and saved.resolved else metrics.get("base_model")
         rows.append([
             run.name,
             "yes" if run.has_model else ("checkpoint" if run.resumable else "no"),
             metrics.get("global_step", max((h.get("step", 0) for h in run.history), default=0)),
             _round(metrics.get("train_loss")), _round(metrics.get("eval_loss")), _round(metrics.get("perplexity"), 2),
-            config.get("learning_rate", ""), _base_name(metrics.get("base_model") or config.get("base_model")),
+            saved.settings.learning_rate if saved else "", _base_name(base_model),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)),
         ])
     table = pd.DataFrame(rows, columns=COLUMNS)

@@ -28,17 +28,17 @@ from gpt2tune.runs import record
 from gpt2tune.training.runner import default_runner
 from gpt2tune.runs.view import RunView, load_view
 from gpt2tune.ui.common import current_caller, fmt_duration, resolve_model_reference, stat_tile, training_file
-from gpt2tune.ui.fields import build_config, field_component
+from gpt2tune.ui.fields import build_config, field_component, form_value
 
 # Set on other tabs (data, base model, hardware) or by the buttons (output_dir, resume).
 OTHER_TABS = ("csv", "question_column", "answer_column", "eval_fraction", "seed", "max_length",
-              "base_model", "allow_pickle", "device", "precision",
+              "strip_html", "overlong", "answer_lists", "base_model", "allow_pickle", "device", "precision",
               "dataset", "dataset_config", "dataset_split", "dataset_revision")
 SET_BY_BUTTONS = ("output_dir", "resume")
 # Loaded back into the form when a run is shown (the data file and the base model are named in
 # the run's summary instead: their values are server paths).
-FORM_FROM_OTHER_TABS = ("question_column", "answer_column", "eval_fraction", "seed", "max_length", "allow_pickle",
-                        "device", "precision")
+FORM_FROM_OTHER_TABS = ("question_column", "answer_column", "eval_fraction", "seed", "max_length", "strip_html",
+                        "overlong", "answer_lists", "allow_pickle", "device", "precision")
 BASICS = ("epochs", "max_steps", "learning_rate", "batch_size")
 SECTIONS = {
     "Watch it learn": ("probe_questions", "early_stopping_patience", "eval_steps", "logging_steps", "report_to"),
@@ -366,15 +366,14 @@ def _picker(selected: str | None):
 
 def _form_values(view: RunView) -> list:
     """The run's saved settings, for the form (a field the run does not have keeps the page's value)."""
-    values = {"run_name": view.name, **view.config}
     out = []
     for name in FORM_NAMES:
-        if name not in values:
+        if name == "run_name":
+            out.append(view.name)
+        elif name not in view.config:
             out.append(gr.skip())
-        elif name == "probe_questions":
-            out.append("\n".join(values[name] or []))
         else:
-            out.append(values[name])
+            out.append(form_value(TuneConfig, name, view.config[name]))
     return out
 
 
