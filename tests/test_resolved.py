@@ -113,3 +113,20 @@ def test_a_run_records_what_it_resolved_beside_what_was_asked(tiny_model_dir, tm
     assert (run.resolved.train_examples, run.resolved.eval_examples) == (len(train), len(held_out))
     assert run.resolved.max_steps == 2 and run.resolved.steps_run == 2
     assert f"{run.resolved.length_line()}" in printed.err + printed.out
+
+
+def test_list_answers_are_counted_in_one_unit_and_no_change_goes_uncounted(tmp_path):
+    from gpt2tune.data.answers import references_of
+    from gpt2tune.data.load import load_qa_data
+
+    records = [{"question": "Capital of France?", "answer": ["Paris", "Paris", "the\u00a0city of\r\nParis"]},
+               {"question": "Largest planet?", "answer": ["Jupiter"]},
+               {"question": "Boiling point?", "answer": "100 degrees"}]
+    path = tmp_path / "lists.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    data = load_qa_data(path)
+    # an item keeps its text as written (a non-breaking space, a line break), as a plain cell does
+    assert references_of(data.frame)[0] == ["Paris", "the\u00a0city of\r\nParis"]
+    assert (data.report.list_cells, data.report.list_answers, data.report.list_repeats) == (2, 1, 1)
+    assert ("2 of 3 answer cells in 'answer' are lists, holding 3 answers (1 cells with more than one); "
+            "1 answers repeated within their list were removed") in " ".join(data.report.warnings)
