@@ -112,7 +112,13 @@ def test_a_run_records_what_it_resolved_beside_what_was_asked(tiny_model_dir, tm
     assert run.resolved.max_length > 64 and run.resolved.truncated_train == run.resolved.truncated_eval == 0
     assert (run.resolved.train_examples, run.resolved.eval_examples) == (len(train), len(held_out))
     assert run.resolved.max_steps == 2 and run.resolved.steps_run == 2
-    assert f"{run.resolved.length_line()}" in printed.err + printed.out
+    # the command, the card and the record state the length in one wording (and one rounding)
+    said = next(line.strip() for line in (printed.err + printed.out).splitlines()
+                if line.strip().startswith(f"max_length {run.resolved.max_length} (auto"))
+    assert said == run.resolved.length_line()
+    card = (out_dir / "README.md").read_text()
+    assert f"- {said}" in card.splitlines() and "chosen automatically" not in card
+    assert f"| max_length | {run.resolved.max_length} (auto) |" in card
 
 
 def test_list_answers_are_counted_in_one_unit_and_no_change_goes_uncounted(tmp_path):

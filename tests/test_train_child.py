@@ -8,25 +8,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from app_server import app_url  # noqa: F401  (a fixture)
 from gradio_client import Client
+from test_run_folder import wait_until
 
 from gpt2tune.cli import build_parser, config_from_args
 from gpt2tune.config import TuneConfig
-
-
-def wait_until(condition, timeout: float = 240, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def record_of(folder: Path) -> dict:

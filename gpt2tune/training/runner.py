@@ -17,6 +17,7 @@ is killed (SIGKILL). A child that ends without closing its record (killed, crash
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import signal
@@ -55,9 +56,10 @@ class TrainingRunner:
         self.errors: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     # --- control ----------------------------------------------------------------------------
-    def start(self, config: TuneConfig, fallback_to_tiny: bool = False) -> None:
+    def start(self, config: TuneConfig, fallback_to_tiny: bool = False, adopt: bool = False) -> None:
         """Start (or resume) the run in `config.output_dir`; a refused resume or bad settings are
-        a ValueError here, before anything runs."""
+        a ValueError here, before anything runs or is written. `adopt`: copy the data file into the
+        run folder first and train on that copy (an upload the web server may delete)."""
         from gpt2tune.training.child import train_command
 
         config.validate()
@@ -69,6 +71,8 @@ class TrainingRunner:
             if self._live is not None:
                 raise ValueError(f"run {self._folder.name!r} is {self._live}: stop it, or wait for it to end, "
                                  "before starting another")
+            if adopt:  # only once the run may start: a refused one leaves nothing behind
+                config = dataclasses.replace(config, csv=str(record.adopt_data(Path(config.output_dir), config.csv)))
             self._folder = Path(config.output_dir)
             self._live, self._stop_asked, self._stop_sent, self._process = record.QUEUED, None, False, None
             self._job += 1

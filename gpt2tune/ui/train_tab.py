@@ -157,9 +157,7 @@ def start_training(request: gr.Request = None, **values):
         source = training_file(values.get("csv"), values.get("dataset"))  # a visitor's upload or the sample; owner-only apps: the owner
         values["base_model"] = _base_model(values.get("base_model"), session)
         config = build_config(TuneConfig, {**values, "csv": source, "output_dir": str(folder), "resume": False})
-        config.validate()
-        config.csv = str(record.adopt_data(folder, source))
-        default_runner().start(config)
+        default_runner().start(config, adopt=True)  # checks the settings once, then copies the data in
     except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
         yield _refusal(error, session)
         return
