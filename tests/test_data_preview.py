@@ -18,7 +18,8 @@ def client(app_url):  # noqa: F811
 def test_preview_says_what_check_says_on_the_same_options(client, capsys, tiny_model_dir, tmp_path):
     rows = []
     for i in range(30):
-        rows += [(f"What is <b>item {i}</b>?", f"<p>Item {i}</p> is short."), (f"What is <b>item {i}</b>?", f"{LONG} {i}")]
+        question = f"What is <b>item {i}</b>?"
+        rows += [(question, f"<p>Item {i}</p> is short."), (question, f"{LONG} {i}")]
     path = write_rows(tmp_path / "html.csv", rows)
     options = {"max_length": 64, "overlong": "drop", "strip_html": True, "eval_fraction": 0.25, "seed": 5}
     _, summary, *_ = client.predict(file=handle_file(str(path)), base_model=str(tiny_model_dir), **options,

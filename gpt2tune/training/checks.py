@@ -49,5 +49,6 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False) -> CheckRepor
         parameters=parameter_count(prepared.model),
         warnings=prepared.warnings,
         dataset=prepared.dataset,
-        memory=estimate(config, prepared.resolved.max_length, prepared.model, prepared.devices.device, prepared.devices.precision),
+        memory=estimate(config, prepared.resolved.max_length, prepared.model, prepared.devices.device,
+                        prepared.devices.precision),
     )

@@ -50,7 +50,8 @@ class MemoryEstimate:
         return "\n".join(lines)
 
 
-def estimate(config, max_length: int, model, device: str, precision: str, available: int | None = None) -> MemoryEstimate:
+def estimate(config, max_length: int, model, device: str, precision: str,
+             available: int | None = None) -> MemoryEstimate:
     """Both methods for this model and batch (LoRA with the config's rank, targets and dropout), for rows of
     `max_length` tokens: the length the run resolved, never the config's 0 (auto)."""
     from gpt2tune.training.adapters import lora_parameter_count, targeted_modules

@@ -72,7 +72,8 @@ def device_memory_bytes(device: str) -> int | None:
         return None
 
 
-def suggest_batch(config, max_length: int, model_config, n_parameters: int, bytes_per_value: int, available: int | None) -> tuple[int, int]:
+def suggest_batch(config, max_length: int, model_config, n_parameters: int, bytes_per_value: int,
+                  available: int | None) -> tuple[int, int]:
     """The largest halved batch size that should fit in ~90% of the device, and the gradient
     accumulation that keeps the effective batch the same."""
     target = config.batch_size

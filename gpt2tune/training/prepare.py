@@ -152,8 +152,8 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
                         truncated_train=prep.truncated_train, truncated_eval=prep.truncated_eval,
                         device=devices.device, precision=devices.precision, compile=bool(devices.compile),
                         batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps)
-    return Prepared(config=config, resolved=resolved, data=data, devices=devices, base_model=base_model, tokenizer=tokenizer,
-                    model=model, vocab=vocab, train_at=train_at, eval_at=eval_at, train_set=train_set,
+    return Prepared(config=config, resolved=resolved, data=data, devices=devices, base_model=base_model,
+                    tokenizer=tokenizer, model=model, vocab=vocab, train_at=train_at, eval_at=eval_at, train_set=train_set,
                     eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset,
                     expanded_train=expanded)
 

@@ -127,15 +127,16 @@ def _train_with_retry(prepared, resume_from, on_event, stop_event):
         on_event(event)
 
     while True:
-        trainer, stopper = _build_trainer(config, prepared.resolved.max_length, model, prepared.tokenizer, prepared.train_set, prepared.eval_set,
-                                          devices, record, stop_event)
+        trainer, stopper = _build_trainer(config, prepared.resolved.max_length, model, prepared.tokenizer,
+                                          prepared.train_set, prepared.eval_set, devices, record, stop_event)
         try:
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             return trainer, stopper, output, config
         except Exception as error:
             if not oom.is_out_of_memory(error):
                 raise
-            message = oom.explain(config, prepared.resolved.max_length, model.config, parameter_count(model), devices.device, devices.precision)
+            message = oom.explain(config, prepared.resolved.max_length, model.config, parameter_count(model),
+                                  devices.device, devices.precision)
             steps_done = trainer.state.global_step
         # Outside the except block: the traceback, and the tensors its frames hold, are gone.
         smaller = oom.halved(config) if config.auto_reduce_batch_on_oom else None
