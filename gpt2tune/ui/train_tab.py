@@ -260,7 +260,9 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool):
         listed_state = view.state  # the run list is read again only when this run's state changes
         yield (*rendered, *form)
         first = False
-        if not view.active or not _still_watching(session, token):
+        # a run whose process just died reads interrupted until the runner has recorded why: keep following
+        closing = runner.active_run() is not None and runner.active_run().resolve() == folder.resolve()
+        if (not view.active and not closing) or not _still_watching(session, token):
             break
         time.sleep(REDRAW_EVERY_S)
         runner.wait_for_change(version, timeout=5.0)
