@@ -97,11 +97,11 @@ def test_a_run_records_what_it_resolved_beside_what_was_asked(tiny_model_dir, tm
     from gpt2tune.runs.resolved import load_run
 
     path, rows = constructed(tmp_path)
-    train, held_out = split_of(rows)
+    train, held_out = split_of(rows, seed=7)
     out_dir = tmp_path / "run"
     code = main(["train", "--csv", str(path), "--base-model", str(tiny_model_dir), "--output-dir", str(out_dir),
                  "--max-steps", "2", "--batch-size", "2", "--eval-steps", "0", "--save-steps", "0",
-                 "--eval-answer-samples", "0", "--eval-fraction", "0.25", "--max-length", "0"])
+                 "--eval-answer-samples", "0", "--eval-fraction", "0.25", "--max-length", "0", "--seed", "7"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     saved = json.loads((out_dir / "run.json").read_text())
@@ -119,6 +119,15 @@ def test_a_run_records_what_it_resolved_beside_what_was_asked(tiny_model_dir, tm
     card = (out_dir / "README.md").read_text()
     assert f"- {said}" in card.splitlines() and "chosen automatically" not in card
     assert f"| max_length | {run.resolved.max_length} (auto) |" in card
+
+    # eval reads the same record: the run's seed and its split (not a default of its own)
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(out_dir), "--csv", str(path), "--max-samples", "0", "--output",
+                 str(report)]) == 0
+    result = json.loads(report.read_text())
+    trained = {q for q, _ in train}
+    assert result["seed"] == 7 and result["max_length"] == run.resolved.max_length
+    assert result["overlap"]["leaked_rows"] == sum(q in trained for q, _ in rows)
 
 
 def test_list_answers_are_counted_in_one_unit_and_no_change_goes_uncounted(tmp_path):
