@@ -53,9 +53,7 @@ class Resolved:
         return self.length.summary().splitlines()[0]
 
     def to_dict(self) -> dict:
-        values = dataclasses.asdict(self)
-        values["length"] = dataclasses.asdict(self.length)
-        return values
+        return dataclasses.asdict(self)  # the length policy as its fields
 
     @classmethod
     def from_dict(cls, values: dict) -> Resolved:
@@ -72,7 +70,7 @@ class SavedRun:
 
 
 def _settings(values: dict) -> TuneConfig:
-    # a setting this version does not know (a newer gpt2tune wrote it) is not this version's to use
+    # only settings: not the resolved block beside them, nor one this version does not know (a newer one wrote it)
     known = {f.name for f in dataclasses.fields(TuneConfig)}
     return TuneConfig.from_dict({k: v for k, v in values.items() if k in known})
 
@@ -98,7 +96,7 @@ def load_run(folder) -> SavedRun | None:
         return from_record(record, folder)
     saved = artifacts.read_json(folder / artifacts.CONFIG_FILE)
     if isinstance(saved, dict) and saved:
-        return read_run({k: v for k, v in saved.items() if k != RESOLVED_KEY}, saved.get(RESOLVED_KEY), folder)
+        return read_run(saved, saved.get(RESOLVED_KEY), folder)  # beside the settings, not one of them
     return None
 
 
