@@ -17,7 +17,6 @@ is killed (SIGKILL). A child that ends without closing its record (killed, crash
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import os
 import signal
@@ -56,10 +55,9 @@ class TrainingRunner:
         self.errors: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     # --- control ----------------------------------------------------------------------------
-    def start(self, config: TuneConfig, fallback_to_tiny: bool = False, adopt: bool = False) -> None:
+    def start(self, config: TuneConfig, fallback_to_tiny: bool = False) -> None:
         """Start (or resume) the run in `config.output_dir`; a refused resume or bad settings are
-        a ValueError here, before anything runs or is written. `adopt`: copy the data file into the
-        run folder first and train on that copy (an upload the web server may delete)."""
+        a ValueError here, before anything runs."""
         from gpt2tune.training.child import train_command
 
         config.validate()
@@ -71,14 +69,12 @@ class TrainingRunner:
             if self._live is not None:
                 raise ValueError(f"run {self._folder.name!r} is {self._live}: stop it, or wait for it to end, "
                                  "before starting another")
-            if adopt:  # only once the run may start: a refused one leaves nothing behind
-                config = dataclasses.replace(config, csv=str(record.adopt_data(Path(config.output_dir), config.csv)))
             self._folder = Path(config.output_dir)
             self._live, self._stop_asked, self._stop_sent, self._process = record.QUEUED, None, False, None
             self._job += 1
             self.errors.pop(str(self._folder), None)
             self._thread = threading.Thread(target=self._run, args=(train_command(config, fallback_to_tiny),
-                                                                    self._folder, self._job),
+                                                                    self._folder, self._job, config.resume),
                                             name="gpt2tune-train", daemon=True)
             self._thread.start()
             self._bump()
@@ -132,7 +128,7 @@ class TrainingRunner:
         return self.active_run() is not None
 
     # --- the child --------------------------------------------------------------------------
-    def _run(self, argv: list[str], folder: Path, job: int) -> None:
+    def _run(self, argv: list[str], folder: Path, job: int, resume: bool) -> None:
         from gpt2tune.training.child import child_environment
 
         stderr = collections.deque(maxlen=STDERR_LINES)
@@ -171,7 +167,7 @@ class TrainingRunner:
                     process.kill()  # SIGKILL: a hung step does not hold the server's one run forever
                     killed = True
         reader.join(5)
-        self._close(folder, process.pid, process.returncode, killed, list(stderr))
+        self._close(folder, process.pid, process.returncode, killed, list(stderr), resume)
         self._finish(job)
 
     def _closed_in_folder(self) -> bool:
@@ -202,8 +198,11 @@ class TrainingRunner:
             self._bump()
         return ours and saved.get("state") not in record.ALIVE
 
-    def _close(self, folder: Path, pid: int, returncode: int, killed: bool, stderr: list[str]) -> None:
-        """A child that ended without closing its record leaves its run failed, with the reason."""
+    def _close(self, folder: Path, pid: int, returncode: int, killed: bool, stderr: list[str], resume: bool) -> None:
+        """A child that ended without closing its record leaves its run failed, with the reason. A
+        visitor's new run that failed before its first step leaves no folder; the page still says why."""
+        from gpt2tune.visitor import discard_if_untrained
+
         if killed:
             message = (f"did not stop within {self.stop_grace_s:g} s of Stop, so it was ended (SIGKILL); "
                        "Resume continues from its last checkpoint")
@@ -211,11 +210,15 @@ class TrainingRunner:
             message = f"the training process was killed ({signal.Signals(-returncode).name})"
         else:
             message = _error_line(stderr) or f"the training process exited with code {returncode}"
+        saved = record.read_record(folder)
         closed = record.mark_ended(folder, pid, record.FAILED, message)
-        if returncode != 0 and not closed and record.read_record(folder) is None:
-            self._remember_error(folder, message)  # it failed before it had a record
-        if returncode != 0:
-            log.warning("training run in %s ended with code %s: %s", folder, returncode, message)
+        if returncode == 0:
+            return
+        if saved is not None and not closed:  # the child recorded why itself
+            message = saved.get("message") or message
+        if saved is None or (not resume and discard_if_untrained(folder)):
+            self._remember_error(folder, message)  # no record (left) to say it
+        log.warning("training run in %s ended with code %s: %s", folder, returncode, message)
 
     def _remember_error(self, folder: Path, message: str) -> None:
         with self._changed:

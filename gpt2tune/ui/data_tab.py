@@ -10,7 +10,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, mtime, work_dir
-from gpt2tune.ui.common import data_source, stat_tile, ui_errors, visitor_file
+from gpt2tune.ui.common import stat_tile, ui_errors, visitor_data, visitor_file
 from gpt2tune.ui.fields import build_config, field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
@@ -159,7 +159,10 @@ def inspect_dataset_columns(dataset, dataset_split=None, dataset_config=None, da
 
     if not (dataset or "").strip():
         raise ValueError("no Hub dataset: enter its id as user/name")
-    table = read_hub_table(dataset, dataset_config or None, dataset_split or None, dataset_revision or None)
+    hub = visitor_data(dict(dataset=dataset, dataset_split=dataset_split, dataset_config=dataset_config,
+                            dataset_revision=dataset_revision))
+    table = read_hub_table(hub["dataset"], hub["dataset_config"], hub["dataset_split"], hub["dataset_revision"],
+                           token=hub["hub_token"], cache_dir=hub["hub_cache_dir"])
     question, answer = suggest_columns(table.header)
     return (gr.Dropdown(choices=table.header, value=question), gr.Dropdown(choices=table.header, value=answer),
             gr.Group(visible=True))
@@ -179,11 +182,11 @@ def preview_data(file=None, question_column=None, answer_column=None, eval_fract
     from gpt2tune.ui.common import _resolve_remembered, default_base_model, resolve_model_reference
 
     # No file and no dataset: the bundled sample, as the page shows when it opens.
-    values = dict(csv=data_source(file or SAMPLE_CSV, dataset), question_column=question_column,
-                  answer_column=answer_column, eval_fraction=eval_fraction, seed=seed, max_length=max_length,
-                  dataset=dataset, dataset_split=dataset_split, dataset_config=dataset_config,
-                  dataset_revision=dataset_revision, strip_html=strip_html, overlong=overlong,
-                  answer_lists=answer_lists)
+    values = visitor_data(dict(csv=file or SAMPLE_CSV, dataset=dataset, dataset_split=dataset_split,
+                               dataset_config=dataset_config, dataset_revision=dataset_revision,
+                               question_column=question_column, answer_column=answer_column,
+                               eval_fraction=eval_fraction, seed=seed, max_length=max_length, strip_html=strip_html,
+                               overlong=overlong, answer_lists=answer_lists))
     config = build_config(TuneConfig, {k: v for k, v in values.items() if v is not None})
     config.validate()
     base, _ = _resolve_remembered(resolve_model_reference(base_model or default_base_model(), "base model"))
