@@ -300,7 +300,8 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool):
         yield (*rendered, *form)
         first = False
         # a run whose process just died reads interrupted until the runner has recorded why: keep following
-        closing = runner.active_run() is not None and runner.active_run().resolve() == folder.resolve()
+        active = runner.active_run()
+        closing = active is not None and active.resolve() == folder.resolve()
         if (not view.active and not closing) or not _still_watching(session, token):
             break
         time.sleep(REDRAW_EVERY_S)
