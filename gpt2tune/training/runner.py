@@ -108,7 +108,7 @@ class TrainingRunner:
 
     def active_run(self) -> Path | None:
         with self._changed:
-            return self._folder if self._live and not self._closed_in_folder() else None
+            return self._folder if self._live else None
 
     def live_state(self, folder) -> str | None:
         """queued / stopping for the run this server is training, when the folder can't say it yet."""
@@ -159,6 +159,7 @@ class TrainingRunner:
                 seen = news
                 if self._on_news(folder, process.pid, job):
                     # the run is closed in its folder: the server may start the next while this child exits
+                    self._discard_if_failed_untrained(folder, resume)
                     self._finish(job)
             asked = self._stop_asked if job == self._job else None
             if asked is not None:
@@ -199,10 +200,7 @@ class TrainingRunner:
         return ours and saved.get("state") not in record.ALIVE
 
     def _close(self, folder: Path, pid: int, returncode: int, killed: bool, stderr: list[str], resume: bool) -> None:
-        """A child that ended without closing its record leaves its run failed, with the reason. A
-        visitor's new run that failed before its first step leaves no folder; the page still says why."""
-        from gpt2tune.visitor import discard_if_untrained
-
+        """A child that ended without closing its record leaves its run failed, with the reason."""
         if killed:
             message = (f"did not stop within {self.stop_grace_s:g} s of Stop, so it was ended (SIGKILL); "
                        "Resume continues from its last checkpoint")
@@ -214,11 +212,21 @@ class TrainingRunner:
         closed = record.mark_ended(folder, pid, record.FAILED, message)
         if returncode == 0:
             return
-        if saved is not None and not closed:  # the child recorded why itself
-            message = saved.get("message") or message
-        if saved is None or (not resume and discard_if_untrained(folder)):
-            self._remember_error(folder, message)  # no record (left) to say it
+        if saved is None:
+            self._remember_error(folder, message)  # it failed before it had a record (or left none)
+        else:
+            if not closed:  # the child recorded why itself
+                message = saved.get("message") or message
+            self._discard_if_failed_untrained(folder, resume)
         log.warning("training run in %s ended with code %s: %s", folder, returncode, message)
+
+    def _discard_if_failed_untrained(self, folder: Path, resume: bool) -> None:
+        """A visitor's new run that failed before its first step leaves no folder; the page still says why."""
+        from gpt2tune.visitor import discard_if_untrained
+
+        saved = record.read_record(folder) or {}
+        if saved.get("state") == record.FAILED and not resume and discard_if_untrained(folder):
+            self._remember_error(folder, saved.get("message") or "failed")
 
     def _remember_error(self, folder: Path, message: str) -> None:
         with self._changed:
