@@ -247,7 +247,6 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
     run = run_record(model_name_or_path)
     # a run's own settings where it has them; a model without a run's record: the defaults a run starts with
     settings = run.run.settings if run.run else TuneConfig()
-    trained_length = run.run.resolved.max_length if run.run and run.run.resolved else None
     data = load_qa_data(csv, question_column, answer_column, strip_html=settings.strip_html)
     if max_length is not None and max_length != 0 and max_length < 8:
         raise ValueError(f"max_length must be at least 8 tokens, or 0 for auto (got {max_length})")
@@ -255,7 +254,7 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
     model, tokenizer = load_model_and_tokenizer(model_name_or_path, allow_pickle=allow_pickle)
     context = model.config.n_positions
     if max_length is None:
-        requested, source = (trained_length, "the run's") if trained_length else (context, "the model's context")
+        requested, source = (run.max_length, "the run's") if run.max_length else (context, "the model's context")
     else:
         requested, source = max_length, "auto" if max_length == 0 else "set"
     overlong = settings.overlong

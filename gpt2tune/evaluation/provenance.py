@@ -25,6 +25,11 @@ class RunRecord:
     def folder(self) -> Path | None:
         return self.run.folder if self.run else None
 
+    @property
+    def max_length(self) -> int | None:
+        """The length the run trained with; None when there is no run or it never resolved one."""
+        return self.run.resolved.max_length if self.run and self.run.resolved else None
+
 
 def run_record(model_name_or_path: str) -> RunRecord:
     run = load_run(model_name_or_path) if Path(model_name_or_path).is_dir() else None
@@ -37,6 +42,12 @@ def training_split(run: RunRecord):
     """The run's training rows, rebuilt from its file with its columns, seed and eval fraction; None when
     the file is not here or is no longer the one trained on (its SHA-256 changed), or the run never
     resolved its columns."""
+    split = run_split(run)
+    return None if split is None else split[0]
+
+
+def run_split(run: RunRecord):
+    """(training rows, eval rows) of the run, as `training_split` rebuilds them; None when it cannot."""
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.prep import split_frame
 
@@ -46,8 +57,7 @@ def training_split(run: RunRecord):
     if resolved is None or not csv or not Path(csv).is_file() or (recorded and file_sha256(csv) != recorded):
         return None
     data = load_qa_data(csv, resolved.question_column, resolved.answer_column, strip_html=settings.strip_html)
-    train, _ = split_frame(data.frame, settings.eval_fraction, settings.seed)
-    return train
+    return split_frame(data.frame, settings.eval_fraction, settings.seed)
 
 
 def training_overlap(run: RunRecord, csv, frame, result: dict) -> list[str]:

@@ -29,14 +29,9 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
     from huggingface_hub import ModelCard
 
     output_dir = Path(output_dir)
-    run = load_run(output_dir)
-    config = run.settings.to_dict() if run else {}  # the settings as asked
-    resolved = run.resolved if run else None  # what the run made of them
-    metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
+    config, resolved, metrics, adapter = _run_files(output_dir)
     samples = artifacts.read_json(output_dir / SAMPLES_FILE, []) or []
-    adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
-    base_model = str((adapter or {}).get("base_model_name_or_path") or (resolved.base_model if resolved else None)
-                     or metrics.get("base_model") or config.get("base_model") or TuneConfig.base_model)
+    base_model = _base_model(adapter, resolved, metrics, config)
     name = repo_id or title or output_dir.name
     metadata = _metadata(base_model, metrics, config, name, license)
     if adapter is not None:  # the Hub lists an adapter under its base model, loaded with peft
@@ -88,6 +83,31 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
     ]
     return ModelCard("\n".join(sections))
+
+
+def _run_files(output_dir: Path) -> tuple[dict, object, dict, dict | None]:
+    """(the settings as asked, what the run resolved or None, metrics, the adapter's config or None)."""
+    run = load_run(output_dir)
+    return (run.settings.to_dict() if run else {}, run.resolved if run else None,
+            artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {},
+            artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE))
+
+
+def _base_model(adapter: dict | None, resolved, metrics: dict, config: dict) -> str:
+    """The model the run started from: the adapter's base, else the one the run loaded."""
+    return str((adapter or {}).get("base_model_name_or_path") or (resolved.base_model if resolved else None)
+               or metrics.get("base_model") or config.get("base_model") or TuneConfig.base_model)
+
+
+def card_summary(output_dir: str | Path) -> str:
+    """The card's opening, in its words: what the model is, what it was trained on, how it scored
+    (Markdown; a demo page shows it beside the model)."""
+    config, resolved, metrics, adapter = _run_files(Path(output_dir))
+    base_model = _base_model(adapter, resolved, metrics, config)
+    return "\n".join([
+        f"GPT-2 fine-tuned with gpt2tune on question/answer pairs, starting from {_describe(base_model)}.", "",
+        _method(config, adapter is not None, base_model), "## Data", "", _data(metrics, config, resolved), "",
+        _results(metrics)])
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None, title: str | None = None) -> Path:
@@ -213,9 +233,21 @@ def _results(metrics: dict) -> str:
 
 
 def _samples(samples: list[dict]) -> str:
-    rows = ["| question | reference | generated |", "|---|---|---|"]
-    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |" for s in samples]
+    # beside each answer, the most similar training question and its answer: recited, or generalised?
+    # (a run saved before the nearest-example index has none)
+    nearest = any("nearest" in s for s in samples)
+    rows = ["| question | reference | generated |" + (" nearest training example (similarity) |" if nearest else ""),
+            "|---" * (4 if nearest else 3) + "|"]
+    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |"
+             + (f" {_nearest(s)} |" if nearest else "") for s in samples]
     return "\n".join(rows)
+
+
+def _nearest(sample: dict) -> str:
+    near = sample.get("nearest")
+    if not near:
+        return "(none)"
+    return f"({near['score']:.2f}) Q: {_cell(near['question'], 100)} A: {_cell(near['answer'], 100)}"
 
 
 def _data(metrics: dict, config: dict, resolved) -> str:

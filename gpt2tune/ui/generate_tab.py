@@ -13,6 +13,7 @@ from gpt2tune.ui.common import (
     OTHER_MODEL,
     TRAINED_RUN,
     chosen_model,
+    current_caller,
     load_model,
     refresh_run_choices,
     resolve_base_model,
@@ -63,6 +64,9 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
                                         buttons=["copy"])
                     base_answer = gr.Textbox(label="Base model", lines=10, max_lines=24, visible=False,
                                              buttons=["copy"])
+                nearest = gr.Textbox(label="Nearest training example", lines=3, max_lines=12, elem_id="nearest",
+                                     info="The run's training question most similar to this one, its answer and "
+                                          "their similarity (0-1): does the answer recite it, or generalise?")
 
     source.change(lambda choice: (gr.Dropdown(visible=choice == TRAINED_RUN), gr.Textbox(visible=choice == OTHER_MODEL)),
                   inputs=source, outputs=[run, model_id], api_visibility="private", queue=False)
@@ -72,8 +76,12 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
                   base_model=base_model, allow_pickle=allow_pickle, **settings)
     event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], concurrency_limit=GENERATE_CONCURRENCY,
                  concurrency_id="generate")
-    generate.click(generate_answer, api_name="generate", **event)
-    question.submit(generate_answer, api_visibility="private", **event)
+    # once an answer is there, the training example it is closest to (its own endpoint: /generate keeps its outputs)
+    lookup = dict(fn=nearest_example, inputs=[question, source, run, model_id], outputs=nearest)
+    generate.click(generate_answer, api_name="generate", **event).success(api_name="nearest", **lookup)
+    question.submit(generate_answer, api_visibility="private", **event).success(api_visibility="private", **lookup)
+    for trigger in (generate.click, question.submit):  # the previous question's example goes at once
+        trigger(lambda: "", outputs=nearest, api_visibility="private", queue=False)
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return GenerateTab(source, run, model_id)
 
@@ -101,3 +109,16 @@ def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compa
             except StopIteration:
                 del active[index]
         yield texts[0], texts[1]
+
+
+@ui_errors
+def nearest_example(question, source=TRAINED_RUN, run=None, model_id=None, request: gr.Request = None) -> str:
+    """The training example nearest to the question, in the same words as `generate --show-nearest`."""
+    from gpt2tune.evaluation.nearest_example import describe, run_index
+    from gpt2tune.hub.access import check_may_see_training_data
+
+    try:
+        check_may_see_training_data(current_caller(request))
+    except ValueError as refused:  # said in the box, where the example would be: not an error of the answer
+        return f"none: {refused}"
+    return "\n".join(describe(*run_index(chosen_model(source, run, model_id)), question))
