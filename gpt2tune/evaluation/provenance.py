@@ -27,8 +27,11 @@ class RunRecord:
 
     @property
     def max_length(self) -> int | None:
-        """The length the run trained with; None when there is no run or it never resolved one."""
-        return self.run.resolved.max_length if self.run and self.run.resolved else None
+        """The length the run trained with; None when there is no run, or it asked for auto and never
+        resolved it (a length that was set is used as set)."""
+        if self.run is None:
+            return None
+        return self.run.resolved.max_length if self.run.resolved else (self.run.settings.max_length or None)
 
 
 def run_record(model_name_or_path: str) -> RunRecord:
