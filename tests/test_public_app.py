@@ -162,7 +162,7 @@ def test_a_visitors_hub_dataset_is_fetched_without_the_owners_token(tiny_model_d
 
         # The stand-in sees the token when the owner's CLI names the same private dataset
         owner = subprocess.run([sys.executable, "-m", "gpt2tune", "check", "--dataset", "tester/owners-private"],
-                               env=env, capture_output=True, text=True, timeout=120)
+                               env=env, capture_output=True, text=True, timeout=300)
         assert owner.returncode == 2 and f"Bearer {SERVER_TOKEN}" in {r["authorization"] for r in requests}
         requests.clear()
 
