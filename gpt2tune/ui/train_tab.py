@@ -289,6 +289,10 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool):
     first, listed_state = True, None
     while True:
         version = runner.version
+        # a run whose process just died reads interrupted (or, discarded, absent) until the runner has
+        # recorded why: follow it while the runner has it, and read the folder after asking
+        active = runner.active_run()
+        closing = active is not None and active.resolve() == folder.resolve()
         view = _view(folder)
         if own:
             for warning in view.warnings[shown_warnings:]:
@@ -299,9 +303,6 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool):
         listed_state = view.state  # the run list is read again only when this run's state changes
         yield (*rendered, *form)
         first = False
-        # a run whose process just died reads interrupted until the runner has recorded why: keep following
-        active = runner.active_run()
-        closing = active is not None and active.resolve() == folder.resolve()
         if (not view.active and not closing) or not _still_watching(session, token):
             break
         time.sleep(REDRAW_EVERY_S)
