@@ -236,7 +236,7 @@ def test_generate_refuses_bad_input_with_one_line(client, finished_run, override
 
 def test_train_refuses_bad_settings(client):
     refused = client.predict(run_name="bad", **{**QUICK, "learning_rate": 0}, api_name="/train")
-    assert alert_text(refused) == "⚠️ learning_rate must be greater than 0 (got 0.0)"
+    assert alert_text(refused) == "⚠️ Learning rate must be greater than 0 (got 0.0)"  # the box, in the app's words
     refused = client.predict(run_name="a/b", **QUICK, api_name="/train")
     assert alert_text(refused).startswith("⚠️ run name 'a/b' is not valid")
 

@@ -13,7 +13,9 @@ from gpt2tune.ui.common import (
     OTHER_MODEL,
     TRAINED_RUN,
     chosen_model,
+    listen,
     load_model,
+    message_line,
     refresh_run_choices,
     resolve_base_model,
     ui_errors,
@@ -57,6 +59,7 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
                         else:
                             settings[f.name] = field_component(GenerationSettings, f.name)
                 generate = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                message = message_line("generate-message")
             with gr.Column(scale=3):
                 with gr.Row(equal_height=True):
                     answer = gr.Textbox(label="Fine-tuned model", lines=10, max_lines=24, elem_id="answer",
@@ -70,10 +73,12 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
                    api_visibility="private", queue=False)
     inputs = dict(question=question, source=source, run=run, model_id=model_id, compare=compare,
                   base_model=base_model, allow_pickle=allow_pickle, **settings)
-    event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], concurrency_limit=GENERATE_CONCURRENCY,
-                 concurrency_id="generate")
-    generate.click(generate_answer, api_name="generate", **event)
-    question.submit(generate_answer, api_visibility="private", **event)
+    with tab:  # the endpoints' hidden buttons belong inside a tab
+        # an error goes under the button; the answers on screen stay until the next one streams in
+        event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], message=message,
+                     concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
+        listen(generate.click, generate_answer, api_name="generate", **event)
+        listen(question.submit, generate_answer, **event)
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return GenerateTab(source, run, model_id)
 

@@ -14,7 +14,9 @@ from gpt2tune.ui.common import (
     TRAINED_RUN,
     chosen_model,
     current_caller,
+    listen,
     load_model,
+    message_line,
     oauth_enabled,
     refresh_run_choices,
     resolve_model_reference,
@@ -50,17 +52,21 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                 merged = gr.Checkbox(label="Merged full weights instead of the LoRA adapter", value=False,
                                      info="For a LoRA run trained with 'Also save merged full weights'.")
                 push = gr.Button("Push to the Hub", variant="primary")
+                push_message = message_line("push-message")
                 push_result = gr.Markdown(elem_classes="summary", label="Push result", show_label=False)
             with gr.Column():
                 gr.Markdown("### Load a model from the Hub", elem_classes="section-title")
                 load_id = gr.Textbox(label="Repository", placeholder="user/name, or gpt2",
                                      info="Downloaded once, then answered with on the Generate tab.")
                 load = gr.Button("Load", variant="secondary")
+                load_message = message_line("load-message")
                 load_result = gr.Markdown(elem_classes="summary", label="Load result", show_label=False)
 
-    push.click(push_run, inputs=[run, repo_id, token, private, verify, merged], outputs=push_result, api_name="push")
-    load.click(load_from_hub, inputs=[load_id, allow_pickle],
-               outputs=[load_result, generate_source, generate_model_id], api_name="load")
+    with tab:  # the endpoints' hidden buttons belong inside a tab
+        listen(push.click, push_run, inputs=[run, repo_id, token, private, verify, merged], outputs=[push_result],
+               message=push_message, api_name="push")
+        listen(load.click, load_from_hub, inputs=[load_id, allow_pickle],
+               outputs=[load_result, generate_source, generate_model_id], message=load_message, api_name="load")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return HubTab(run)
 
@@ -86,7 +92,6 @@ def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, merg
     progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
     url = push_to_hub(folder, repo_id, token=token, private=bool(private))
     progress(1.0)
-    gr.Info(f"Pushed to {repo_id}")
     visibility = "private" if private else "public"
     published = f"✅ Published as a {visibility} model: [{html.escape(url)}]({html.escape(url)})"
     if not verify:

@@ -6,9 +6,11 @@ import time
 
 import gradio as gr
 
-from gpt2tune.ui.common import ui_errors
+from gpt2tune.ui.common import listen, message_line
 
-COLUMNS = ["run", "model", "steps", "train loss", "eval loss", "perplexity", "learning rate", "base model", "modified"]
+# Short one-word-a-line headers: a phone's narrow columns then wrap between words, never inside one.
+COLUMNS = ["run", "state", "method", "steps", "model", "train loss", "best eval loss", "perplexity", "learning rate",
+           "base model", "modified"]
 
 
 def create_runs_tab() -> None:
@@ -18,18 +20,18 @@ def create_runs_tab() -> None:
         with gr.Row():
             chosen = gr.Dropdown(label="Runs to plot", choices=[], value=[], multiselect=True, scale=4)
             refresh = gr.Button("Refresh", size="sm", scale=1)
+        message = message_line("runs-message")
         curves = gr.LinePlot(x="step", y="loss", color="curve", x_title="step", y_title="loss",
-                             label="Loss curves", show_label=False, x_axis_format="d")
+                             label="Loss curves", show_label=False, x_axis_format="d", elem_id="runs-curves")
         table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False,
-                             label="Runs")
+                             label="Runs", elem_id="runs-table")
 
-    outputs = [table, chosen, curves]
-    refresh.click(list_runs_view, inputs=chosen, outputs=outputs, api_name="runs")
-    tab.select(list_runs_view, inputs=chosen, outputs=outputs, api_visibility="private")
-    chosen.input(plot_runs, inputs=chosen, outputs=curves, api_visibility="private")
+        outputs = [table, chosen, curves]
+        listen(refresh.click, list_runs_view, inputs=chosen, outputs=outputs, message=message, api_name="runs")
+        listen(tab.select, list_runs_view, inputs=chosen, outputs=outputs, message=message)
+        listen(chosen.input, plot_runs, inputs=chosen, outputs=[curves], message=message)
 
 
-@ui_errors
 def list_runs_view(chosen=None):
     import pandas as pd
 
@@ -43,9 +45,11 @@ def list_runs_view(chosen=None):
         metrics, config = run.metrics, run.config
         rows.append([
             run.name,
+            run.state or "",
+            _method(config),
+            metrics.get("global_step", run.step or max((h.get("step", 0) for h in run.history), default=0)),
             "yes" if run.has_model else ("checkpoint" if run.resumable else "no"),
-            metrics.get("global_step", max((h.get("step", 0) for h in run.history), default=0)),
-            _round(metrics.get("train_loss")), _round(metrics.get("eval_loss")), _round(metrics.get("perplexity"), 2),
+            _round(metrics.get("train_loss")), _round(_best_eval_loss(run)), _round(metrics.get("perplexity"), 2),
             config.get("learning_rate", ""), _base_name(metrics.get("base_model") or config.get("base_model")),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)),
         ])
@@ -53,7 +57,6 @@ def list_runs_view(chosen=None):
     return table, gr.Dropdown(choices=names, value=chosen), plot_runs(chosen)
 
 
-@ui_errors
 def plot_runs(chosen):
     import pandas as pd
 
@@ -66,6 +69,19 @@ def plot_runs(chosen):
     frame["curve"] = frame["run"] + " · " + frame["split"]
     # a caption naming the runs also makes the plot redraw its colours for a new selection
     return gr.LinePlot(value=frame, caption="runs: " + ", ".join(dict.fromkeys(frame["run"])))
+
+
+def _method(config: dict) -> str:
+    if not config:
+        return ""
+    return f"LoRA r={config.get('lora_r')}" if config.get("method") == "lora" else "full"
+
+
+def _best_eval_loss(run) -> float | None:
+    """The lowest eval loss of the run's evaluations (the final one when it had only that)."""
+    losses = [float(h["eval_loss"]) for h in run.history if h.get("eval_loss") is not None]
+    final = run.metrics.get("eval_loss")
+    return min(losses + ([float(final)] if isinstance(final, (int, float)) else []), default=None)
 
 
 def _round(value, digits: int = 4):
