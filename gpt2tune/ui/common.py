@@ -77,9 +77,9 @@ def ui_errors(fn):
     return call
 
 
-def message_line(elem_id: str) -> gr.HTML:
+def message_line(elem_id: str, label: str = "Message") -> gr.HTML:
     """The tab's line for what went wrong, placed under the control whose action failed."""
-    return gr.HTML("", elem_id=elem_id, elem_classes="message-line", label="Message", container=False)
+    return gr.HTML("", elem_id=elem_id, elem_classes="message-line", label=label, container=False)
 
 
 def render_message(text: str) -> str:
