@@ -60,8 +60,8 @@ def create_data_tab() -> DataTab:
                 message = message_line("data-message")  # under the file box: what went wrong with it
                 sample = gr.Button("Use the sample dataset", size="sm", variant="secondary")
                 with gr.Accordion("…or a dataset from the Hugging Face Hub", open=False):
-                    hub = {name: field_component(TuneConfig, name, value="", placeholder=hint)
-                           for name, hint in HUB_FIELDS.items()}
+                    hub = {name: field_component(TuneConfig, name, value="", placeholder=hint,
+                                                 elem_id=f"hub-{name}") for name, hint in HUB_FIELDS.items()}
                 with gr.Group(visible=False, elem_id="column-mapping") as mapping:
                     gr.Markdown("**Which columns hold the questions and the answers?**", elem_classes="group-title")
                     question_column = gr.Dropdown(label="Question column", choices=[], value=None, allow_custom_value=True)

@@ -13,6 +13,9 @@ COLUMNS = ["run", "state", "method", "steps", "model", "train loss", "best eval 
            "base model", "modified"]
 
 
+SPLITS = ("eval", "train")  # the losses in a run's history (store.overlay_rows)
+
+
 def create_runs_tab() -> None:
     with gr.Tab("Runs", id="runs") as tab:
         gr.Markdown("Every run in the working folder, newest first. Pick runs to compare their loss curves.",
@@ -21,18 +24,21 @@ def create_runs_tab() -> None:
             chosen = gr.Dropdown(label="Runs to plot", choices=[], value=[], multiselect=True, scale=4)
             refresh = gr.Button("Refresh", size="sm", scale=1)
         message = message_line("runs-message")
-        curves = gr.LinePlot(x="step", y="loss", color="curve", x_title="step", y_title="loss",
+        # one loss at a time, coloured by run: a legend of run names fits a phone's width
+        split = gr.Radio(list(SPLITS), value="eval", label="Loss", elem_id="runs-split")
+        curves = gr.LinePlot(x="step", y="loss", color="run", x_title="step", y_title="loss",
                              label="Loss curves", show_label=False, x_axis_format="d", elem_id="runs-curves")
         table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False,
                              label="Runs", elem_id="runs-table")
 
         outputs = [table, chosen, curves]
-        listen(refresh.click, list_runs_view, inputs=chosen, outputs=outputs, message=message, api_name="runs")
-        listen(tab.select, list_runs_view, inputs=chosen, outputs=outputs, message=message)
-        listen(chosen.input, plot_runs, inputs=chosen, outputs=[curves], message=message)
+        listen(refresh.click, list_runs_view, inputs=[chosen, split], outputs=outputs, message=message, api_name="runs")
+        listen(tab.select, list_runs_view, inputs=[chosen, split], outputs=outputs, message=message)
+        for control in (chosen, split):
+            listen(control.input, plot_runs, inputs=[chosen, split], outputs=[curves], message=message)
 
 
-def list_runs_view(chosen=None):
+def list_runs_view(chosen=None, split="eval"):
     import pandas as pd
 
     from gpt2tune.runs.store import list_runs
@@ -54,21 +60,21 @@ def list_runs_view(chosen=None):
             time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)),
         ])
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table, gr.Dropdown(choices=names, value=chosen), plot_runs(chosen)
+    return table, gr.Dropdown(choices=names, value=chosen), plot_runs(chosen, split)
 
 
-def plot_runs(chosen):
+def plot_runs(chosen, split="eval"):
     import pandas as pd
 
     from gpt2tune.runs.store import load_run, overlay_rows
 
-    points = overlay_rows([load_run(name) for name in chosen or []])
+    points = [point for point in overlay_rows([load_run(name) for name in chosen or []])
+              if point["split"] == split]
     if not points:
-        return gr.LinePlot(value=None)
+        return gr.LinePlot(value=None, caption=f"no {split} loss logged yet" if chosen else None)
     frame = pd.DataFrame(points, columns=["run", "step", "loss", "split"])
-    frame["curve"] = frame["run"] + " · " + frame["split"]
     # a caption naming the runs also makes the plot redraw its colours for a new selection
-    return gr.LinePlot(value=frame, caption="runs: " + ", ".join(dict.fromkeys(frame["run"])))
+    return gr.LinePlot(value=frame, caption=f"{split} loss of " + ", ".join(dict.fromkeys(frame["run"])))
 
 
 def _method(config: dict) -> str:
