@@ -10,7 +10,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, mtime, work_dir
-from gpt2tune.ui.common import data_source, listen, message_line, on_page, stat_tile, ui_errors, visitor_file
+from gpt2tune.ui.common import data_source, listen, message_line, stat_tile, ui_errors, visitor_file
 from gpt2tune.ui.fields import field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
@@ -98,11 +98,11 @@ def create_data_tab() -> DataTab:
     with page:  # the endpoints' hidden buttons belong inside a tab
         # A new file (or Hub dataset): its columns, the best guesses explained, and the preview with them.
         listen(file.upload, open_file, inputs_kwargs=settings, outputs=opened, message=message)
-        gr.Button(visible=False).click(ui_errors(inspect_columns), inputs=file, outputs=[question_column, answer_column, mapping],
-                                       api_name="columns")
+        gr.Button(visible=False).click(ui_errors(inspect_columns), inputs=file,
+                                       outputs=[question_column, answer_column, mapping], api_name="columns")
         file.clear(clear_preview, outputs=[*opened, message], api_visibility="private", queue=False)
-        sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private", queue=False).then(
-            on_page(open_file, len(opened)), inputs_kwargs=settings, outputs=[*opened, message], api_visibility="private")
+        chosen_sample = sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private", queue=False)
+        listen(chosen_sample.then, open_file, inputs_kwargs=settings, outputs=opened, message=message)
         listen(hub["dataset"].submit, open_dataset, inputs_kwargs=settings, outputs=opened, message=message)
         listen(preview.click, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, message=message,
                api_name="preview")
