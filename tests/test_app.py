@@ -228,6 +228,8 @@ def test_generate_streams_next_to_the_base_model(client, finished_run, tiny_mode
     (dict(source="Folder or Hub id", model_id="/etc"), "leaves the working folder"),
     (dict(temperature=0, do_sample=True), "temperature must be greater than 0"),
     (dict(run="../escape"), "run name '../escape' is not valid"),
+    # the limit and what to do, not only "too long"
+    (dict(question="word " * 1100), r"the model reads at most 1,024; shorten it to under 1,0\d\d tokens"),
 ])
 def test_generate_refuses_bad_input_with_one_line(client, finished_run, overrides, message):
     arguments = dict(question="Why?", source="Trained run", run=finished_run[0], model_id="", compare=False, seed=None)
