@@ -226,7 +226,7 @@ def test_generate_streams_next_to_the_base_model(client, finished_run, tiny_mode
 @pytest.mark.parametrize("overrides, message", [
     (dict(question="  "), "the question is empty"),
     (dict(source="Folder or Hub id", model_id="/etc"), "leaves the working folder"),
-    (dict(temperature=0, do_sample=True), "temperature must be greater than 0"),
+    (dict(temperature=0, do_sample=True), "Temperature must be greater than 0"),  # the box's label
     (dict(run="../escape"), "run name '../escape' is not valid"),
     # the limit and what to do, not only "too long"
     (dict(question="word " * 1100), r"the model reads at most 1,024; shorten it to under 1,0\d\d tokens"),

@@ -92,7 +92,7 @@ def create_data_tab() -> DataTab:
     preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
     tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, preview_outputs, message)
     preview_inputs = tab.preview_inputs()
-    settings = {name: value for name, value in preview_inputs.items() if name not in ("question_column", "answer_column")}
+    settings = {name: box for name, box in preview_inputs.items() if name not in ("question_column", "answer_column")}
     opened = [question_column, answer_column, mapping, mapping_note, *preview_outputs]
 
     with page:  # the endpoints' hidden buttons belong inside a tab
@@ -107,7 +107,8 @@ def create_data_tab() -> DataTab:
         listen(preview.click, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, message=message,
                api_name="preview")
         for control in (max_length, eval_fraction):
-            listen(control.release, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, message=message)
+            listen(control.release, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs,
+                   message=message)
         for control in (question_column, answer_column):  # a preview once both columns are chosen, not before
             listen(control.input, remap_columns, inputs_kwargs=preview_inputs, outputs=[mapping_note, *preview_outputs],
                    message=message)

@@ -111,7 +111,7 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                     start = gr.Button("Start", variant="primary", scale=2, min_width=80, elem_id="start-button")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop-button")
                     resume = gr.Button("Resume", variant="secondary", scale=1, min_width=80, elem_id="resume-button")
-                alert = message_line("train-alert", label="Alert")  # under the buttons: why Start, Stop or Resume refused
+                alert = message_line("train-alert", label="Alert")  # why Start, Stop or Resume refused
                 status = gr.HTML(render_status(None), elem_id="train-status", label="Status")
                 summary = gr.Markdown(elem_id="run-summary", elem_classes="summary", label="Run summary")
                 loss_plot = gr.LinePlot(
