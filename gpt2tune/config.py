@@ -57,6 +57,10 @@ class TuneConfig:
     dataset_config: str | None = _opt(None, "Configuration (subset) of the Hub dataset, if it has several.")
     dataset_split: str | None = _opt(None, "Split of the Hub dataset to use (default: train, or its only split).")
     dataset_revision: str | None = _opt(None, "Branch, tag or commit of the Hub dataset (default: main).")
+    hub_token: bool = _opt(True, "Send the Hugging Face token (HF_TOKEN, the cached login) when reading the Hub "
+                           "dataset; off reads it as an anonymous user would (the app does so for its visitors).")
+    hub_cache_dir: str | None = _opt(None, "Folder the Hub dataset is downloaded and cached in (default: the "
+                                     "datasets library's cache).")
     question_column: str | None = _opt(None, "Column holding the questions (default: detected).")
     answer_column: str | None = _opt(None, "Column holding the answers (default: detected).")
     eval_fraction: float = _opt(0.1, "Fraction of rows held out for evaluation (0 = no eval).")
@@ -96,6 +100,10 @@ class TuneConfig:
     gradient_accumulation_steps: int = _opt(1, "Steps whose gradients are summed before an update.")
     epochs: float = _opt(3.0, "Passes over the training set (ignored when max_steps > 0).")
     max_steps: int = _opt(0, "Stop after this many optimizer steps (0 = use epochs).")
+    step_limit: int = _opt(0, "Train at most this many optimizer steps, whatever epochs or max_steps say "
+                           "(0 = no limit; a public app sets it for its visitors' runs).")
+    max_minutes: float = _opt(0.0, "Stop after this many minutes of each start or resume, saving the model and a "
+                              "checkpoint as a stop does (0 = no limit).")
     warmup_ratio: float = _opt(0.05, "Fraction of steps spent warming the learning rate up.")
     weight_decay: float = _opt(0.0, "AdamW weight decay.")
     lr_scheduler: str = _opt("linear", "Learning-rate schedule.", choices=("linear", "cosine", "constant"))
@@ -149,6 +157,8 @@ class TuneConfig:
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),
             (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
             (self.max_steps >= 0, f"max_steps must be 0 or more (got {self.max_steps})"),
+            (self.step_limit >= 0, f"step_limit must be 0 or more (got {self.step_limit})"),
+            (self.max_minutes >= 0, f"max_minutes must be 0 or more (got {self.max_minutes})"),
             (self.epochs >= 0, f"epochs must be 0 or more (got {self.epochs})"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})"),

@@ -72,7 +72,7 @@ def inside(root: Path, relative: str) -> Path:
     root = root.resolve()
     candidate = (root / relative).resolve()
     if candidate != root and root not in candidate.parents:
-        raise ValueError(f"path {relative!r} leaves the working folder {root}")
+        raise ValueError(f"path {relative!r} leaves the working folder")
     return candidate
 
 

@@ -13,7 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = ROOT / "assets" / "sample_qa.csv"
-SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+# Real public Q&A pairs, small samples kept in the repository (tests/data/*/SOURCE.txt says from where).
+PUBMEDQA_CSV = ROOT / "tests" / "data" / "pubmedqa" / "qa.csv"
+GSM8K_CSV = ROOT / "tests" / "data" / "gsm8k" / "qa.csv"
 
 # No test may reach the internet; the Hub is only ever the local olah server.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,34 +25,53 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GPT2TUNE_HOME", tempfile.mkdtemp(prefix="gpt2tune-test-home-"))
 
 
-def expected_device() -> tuple[str, str]:
-    """(device, precision) that `auto` should pick on this machine, worked out from the hardware:
-    CUDA with bf16 if the GPU has it (else fp16), Apple MPS in fp32, a CPU in bf16 only when it has
-    bf16 instructions (the `avx512_bf16` or `amx_tile` flag Linux reports) and multiplies bf16
-    matrices at least 1.5x faster than fp32, timed here on its own (CPUs seen so far sit far from
-    that line: 0.7x and 4-5x), else fp32."""
-    import time
-
+def auto_device() -> str:
+    """The device `auto` trains on here: the accelerator torch sees, else the CPU. (Which precision it
+    picks is tested by injecting the measured bf16 speed-up: test_device_choices, test_app.)"""
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if torch.backends.mps.is_available():
-        return "mps", "fp32"
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
-    if not flags & {"avx512_bf16", "amx_tile"}:
-        return "cpu", "fp32"
-    a, b = torch.rand(1024, 1024), torch.rand(1024, 1024)
+    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 
-    def seconds(x, y):
-        torch.matmul(x, y)
-        start = time.perf_counter()
-        for _ in range(4):
-            torch.matmul(x, y)
-        return time.perf_counter() - start
 
-    return "cpu", "bf16" if seconds(a, b) / seconds(a.bfloat16(), b.bfloat16()) >= 1.5 else "fp32"
+def unpacked_rows(tokenizer, questions, answers, max_length: int = 1024, answers_only: bool = True):
+    """(rows, PrepReport): what training is fed for these pairs, through `prepare_datasets` unpacked, so
+    row i holds the i-th example left (examples with nothing to learn are dropped there)."""
+    import pandas as pd
+
+    from gpt2tune.data.prep import prepare_datasets
+
+    frame = pd.DataFrame({"question": list(questions), "answer": list(answers)})
+    rows, _, report = prepare_datasets(frame, frame.iloc[0:0], tokenizer, max_length, answers_only, pack=False)
+    return rows, report
+
+
+TRAIN_WORDS = "red green blue".split()
+EVAL_WORDS = "seven eleven twelve twenty thirty forty fifty ninety".split()
+EVAL_ANSWER_WORDS = 150  # a token each: every held-out example is longer than max_length (128 or less)
+
+
+def write_eval_loss_rises_csv(path: Path, rows: int = 64, eval_fraction: float = 0.25, seed: int = 42) -> Path:
+    """Q&A rows on which the eval loss rises as training goes, by construction, on any CPU and in any
+    precision. The rows a run holds out (`split_positions` with this eval_fraction and seed, as training
+    splits) answer in EVAL_WORDS only, long enough to be cut before their end-of-text; every training row
+    answers in a few TRAIN_WORDS. So the eval loss is taken on tokens no training answer contains (not even
+    the end-of-text), and learning the training answers moves probability away from exactly those."""
+    import csv
+
+    import numpy as np
+
+    from gpt2tune.data.prep import split_positions
+
+    _, eval_at = split_positions(rows, eval_fraction, seed)
+    held_out = set(eval_at.tolist())
+    rng = np.random.default_rng(0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer"])
+        for i in range(rows):
+            answer = rng.choice(EVAL_WORDS, EVAL_ANSWER_WORDS) if i in held_out else rng.choice(TRAIN_WORDS, 4)
+            writer.writerow([f"What is item {i}?", " ".join(answer)])
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -88,6 +88,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -96,7 +97,7 @@ from typing import Iterator
 
 from net import free_port, http_status
 
-STARTUP_TIMEOUT_S = 30.0
+STARTUP_TIMEOUT_S = 120.0  # olah on a busy 2-core machine
 SHUTDOWN_TIMEOUT_S = 10.0
 _BRANCH = "main"
 _LOG_TAIL_CHARS = 4000
@@ -363,3 +364,65 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         pass
+
+
+@contextmanager
+def recording_hub(upstream: str | None = None) -> Iterator[tuple[str, list[dict]]]:
+    """A stand-in Hub that records every request it gets: method, path and Authorization header.
+
+    With ``upstream`` (an olah endpoint) it forwards each request there and relays the answer, so
+    real downloads work through it; without, it answers every request as the Hub answers an
+    anonymous request for a private repo (401, ``X-Error-Code: RepoNotFound``). Yields
+    ``(endpoint, records)``; ``records`` fills while clients call it.
+    """
+    import httpx
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    records: list[dict] = []
+    hop_by_hop = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            records.append({"method": self.command, "path": self.path,
+                            "authorization": self.headers.get("Authorization")})
+            if upstream is None:
+                status, headers, content = 401, {"X-Error-Code": "RepoNotFound",
+                                                 "Content-Type": "application/json"}, b'{"error":"Repository not found"}'
+            else:
+                sent = {k: v for k, v in self.headers.items() if k.lower() not in hop_by_hop}
+                with httpx.Client(trust_env=False, follow_redirects=False, timeout=60) as client:
+                    response = client.request(self.command, upstream + self.path, headers=sent, content=body)
+                status, content = response.status_code, response.content
+                headers = {k: v for k, v in response.headers.items() if k.lower() not in hop_by_hop}
+                if "location" in {k.lower() for k in headers}:
+                    headers = {k: (v.replace(upstream, endpoint) if k.lower() == "location" else v)
+                               for k, v in headers.items()}
+            length = str(len(content))
+            if self.command == "HEAD" and upstream is not None:  # a HEAD's length is the file's, not its empty body's
+                length = response.headers.get("content-length", length)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", length)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+
+        do_GET = do_HEAD = do_POST = _answer
+
+        def log_message(self, *args):  # quiet: the records are the log
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="recording-hub", daemon=True)
+    thread.start()
+    try:
+        yield endpoint, records
+    finally:
+        server.shutdown()
+        server.server_close()

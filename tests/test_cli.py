@@ -122,7 +122,7 @@ def test_generate_from_a_hub_repo_over_http(cli_run, cli_answer, tmp_path):
         done = subprocess.run(
             [sys.executable, "-m", "gpt2tune", "generate", "--model", "tester/tiny-gpt2", "--question", QUESTION,
              "--max-new-tokens", str(NEW_TOKENS)],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
+            env=env, capture_output=True, text=True, timeout=300, check=False,
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == cli_answer

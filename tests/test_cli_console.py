@@ -105,7 +105,7 @@ def test_push_on_a_dead_network_exits_1(trained_run, tmp_path):
     result, _, _ = trained_run
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     done = _cli(["push", "--model", result.output_dir, "--repo-id", "tester/tuned"],
-                {**hub_env(dead, tmp_path / "cache"), "HF_TOKEN": "hf_not_a_real_token"}, timeout=120)
+                {**hub_env(dead, tmp_path / "cache"), "HF_TOKEN": "hf_not_a_real_token"}, timeout=300)
     assert done.returncode == 1, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: push to tester/tuned failed: could not reach the Hugging Face Hub ("), last

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from bad_inputs import CASES, CASES_BY_NAME, write_case
-from conftest import SAMPLE_CSV, expected_device
+from conftest import SAMPLE_CSV, auto_device
 
 from gpt2tune.cli import main
 
@@ -47,14 +47,10 @@ def assert_one_line_error(code: int, err: str, expected: str, after_progress: bo
 
 def run_subprocess(*argv, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gpt2tune", *map(str, argv)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd, check=False)
+                          timeout=300, cwd=cwd, check=False)
 
 
 # --- bad data files ------------------------------------------------------------------------------
-
-def test_corpus_has_enough_error_cases():
-    assert len(ERROR_CASES) >= 15 and len(CASES) >= 30
-
 
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda case: case.name)
 def test_check_refuses_bad_file_in_one_line(case, tmp_path, capsys):
@@ -104,19 +100,20 @@ def test_real_process_exit_codes(tmp_path):
 
 # --- settings ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flag, value, expected", [
-    ("--lr", "0", "learning_rate must be greater than 0"),
-    ("--batch-size", "0", "batch_size must be at least 1"),
-    ("--eval-fraction", "1.5", "eval_fraction must be in [0, 1)"),
-    ("--max-length", "4", "max_length must be at least 8 tokens"),
-    ("--warmup-ratio", "1", "warmup_ratio must be in [0, 1)"),
-    ("--max-steps", "-1", "max_steps must be 0 or more"),
-    ("--gradient-accumulation-steps", "0", "gradient_accumulation_steps must be at least 1"),
+@pytest.mark.parametrize("command, flags, line", [
+    ("train", ["--lr", "0"], "error: learning_rate must be greater than 0 (got 0.0)"),  # flag and field differ
+    ("train", ["--epochs", "inf"], "error: epochs must be a finite number (got inf)"),
+    ("generate", ["--question", "hi", "--temperature", "0"], "error: temperature must be greater than 0 (got 0.0)"),
 ])
-def test_bad_hyperparameters_fail_before_loading(flag, value, expected, tmp_path, capsys):
-    code, _, err = cli(capsys, "train", flag, value, "--base-model", tmp_path / "no-model",
-                       "--output-dir", tmp_path / "out")
-    assert_one_line_error(code, err, expected)
+def test_a_refused_setting_is_exit_2_and_its_one_line_before_any_work(command, flags, line, tiny_model_dir,
+                                                                    tmp_path, capsys):
+    """What `validate` refuses (every case: test_config) reaches the command line as exit code 2 and that
+    one line on stderr, nothing on stdout, before a model is loaded or an output folder made."""
+    where = (["--base-model", tmp_path / "no-model", "--output-dir", tmp_path / "out"] if command == "train"
+             else ["--model", tiny_model_dir])
+    code, out, err = cli(capsys, command, *flags, *where)
+    assert (code, out, err.splitlines()) == (2, "", [line])
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_choice_is_argparse_usage_error(capsys):
@@ -126,11 +123,8 @@ def test_unknown_choice_is_argparse_usage_error(capsys):
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
 
 
-def test_bad_generation_settings(tiny_model_dir, capsys):
-    out = tiny_model_dir
-    code, _, err = cli(capsys, "generate", "--model", out, "--question", "hi", "--temperature", "0")
-    assert_one_line_error(code, err, "temperature must be greater than 0")
-    code, _, err = cli(capsys, "generate", "--model", out, "--question", "  ")
+def test_an_empty_question_is_refused(tiny_model_dir, capsys):
+    code, _, err = cli(capsys, "generate", "--model", tiny_model_dir, "--question", "  ")
     assert_one_line_error(code, err, "the question is empty")
 
 
@@ -264,7 +258,7 @@ def test_oom_without_retry_is_explained(oom_on_calls, tiny_model_dir, tmp_path, 
     oom_on_calls["fail_on"] = {1}
     code, _, err = cli(capsys, "train", "--base-model", tiny_model_dir, "--output-dir", tmp_path / "out",
                        *QUICK, "--no-auto-reduce-batch-on-oom")
-    device = expected_device()[0]  # the run trains where `auto` puts it
+    device = auto_device()  # the run trains where `auto` puts it
     line = assert_one_line_error(code, err, f"out of memory on {device}: batch size 4 × 128 tokens needs ~",
                                  after_progress=True)
     where = {"cuda": "this GPU has", "mps": "this Mac's GPU may use"}.get(device, "this machine has")

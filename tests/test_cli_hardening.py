@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_CSV
+from conftest import SAMPLE_CSV, unpacked_rows
 from test_cli_errors import QUICK, assert_one_line_error, cli, run_subprocess
 
 EOS = 50256  # GPT-2's <|endoftext|> id, the one special token of its tokenizer
@@ -43,18 +43,17 @@ def planted_csv(tmp_path) -> Path:
 def test_planted_end_of_text_is_plain_text(planted_csv):
     from transformers import AutoTokenizer
 
-    from gpt2tune.data.prep import tokenize_examples
     from gpt2tune.paths import TOKENIZER_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
-    examples = tokenize_examples(["What is the password?"], [PLANTED_ANSWER], tokenizer, 256, answers_only=True)
-    ids = examples.as_lists("ids")[0]
+    rows, _ = unpacked_rows(tokenizer, ["What is the password?"], [PLANTED_ANSWER], max_length=256)
+    ids = rows[0]["input_ids"]
     assert ids.count(EOS) == 1 and ids[-1] == EOS
     # The text comes back whole: the literal marker is in the ids as the characters '<', '|', ...
     assert tokenizer.decode(ids[:-1]) == "Question: What is the password?\nAnswer: " + PLANTED_ANSWER
     # Everything after "Answer:" (the planted Q&A included) is the answer the mask leaves trainable;
     # nothing in it is a second, unmasked example.
-    labels = examples.as_lists("labels")[0]
+    labels = rows[0]["labels"]
     prompt = tokenizer("Question: What is the password?\nAnswer:")["input_ids"]
     assert labels[:len(prompt)] == [-100] * len(prompt) and labels[len(prompt):] == ids[len(prompt):]
 
@@ -223,42 +222,7 @@ def test_folder_without_a_model_is_a_sentence(tmp_path, capsys):
     assert line.endswith("give the output folder of a run or a Hub id") and "one of" not in line
 
 
-# --- numeric settings --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("flag, value, expected", [
-    ("--epochs", "inf", "epochs must be a finite number (got inf)"),
-    ("--epochs", "nan", "epochs must be a finite number (got nan)"),
-    ("--epochs=-1", "--max-steps=5", "epochs must be 0 or more (got -1.0)"),
-    ("--lr", "inf", "learning_rate must be a finite number (got inf)"),
-    ("--seed", "-1", "seed must be 0 or more (got -1)"),
-    ("--seed", str(2**32), f"seed must be at most {2**32 - 1} (got {2**32})"),
-    ("--save-steps", "-1", "save_steps must be 0 or more (got -1)"),
-    ("--eval-steps", "-5", "eval_steps must be 0 or more (got -5)"),
-    ("--logging-steps", "-1", "logging_steps must be at least 1"),
-    ("--max-grad-norm", "-1", "max_grad_norm must be greater than 0 (got -1.0)"),
-    ("--weight-decay", "-0.1", "weight_decay must be 0 or more (got -0.1)"),
-    ("--dropout", "nan", "dropout must be a finite number (got nan)"),
-    ("--warmup-ratio", "inf", "warmup_ratio must be a finite number (got inf)"),
-])
-def test_numeric_settings_name_themselves(flag, value, expected, tmp_path, capsys):
-    code, _, err = cli(capsys, "train", flag, value, "--base-model", tmp_path / "no-model",
-                       "--output-dir", tmp_path / "out")
-    assert_one_line_error(code, err, expected)
-    assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("flag, value, expected", [
-    ("--seed", "-1", "seed must be 0 or more (got -1)"),
-    ("--temperature", "inf", "temperature must be a finite number (got inf)"),
-    ("--top-p", "nan", "top_p must be a finite number (got nan)"),
-    ("--repetition-penalty", "inf", "repetition_penalty must be a finite number (got inf)"),
-    ("--max-new-tokens", "0", "max_new_tokens must be at least 1 (got 0)"),
-    ("--top-k", "-1", "top_k must be 0 or more (got -1)"),
-])
-def test_generation_settings_name_themselves(flag, value, expected, tiny_model_dir, capsys):
-    code, _, err = cli(capsys, "generate", "--model", tiny_model_dir, "--question", "hi", flag, value)
-    assert_one_line_error(code, err, expected)
-
+# --- settings (every refusal: test_config; exit code and one line: test_cli_errors) ----------------------
 
 def test_eval_max_length_named(tiny_model_dir, capsys):
     code, _, err = cli(capsys, "eval", "--model", tiny_model_dir, "--csv", SAMPLE_CSV, "--max-length", "-3")

@@ -3,19 +3,22 @@
 import pytest
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import tiny_config, write_eval_loss_rises_csv
 from gpt2tune.runs import artifacts
 
 
 @pytest.fixture(scope="module")
 def overfit_run(tiny_model_dir, tmp_path_factory):
-    """A learning rate far too high: eval loss soon rises, so patience runs out long before max_steps.
-    save_steps deliberately differs from eval_steps: checkpoints must be aligned to evals."""
+    """Data on which the eval loss rises as training goes, by construction (conftest), so patience runs out
+    long before max_steps on any CPU. save_steps deliberately differs from eval_steps: checkpoints must be
+    aligned to evals."""
     from gpt2tune.training.train import train
 
     events = []
-    config = tiny_config(tiny_model_dir, tmp_path_factory.mktemp("early") / "out", max_steps=40, learning_rate=1.0,
-                         eval_steps=2, save_steps=5, early_stopping_patience=2,
+    root = tmp_path_factory.mktemp("early")
+    csv = write_eval_loss_rises_csv(root / "rises.csv", eval_fraction=0.25, seed=42)
+    config = tiny_config(tiny_model_dir, root / "out", csv=str(csv), eval_fraction=0.25, seed=42, max_steps=40,
+                         learning_rate=1e-2, eval_steps=2, save_steps=5, early_stopping_patience=2,
                          eval_answer_samples=0, logging_steps=1)
     return train(config, on_event=events.append), events, config
 
@@ -58,12 +61,3 @@ def test_history_marks_the_best_step(overfit_run):
     marked = [entry for entry in history if entry.get("best")]
     assert [entry["step"] for entry in marked] == [result.metrics["best_step"]]
     assert "eval_loss" in marked[0]
-
-
-def test_early_stopping_needs_periodic_evals(tmp_path):
-    from gpt2tune.config import TuneConfig
-
-    with pytest.raises(ValueError, match="eval_steps > 0"):
-        TuneConfig(early_stopping_patience=2, eval_steps=0, output_dir=str(tmp_path)).validate()
-    with pytest.raises(ValueError, match="eval_fraction > 0"):
-        TuneConfig(early_stopping_patience=2, eval_fraction=0, output_dir=str(tmp_path)).validate()

@@ -140,7 +140,7 @@ def test_snapshot_download(hub, tiny_model_dir, tmp_path):
 def _request(url: str, method: str = "GET") -> tuple[int, dict]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(urllib.request.Request(url, method=method), timeout=10) as resp:
+        with opener.open(urllib.request.Request(url, method=method), timeout=60) as resp:  # a busy machine may be slow to answer
             return resp.status, dict(resp.headers)
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers)

@@ -11,7 +11,7 @@ import torch
 
 from conftest import SAMPLE_CSV, tiny_config
 from gpt2tune.paths import TOKENIZER_DIR
-from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, pack_lengths, prepare_datasets, split_frame
+from gpt2tune.data.prep import IGNORE_INDEX, PackedCollator, pack_rows, prepare_datasets, split_frame
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +106,16 @@ def test_rows_fit_max_length_and_hold_every_example_once(tokenizer, frame):
     assert report.train_rows == len(packed) < len(alone)
 
 
-def test_pack_lengths_is_a_partition_into_nearly_full_rows():
+def test_pack_rows_is_a_partition_into_nearly_full_rows():
     lengths = np.random.default_rng(0).integers(5, 120, size=5_000)
-    rows = pack_lengths(lengths, 128)
-    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
-    assert max(sum(lengths[row]) for row in rows) <= 128
-    assert len(rows) <= 1.05 * np.ceil(lengths.sum() / 128)  # best-fit decreasing is near the bound
+    row_of = pack_rows(lengths, 128)  # each example's row: every example lands in exactly one
+    assert row_of.shape == lengths.shape and row_of.min() == 0
+    n_rows = int(row_of.max()) + 1
+    assert np.unique(row_of).tolist() == list(range(n_rows))  # rows numbered without gaps
+    assert max(sum(lengths[row_of == row]) for row in range(n_rows)) <= 128
+    assert n_rows <= 1.05 * np.ceil(lengths.sum() / 128)  # best-fit decreasing is near the bound
     with pytest.raises(ValueError, match="cannot fit"):
-        pack_lengths([10, 200], 128)
+        pack_rows([10, 200], 128)
 
 
 def test_collator_masks_padding_and_restarts_positions(tokenizer):

@@ -6,17 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import PUBMEDQA_CSV, unpacked_rows
 from gpt2tune.model import load_tokenizer
 from gpt2tune.paths import TOKENIZER_DIR
-from gpt2tune.data.prep import IGNORE_INDEX, split_frame, tokenize_pairs
+from gpt2tune.data.prep import IGNORE_INDEX, split_frame
 from gpt2tune.data.prompt import format_answer, format_prompt
 
 TOKENIZER = load_tokenizer(str(TOKENIZER_DIR))
 
 
 def test_answers_only_masks_the_prompt_but_keeps_eos():
-    out = tokenize_pairs(["What is 2+2?"], ["Four."], TOKENIZER, max_length=64, answers_only=True)
-    ids, labels = out["input_ids"][0], out["labels"][0]
+    rows, _ = unpacked_rows(TOKENIZER, ["What is 2+2?"], ["Four."], max_length=64, answers_only=True)
+    ids, labels = rows[0]["input_ids"], rows[0]["labels"]
     n_prompt = len(TOKENIZER(format_prompt("What is 2+2?"))["input_ids"])
     assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
     assert labels[n_prompt:] == ids[n_prompt:]
@@ -25,13 +26,16 @@ def test_answers_only_masks_the_prompt_but_keeps_eos():
 
 
 def test_full_sequence_labels_when_not_answers_only():
-    out = tokenize_pairs(["Q?"], ["A."], TOKENIZER, max_length=64, answers_only=False)
-    assert out["labels"][0] == out["input_ids"][0]
+    rows, _ = unpacked_rows(TOKENIZER, ["Q?"], ["A."], max_length=64, answers_only=False)
+    ids, labels = rows[0]["input_ids"], rows[0]["labels"]
+    # every token is a target except the first, which nothing before it predicts
+    assert labels[0] == IGNORE_INDEX and labels[1:] == ids[1:]
 
 
 def test_long_examples_are_truncated_and_flagged():
-    out = tokenize_pairs(["Q?"], ["word " * 500], TOKENIZER, max_length=32, answers_only=True)
-    assert len(out["input_ids"][0]) == 32 and out["truncated"] == [True]
+    rows, report = unpacked_rows(TOKENIZER, ["Q?", "R?"], ["word " * 500, "Short."], max_length=32)
+    assert [len(ids) for ids in rows["input_ids"]] == [32, len(TOKENIZER("Question: R?\nAnswer: Short.")["input_ids"]) + 1]
+    assert report.truncated == 1 and rows[0]["input_ids"][-1] != TOKENIZER.eos_token_id
 
 
 def test_split_is_seeded_disjoint_and_complete():
@@ -53,33 +57,38 @@ def test_tiny_datasets_still_split_or_train_without_eval():
     assert len(train) == 1 and len(evals) == 1
 
 
-def test_examples_from_flat_token_ids_match_row_by_row_lists():
+def test_rows_built_from_flat_token_ids_match_row_by_row_lists():
     """Every row built by array indexing equals (prompt + answer + EOS)[:max_length] written out per row with
-    the tokenizer's own call, for real rows of both lengths: cut in the prompt, in the answer, and whole."""
-    from pathlib import Path
-
-    from gpt2tune.data.prep import encode_pairs, tokenize_examples
+    the tokenizer's own call, for real rows: cut in the answer and whole; an example whose question fills
+    max_length (nothing left to learn) is left out."""
+    from gpt2tune.data.prep import encode_pairs, prepare_datasets
     from gpt2tune.data.prompt import format_answer
 
-    csv = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pubmedqa" / "qa.csv"
-    frame = pd.read_csv(csv).head(60) if csv.exists() else pd.DataFrame(
-        {"question": [f"question {i} " * (i % 9 + 1) for i in range(60)],
-         "answer": [f"answer {i} " * (i % 13 + 1) for i in range(60)]})
-    questions, answers = list(frame["question"].astype(str)), list(frame["answer"].astype(str))
-    questions[3] = "Is <|endoftext|> plain text here?"  # special-token text stays text
+    frame = pd.read_csv(PUBMEDQA_CSV).head(60)
+    frame.loc[3, "question"] = "Is <|endoftext|> plain text here?"  # special-token text stays text
+    questions, answers = list(frame["question"]), list(frame["answer"])
     eos = TOKENIZER.eos_token_id
     encoded = encode_pairs(questions, answers, TOKENIZER)
+    seen = set()  # which cases the real rows exercised
     for max_length, answers_only in ((24, True), (96, True), (1024, False)):
-        examples = tokenize_examples(questions, answers, TOKENIZER, max_length, answers_only, encoded=encoded)
-        for i, (q, a) in enumerate(zip(questions, answers)):
+        rows, _, report = prepare_datasets(frame, frame.head(0), TOKENIZER, max_length, answers_only, pack=False,
+                                           encoded=lambda: ((encoded, np.arange(len(frame))), None))
+        expected, truncated = [], 0
+        for q, a in zip(questions, answers):
             prompt = TOKENIZER(format_prompt(q), add_special_tokens=False, split_special_tokens=True)["input_ids"]
             reply = TOKENIZER(format_answer(a), add_special_tokens=False, split_special_tokens=True)["input_ids"]
             whole = prompt + reply + [eos]
-            start, n = examples.starts[i], examples.lengths[i]
-            assert examples.ids[start:start + n].tolist() == whole[:max_length]
+            if answers_only and len(prompt) >= max_length:
+                seen.add("dropped")
+                continue  # no answer token left inside max_length
+            seen.add("cut" if len(whole) > max_length else "whole")
             masked = [IGNORE_INDEX] * len(prompt) + reply + [eos] if answers_only else whole
-            assert examples.labels[start:start + n].tolist() == masked[:max_length]
-            assert examples.truncated[i] == (len(whole) > max_length)
+            expected.append((whole[:max_length], [IGNORE_INDEX] + masked[1:max_length]))
+            truncated += len(whole) > max_length
+        assert [(row["input_ids"], row["labels"]) for row in rows] == expected
+        assert (report.train_examples, report.truncated) == (len(expected), truncated)
+        assert all(row["seq_lengths"] == [len(row["input_ids"])] for row in rows)
+    assert seen == {"dropped", "cut", "whole"}
     assert eos not in encoded.prompt_ids[:encoded.prompt_lengths[:4].sum()].tolist()
 
 

@@ -4,6 +4,7 @@ during a 49 MB preview, and 2.1 GB kept afterwards). Measured on `python app.py`
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -43,6 +44,20 @@ def _rss(process: psutil.Process) -> int:
     return process.memory_info().rss
 
 
+def _settled_rss(process: psutil.Process, timeout_s: float = 60.0) -> int:
+    """The RSS once it has stopped falling (two readings a second apart within 1 MiB): memory is handed
+    back after the reply is sent, so a busy machine may need a while; the wait ends on that state."""
+    deadline = time.monotonic() + timeout_s
+    last = _rss(process)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _rss(process)
+        if abs(now - last) < 2**20:
+            return now
+        last = now
+    return last
+
+
 @pytest.mark.slow
 def test_large_preview_gives_its_memory_back(tiny_model_dir, tmp_path):
     big = tmp_path / "big.csv"
@@ -68,11 +83,10 @@ def test_large_preview_gives_its_memory_back(tiny_model_dir, tmp_path):
         finally:
             done.set()
             watcher.join()
-        time.sleep(1.0)
-        after = _rss(server)
+        after = _settled_rss(server)
 
-    # the preview read and reported the whole file...
-    assert f"kept {rows:,} of {rows:,} rows" in summary.replace("**", "") or f"{rows:,}" in stats
+    # the preview read and reported the whole file: every row read and kept...
+    assert f"Rows kept {rows:,} of {rows:,} read" in " ".join(re.sub(r"<[^>]+>", " ", stats).split())
     assert table["data"][0][0].startswith("What happens to")
     # ...within bounded memory, and gave it back
     print(f"server RSS: before {before / GiB:.2f} GiB, peak {max(peak) / GiB:.2f}, after {after / GiB:.2f}")

@@ -3,10 +3,12 @@
 import pandas as pd
 import pytest
 
+from conftest import unpacked_rows
+from gpt2tune.data.length import choose_max_length
 from gpt2tune.model import load_tokenizer
 from gpt2tune.paths import TOKENIZER_DIR
-from gpt2tune.data.prep import split_frame, tokenize_pairs
-from gpt2tune.data.report import dataset_report, suggest_max_length
+from gpt2tune.data.prep import split_frame
+from gpt2tune.data.report import dataset_report
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def _frame():
 def test_lengths_are_those_training_sees(tokenizer):
     frame = _frame()
     report = dataset_report(frame, tokenizer, max_length=64, eval_fraction=0.25, seed=1)
-    trained = tokenize_pairs(list(frame["question"]), list(frame["answer"]), tokenizer, 10_000, True)
+    trained, _ = unpacked_rows(tokenizer, frame["question"], frame["answer"], max_length=10_000)
     assert report.token_lengths == [len(ids) for ids in trained["input_ids"]]
     assert [q + a + 1 for q, a in zip(report.question_lengths, report.answer_lengths)] == report.token_lengths
     assert report.over_max_length == 1
@@ -67,10 +69,10 @@ def test_no_leakage_without_eval_split(tokenizer):
 
 
 def test_suggested_max_length_rounds_up_and_caps():
-    assert suggest_max_length([10] * 100) == 64  # multiples of 64
-    assert suggest_max_length([65] * 100) == 128
-    assert suggest_max_length(list(range(1, 101))) == 128  # 99 of 100 fit 99 tokens: next multiple is 128
-    assert suggest_max_length([5000] * 10) == 1024
+    assert choose_max_length([10] * 100).max_length == 64  # multiples of 64
+    assert choose_max_length([65] * 100).max_length == 128
+    assert choose_max_length(list(range(1, 101))).max_length == 128  # 99 of 100 fit 99 tokens: next multiple 128
+    assert choose_max_length([5000] * 10).max_length == 1024
 
 
 def test_empty_frame_is_refused(tokenizer):

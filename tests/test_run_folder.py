@@ -176,7 +176,7 @@ def app_process(home: Path, tiny_model_dir, log_path: Path, **env_extra):
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_until(lambda: http_status(url) == 200 or process.poll() is not None, timeout=120)
+            wait_until(lambda: http_status(url) == 200 or process.poll() is not None, timeout=240)
             assert process.poll() is None, log_path.read_text()[-3000:]
             yield process, url
         finally:

@@ -21,7 +21,7 @@ def test_time_split_budget_and_choices(tiny_model_dir, tmp_path):
     output_dir = tmp_path / "out"
     command = [
         sys.executable, "-m", "gpt2tune", "train", "--csv", str(SAMPLE_CSV), "--base-model", str(tiny_model_dir),
-        "--output-dir", str(output_dir), "--max-steps", "6", "--eval-steps", "3", "--save-steps", "0",
+        "--output-dir", str(output_dir), "--max-steps", "6", "--eval-steps", "3", "--save-steps", "6",
         "--batch-size", "4", "--max-length", "128", "--eval-answer-samples", str(EVAL_QUESTIONS),
         "--answer-scoring-seconds", "0.001", "--device", "cpu",
     ]
@@ -41,10 +41,14 @@ def test_time_split_budget_and_choices(tiny_model_dir, tmp_path):
     assert all(split[name] > 0 for name in split)
     assert phases == pytest.approx(split["total"], abs=0.01)  # every second booked once
     assert split["total"] < wall  # inside the command's own wall time
-    # Two periodic evals (steps 3 and 6), the last reused as the final one: evaluation is their runtime.
-    assert split["evaluation"] < split["training"] + split["evaluation"]
+    # Two periodic evals (steps 3 and 6), the last reused as the final one: their runtimes, as the Trainer
+    # logged them (the checkpoint at step 6 keeps its log), are booked to evaluation, not to training.
+    state = json.loads((output_dir / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
+    evals = [entry for entry in state["log_history"] if "eval_runtime" in entry]
+    assert [entry["step"] for entry in evals] == [3, 6]
+    assert split["evaluation"] >= round(sum(entry["eval_runtime"] for entry in evals), 3) - 0.002  # rounding
 
-    # The budget was spent by the first batch: 8 eval (and 8 training) questions answered, not 20.
+    # The budget was spent by the first batch: 16 eval (and 16 training) questions answered, not 20.
     assert metrics["answer_samples_asked"] == EVAL_QUESTIONS
     assert metrics["answer_samples"] == HALF_BATCH
     assert f"answer scoring stopped at its time budget (0.001 s): {HALF_BATCH} of {EVAL_QUESTIONS}" in log

@@ -57,6 +57,7 @@ def _space_env(app: Path, persistent: Path) -> dict:
             "SYSTEM": "spaces", "GRADIO_SERVER_NAME": "0.0.0.0",
             "GPT2TUNE_PERSISTENT_DIR": str(persistent),  # /data on a real Space
             "HF_HUB_OFFLINE": "1",  # no Hub here: the default base model falls back to the tiny one
+            "GPT2TUNE_OPEN_TRAINING": "1",  # visitors may train (bounded) on this Space
             "PYTHONPATH": str(app), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -78,7 +79,8 @@ def test_a_space_with_persistent_storage_keeps_its_runs(space, tmp_path):
     log = tmp_path / "app.log"
     with launch_app_process(env, log, app_dir=app) as (url, _):
         client = Client(url, verbose=False)
-        job = client.submit(run_name="space-run", max_steps=3, **QUICK, api_name="/train")
+        job = client.submit(run_name="space-run", max_steps=3, **QUICK, visitor_key="this-browsers-key-0123456789",
+                            api_name="/train")
         list(job)
         status, _, _, metrics = job.outputs()[-1][:4]  # the Train tab's view: status, plot, tiles, metrics
     assert "Finished" in status and metrics["global_step"] == 3
@@ -104,7 +106,7 @@ def test_a_space_without_persistent_storage_says_runs_are_lost(space, tmp_path):
     log = tmp_path / "app.log"
     with launch_app_process(env, log, app_dir=app) as (url, _):
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        page_config = opener.open(url + "config", timeout=30).read().decode()
+        page_config = opener.open(url + "config", timeout=120).read().decode()
     assert LOST_ON_RESTART in log.read_text()
     assert LOST_ON_RESTART in page_config  # the note is on the page
     assert _snapshot(app) == before

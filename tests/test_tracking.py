@@ -65,7 +65,7 @@ def test_trackio_writes_a_local_project_in_the_run_folder(tiny_model_dir, tmp_pa
     reader = ("import json; from trackio.sqlite_storage import SQLiteStorage as S; "
               "print(json.dumps([S.get_projects(), S.get_runs('gpt2tune'), S.get_logs('gpt2tune', 'run-trackio')]))")
     done = subprocess.run([sys.executable, "-c", reader], env={**os.environ, "TRACKIO_DIR": str(folder)},
-                          capture_output=True, text=True, timeout=120, check=True)
+                          capture_output=True, text=True, timeout=300, check=True)
     projects, runs, logs = json.loads(done.stdout.strip().splitlines()[-1])
     assert projects == ["gpt2tune"] and runs == ["run-trackio"]
     train_loss = [(row["train/global_step"], row["train/loss"]) for row in logs if "train/loss" in row]

@@ -10,11 +10,12 @@ import json
 import re
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gpt2tune.data.tables import RawTable, short
+from gpt2tune.data.tables import RawTable, check_width, short
 from gpt2tune.errors import NetworkError, first_line
 from gpt2tune.model import hub_unreachable_message
 
@@ -24,16 +25,17 @@ FORMAT = "hub dataset"
 
 
 def read_hub_table(dataset_id: str, config_name: str | None = None, split: str | None = None,
-                   revision: str | None = None) -> RawTable:
+                   revision: str | None = None, token: bool = True, cache_dir: str | None = None) -> RawTable:
     """Download (or reuse the cached copy of) one split and return it as strings.
 
-    Without `split` the "train" split is used, or the only split when there is one.
+    Without `split` the "train" split is used, or the only split when there is one. `token=False`
+    reads as an anonymous user (no token is sent); `cache_dir` keeps the download there.
     Every failure is a one-line ValueError naming the dataset.
     """
     dataset_id = (dataset_id or "").strip()
     if not DATASET_ID.match(dataset_id) or ".." in dataset_id:
         raise ValueError(f"dataset {short(dataset_id, 80)!r} is not a Hub dataset id; write it as user/name")
-    splits = _load_splits(dataset_id, config_name or None, split or None, revision or None)
+    splits = _load_splits(dataset_id, config_name or None, split or None, revision or None, token, cache_dir)
     name = split or _default_split(dataset_id, list(splits))
     if name not in splits:
         raise ValueError(f"dataset {dataset_id!r} has no split {name!r} (splits: {', '.join(splits)})")
@@ -52,7 +54,7 @@ def fingerprint(frame: pd.DataFrame, source: str, dataset_id: str, config_name: 
             "revision": revision, "rows": len(frame), "sha256": hashlib.sha256(content).hexdigest()}
 
 
-def _load_splits(dataset_id: str, config_name, split, revision) -> dict:
+def _load_splits(dataset_id: str, config_name, split, revision, token: bool, cache_dir: str | None) -> dict:
     import datasets
     from huggingface_hub import constants
 
@@ -62,8 +64,10 @@ def _load_splits(dataset_id: str, config_name, split, revision) -> dict:
     # does not answer, read the copy a previous load left in the cache (as HF_HUB_OFFLINE=1 does).
     offline = constants.HF_HUB_OFFLINE or hub_unreachable_reason() is not None
     try:
-        with _offline_mode(offline):
-            loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision)
+        with _offline_mode(offline), _hub_files_in(cache_dir):
+            # token None: the library's own (HF_TOKEN, the cached login); False: none at all
+            loaded = datasets.load_dataset(dataset_id, config_name, split=split, revision=revision,
+                                           token=None if token else False, cache_dir=cache_dir or None)
     except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError, ConnectionError) as error:
         if offline:
             raise NetworkError(hub_unreachable_message(f"dataset {dataset_id!r}", "dataset")) from None
@@ -94,6 +98,26 @@ def _offline_mode(offline: bool):
             datasets.config.HF_HUB_OFFLINE = saved
 
 
+@contextmanager
+def _hub_files_in(cache_dir: str | None):
+    """datasets fetches a dataset's files with huggingface_hub, which it gives no cache folder: they
+    would land in HF_HUB_CACHE whatever `cache_dir` says. For a load with its own `cache_dir` (the
+    app's visitors), huggingface_hub's cache folders point under it while the load runs (loads take
+    turns, see `_offline_mode`); a model another thread downloads meanwhile lands there too (inside
+    the same folder) and is fetched again later."""
+    if not cache_dir:
+        yield
+        return
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_CACHE, constants.HF_XET_CACHE
+    constants.HF_HUB_CACHE, constants.HF_XET_CACHE = str(Path(cache_dir) / "hub"), str(Path(cache_dir) / "xet")
+    try:
+        yield
+    finally:
+        constants.HF_HUB_CACHE, constants.HF_XET_CACHE = saved
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(first_line(error).split())[:300]
 
@@ -112,6 +136,7 @@ def _source(dataset_id: str, config_name: str | None, split: str) -> str:
 
 def _as_table(dataset, source: str) -> RawTable:
     """Every cell a string as a file would give: text as is, numbers and lists in JSON spelling."""
+    check_width(len(dataset.column_names), source)
     header = [str(name) for name in dataset.column_names]
     frame = pd.DataFrame({name: [_cell(value) for value in dataset[name]] for name in dataset.column_names},
                          dtype=object)

@@ -145,6 +145,8 @@ def qa_data_from_table(table: RawTable, question_column: str | None = None, answ
         raise ValueError(f"{table.source}: the file has a header row but no data rows (columns found: "
                          f"{list_columns(table.header)}). Add at least one row with a question and an answer.")
     q_idx, a_idx, mapping_warnings = _choose_columns(table, question_column, answer_column)
+    for index in (q_idx, a_idx):
+        _check_cell_size(table, index)
     return _clean(table, q_idx, a_idx, drop_duplicates, mapping_warnings, strip_html)
 
 
@@ -157,7 +159,8 @@ def load_config_data(config, cache_dir: str | Path | None = None) -> QAData:
     """
     def load() -> QAData:
         return load_source(config.csv, config.question_column, config.answer_column, config.dataset,
-                           config.dataset_config, config.dataset_split, config.dataset_revision, config.strip_html)
+                           config.dataset_config, config.dataset_split, config.dataset_revision, config.strip_html,
+                           hub_token=config.hub_token, hub_cache_dir=config.hub_cache_dir)
 
     if cache_dir is None or (config.dataset and str(config.dataset).strip()):
         return load()
@@ -173,14 +176,30 @@ def load_config_data(config, cache_dir: str | Path | None = None) -> QAData:
 
 
 def load_source(csv, question_column=None, answer_column=None, dataset=None, dataset_config=None,
-                dataset_split=None, dataset_revision=None, strip_html: bool = False) -> QAData:
+                dataset_split=None, dataset_revision=None, strip_html: bool = False, hub_token: bool = True,
+                hub_cache_dir: str | None = None) -> QAData:
     """A file, or a Hub dataset when `dataset` (user/name) is given: the same mapping, cleaning and report."""
     if dataset and str(dataset).strip():
         from gpt2tune.data.hub_dataset import read_hub_table
 
-        table = read_hub_table(str(dataset).strip(), dataset_config, dataset_split, dataset_revision)
+        table = read_hub_table(str(dataset).strip(), dataset_config, dataset_split, dataset_revision,
+                               token=hub_token, cache_dir=hub_cache_dir)
         return qa_data_from_table(table, question_column, answer_column, strip_html=strip_html)
     return load_qa_data(csv, question_column, answer_column, strip_html=strip_html)
+
+
+def _check_cell_size(table: RawTable, index: int) -> None:
+    """Refuse a question or answer cell over MAX_CELL_CHARS in one line naming it: tokenizing and
+    showing it would cost far more than GPT-2 could ever learn from it."""
+    from gpt2tune.data.tables import MAX_CELL_CHARS
+
+    lengths = table.frame.iloc[:, index].str.len()
+    longest = lengths.max()
+    if pd.notna(longest) and longest > MAX_CELL_CHARS:
+        row = table.row_numbers[int(np.asarray(lengths.fillna(0)).argmax())]
+        raise ValueError(f"{table.source}: row {row}, column {short(table.header[index], 40)!r} holds "
+                         f"{int(longest):,} characters, over the limit of {MAX_CELL_CHARS:,} per cell: "
+                         "shorten it or leave the row out")
 
 
 def read_table(path, max_bytes=None) -> tuple[pd.DataFrame, dict]:

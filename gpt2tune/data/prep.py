@@ -97,15 +97,6 @@ class Examples:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    @classmethod
-    def concat(cls, parts: list[Examples]) -> Examples:
-        names = ("ids", "labels", "lengths", "truncated")
-        return cls(*(np.concatenate([getattr(part, name) for part in parts]) for name in names))
-
-    def as_lists(self, name: str) -> list[list[int]]:
-        values = getattr(self, name)
-        return [values[s:s + n].tolist() for s, n in zip(self.starts.tolist(), self.lengths.tolist())]
-
 
 def _starts(lengths: np.ndarray) -> np.ndarray:
     """Where each of consecutive pieces of these lengths starts."""
@@ -300,36 +291,7 @@ def _examples(encoded: Encoded, eos: int, max_length: int, answers_only: bool) -
     return Examples(ids, labels, lengths, full_lengths > max_length)
 
 
-def tokenize_examples(questions, answers, tokenizer, max_length: int, answers_only: bool,
-                      encoded: Encoded | None = None) -> Examples:
-    """Prompt + answer + EOS for every pair, truncated to max_length, tokenized in large batches
-    (or built from `encoded`, the same pairs already tokenized by `encode_pairs`)."""
-    if encoded is None:
-        encoded = encode_pairs(questions, answers, tokenizer)
-    parts = [_examples(encoded.take(np.arange(start, min(start + TOKENIZE_CHUNK_ROWS, len(encoded)))),
-                       tokenizer.eos_token_id, max_length, answers_only)
-             for start in range(0, len(encoded), TOKENIZE_CHUNK_ROWS)]  # chunks bound the int64 temporaries
-    return Examples.concat(parts) if parts else _examples(encoded, tokenizer.eos_token_id, max_length, answers_only)
-
-
-def tokenize_pairs(questions, answers, tokenizer, max_length: int, answers_only: bool) -> dict:
-    """Tokenize a batch as lists: prompt + answer + EOS; labels mask the prompt when `answers_only`."""
-    examples = tokenize_examples(questions, answers, tokenizer, max_length, answers_only)
-    return {
-        "input_ids": examples.as_lists("ids"),
-        "labels": examples.as_lists("labels"),
-        "truncated": examples.truncated.tolist(),
-    }
-
-
 # --- pack ---------------------------------------------------------------------------------------
-
-
-def pack_lengths(lengths, capacity: int) -> list[list[int]]:
-    """Best-fit-decreasing bin packing: indices of examples for each row, rows nearly full (see `pack_rows`)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order, examples_per_row = _row_order(lengths, pack_rows(lengths, capacity))
-    return [row.tolist() for row in np.split(order, np.cumsum(examples_per_row)[:-1])] if len(order) else []
 
 
 PACK_SLICE = 65_536  # examples turned into Python ints at a time

@@ -208,11 +208,6 @@ def _languages(report: DatasetReport, frame, seed: int) -> None:
                                "expect weak answers in other languages (or start from a model trained on them)")
 
 
-def suggest_max_length(token_lengths: list[int], context: int = MAX_CONTEXT) -> int:
-    """What auto chooses for these lengths (see `length.choose_max_length`)."""
-    return choose_max_length(token_lengths, context).max_length
-
-
 def _quote(text: str, limit: int = 80) -> str:
     text = " ".join(str(text).split())
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")

@@ -19,6 +19,15 @@ import numpy as np
 import pandas as pd
 
 DELIMITERS = (",", ";", "\t", "|")
+MAX_COLUMNS = 1_000  # a question/answer table needs two; a file 100,000 columns wide costs seconds per read
+MAX_CELL_CHARS = 1_000_000  # per question or answer: hundreds of times what GPT-2 reads of one example (1,024 tokens)
+
+
+def check_width(columns: int, source: str) -> None:
+    """Refuse a table wider than MAX_COLUMNS before it is parsed, in one line."""
+    if columns > MAX_COLUMNS:
+        raise ValueError(f"{source}: {columns:,} columns, over the limit of {MAX_COLUMNS:,}: keep the question and "
+                         "answer columns (and a few others) and save it again")
 
 # -----------------------------------------------------------------------------
 # bytes -> text
@@ -217,6 +226,8 @@ def _read_delimited(text: str, source: str, suffix: str) -> RawTable:
             warnings.append(f"Detected {delimiter_name(delimiter)} as the delimiter "
                             f"(expected {delimiter_name(default)} for a {suffix or 'extension-less'} file).")
 
+    first_line = text[:text.find("\n")]  # the header; cheap to count before pandas builds every column
+    check_width(len(next(csv.reader([first_line], delimiter=delimiter), [])), source)
     try:
         # header=None: the first line fixes the field count, so a longer row is an
         # error instead of pandas silently turning the first column into an index
@@ -365,6 +376,7 @@ def _read_large_delimited(path: Path, source: str, max_bytes: int | None) -> Raw
     header = next(csv.reader(io.StringIO(sample), delimiter=delimiter), None)
     if not header:
         return None
+    check_width(len(header), source)
     frame = _arrow_frame(path, delimiter, len(header), crlf)
     if frame is None:
         return None
@@ -428,6 +440,7 @@ def _read_json(text: str, source: str, suffix: str) -> RawTable:
         records, file_format = _parse_json_document(text, source), "json"
         row_numbers = np.arange(1, len(records) + 1)
     header = list(dict.fromkeys(key for record in records for key in record))
+    check_width(len(header), source)
     columns = {key: pd.Series([_json_cell(record.get(key)) for record in records], dtype="str") for key in header}
     frame = pd.DataFrame(columns, index=range(len(records)))
     frame.columns = _unique_names(header)

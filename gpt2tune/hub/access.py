@@ -6,6 +6,10 @@ who proved to be the owner: a user of the app's own login (`demo.launch(auth=...
 or a Hugging Face sign-in (OAuth on a Space) as the Space's author or one of GPT2TUNE_OWNERS. Anyone
 else pastes their own token. GPT2TUNE_ALLOW_SERVER_TOKEN=1 lifts the rule for a private local app.
 
+A public app (a Space: SPACE_ID is set, or GPT2TUNE_PUBLIC=1 elsewhere) is safe by default: training,
+stopping and publishing runs are the owner's unless the owner sets GPT2TUNE_OPEN_TRAINING=1; answering
+with published runs stays open. What a visitor may then send is checked by `gpt2tune.visitor`.
+
 No gradio here: the UI says who is calling with a `Caller`, this module decides.
 """
 
@@ -17,6 +21,9 @@ from dataclasses import dataclass
 
 ALLOW_SERVER_TOKEN_ENV = "GPT2TUNE_ALLOW_SERVER_TOKEN"  # "1": every caller may use the server's token
 OWNER_ONLY_TRAINING_ENV = "GPT2TUNE_OWNER_ONLY_TRAINING"  # "1": only the owner may start a training run
+OPEN_TRAINING_ENV = "GPT2TUNE_OPEN_TRAINING"  # "1": on a public app, visitors may train (bounded) too
+PUBLIC_ENV = "GPT2TUNE_PUBLIC"  # "1": apply the Space defaults to an app served elsewhere (a shared link)
+SPACE_ID_ENV = "SPACE_ID"  # set by Hugging Face Spaces
 OWNERS_ENV = "GPT2TUNE_OWNERS"  # comma-separated user names that count as the owner
 SPACE_AUTHOR_ENV = "SPACE_AUTHOR_NAME"  # set by Hugging Face Spaces: the user or organisation owning it
 
@@ -87,19 +94,36 @@ def token_for(caller: Caller, pasted: str | None) -> str:
     return resolve_token(None)
 
 
-def check_may_train(caller: Caller) -> None:
-    """With GPT2TUNE_OWNER_ONLY_TRAINING=1, only the owner starts training (visitors can still generate)."""
-    if _flag(OWNER_ONLY_TRAINING_ENV) and not is_owner(caller):
-        raise ValueError(f"training on this app is reserved for its owner ({OWNER_ONLY_TRAINING_ENV}=1): "
+def public_app() -> bool:
+    """Reached by anyone: a Hugging Face Space, or an app its owner marked public."""
+    return bool(os.environ.get(SPACE_ID_ENV, "").strip()) or _flag(PUBLIC_ENV)
+
+
+def _owner_only_reason() -> str | None:
+    """Why training is the owner's on this app (the setting to name), or None when visitors may train."""
+    if _flag(OWNER_ONLY_TRAINING_ENV):
+        return f"{OWNER_ONLY_TRAINING_ENV}=1"
+    if public_app() and not _flag(OPEN_TRAINING_ENV):
+        return f"a public app, unless its owner sets {OPEN_TRAINING_ENV}=1"
+    return None
+
+
+def check_may_train(caller: Caller, action: str = "training") -> None:
+    """Training (and stopping or resuming runs) is the owner's with GPT2TUNE_OWNER_ONLY_TRAINING=1, and on a
+    public app unless GPT2TUNE_OPEN_TRAINING=1; visitors can still generate."""
+    reason = _owner_only_reason()
+    if reason and not is_owner(caller):
+        raise ValueError(f"{action} on this app is reserved for its owner ({reason}): "
                          "sign in as the owner, or answer questions with the trained models on the Generate tab")
 
 
 def check_may_publish(caller: Caller) -> None:
-    """On an owner-only app every run is the owner's, so only the owner publishes one, whatever the token:
-    a visitor's own token would otherwise copy the owner's model (and what it learned) to their account."""
-    if _flag(OWNER_ONLY_TRAINING_ENV) and not is_owner(caller):
-        raise ValueError(f"publishing runs on this app is reserved for its owner ({OWNER_ONLY_TRAINING_ENV}=1): "
-                         "sign in as the owner")
+    """Where training is the owner's every run is the owner's, so only the owner publishes one, whatever
+    the token: a visitor's own token would otherwise copy the owner's model (and what it learned) to
+    their account."""
+    reason = _owner_only_reason()
+    if reason and not is_owner(caller):
+        raise ValueError(f"publishing runs on this app is reserved for its owner ({reason}): sign in as the owner")
 
 
 _public_until: dict[str, float] = {}

@@ -7,6 +7,8 @@ same card. The loss plot is a PNG beside it, which the Hub renders from the rela
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from gpt2tune.config import TuneConfig
@@ -218,7 +220,7 @@ def _data(metrics: dict, config: dict) -> str:
     lines = [
         f"- Hub dataset: [{dataset['hub_dataset']}](https://huggingface.co/datasets/{dataset['hub_dataset']}), "
         f"split `{dataset.get('split')}`" if dataset.get("hub_dataset") else
-        f"- file: `{dataset.get('file') or Path(str(config.get('csv', '?'))).name}`",
+        f"- file: {_code(dataset.get('file') or Path(str(config.get('csv', '?'))).name, 200)}",
         f"- rows after cleaning: {dataset.get('rows', '?')}",
         f"- SHA-256 of the {'rows' if dataset.get('hub_dataset') else 'file'}: `{dataset.get('sha256', '?')}`",
         f"- training examples: {metrics.get('train_examples', '?')}, eval examples: {metrics.get('eval_examples', '?')}"
@@ -227,8 +229,8 @@ def _data(metrics: dict, config: dict) -> str:
     record = metrics.get("data") or {}
     columns = record.get("columns") or (config.get("effective") or {}).get("columns")
     if columns:
-        lines.append(f"- columns used: question ← `{_cell(columns['question'], 60)}`, "
-                     f"answer ← `{_cell(columns['answer'], 60)}`")
+        lines.append(f"- columns used: question ← {_code(columns['question'])}, "
+                     f"answer ← {_code(columns['answer'])}")
     policy = record.get("length_policy")
     if policy:
         how = "chosen automatically to fit 99% of examples" if policy.get("auto") else "set"
@@ -269,10 +271,29 @@ def _hyperparameters(config: dict) -> dict:
     return values
 
 
-def _cell(text, limit: int = 200) -> str:
+# what Markdown reads as markup in a table cell; "_" only where it can open or close emphasis (not HF_TOKEN)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<!\w)_|_(?!\w))")
+
+
+def _flat(text, limit: int) -> str:
     text = " ".join(str(text).split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return text.replace("|", "\\|") or "(empty)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cell(text, limit: int = 200) -> str:
+    """Data quoted in a table cell, shown as the text it is: HTML and Markdown in it are escaped, never
+    rendered (a cell holding `<img onerror=…>` or `**` reads as those characters)."""
+    text = html.escape(_flat(text, limit), quote=False)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text) or "(empty)"
+
+
+def _code(text, limit: int = 60) -> str:
+    """Data (a column name) as a code span: fenced by one backtick more than its longest run of them,
+    so a backtick in it cannot end the span (CommonMark)."""
+    text = _flat(text, limit)
+    run = max((len(ticks) for ticks in re.findall(r"`+", text)), default=0)
+    pad = " " if run else ""
+    return f"{'`' * (run + 1)}{pad}{text}{pad}{'`' * (run + 1)}"
 
 
 _HYPERPARAMETERS = (

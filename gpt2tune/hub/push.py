@@ -12,7 +12,7 @@ from gpt2tune.references import validate_repo_id
 
 UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin",
                  # the run's record stays on the server: the training data's copy, server paths, its pid
-                 "data/*", "run.json", "events.jsonl",
+                 "data/*", "run.json", "events.jsonl", "visitor.json",
                  # a LoRA run's merged full weights are pushed on their own (push the merged folder);
                  # the local Trackio database stays (TensorBoard event files do go: the Hub charts them)
                  "merged/*", "logs/trackio/*"]
@@ -49,9 +49,11 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
     if not full and not artifacts.has_model(model_dir):  # a LoRA run: adapters and their config
         raise ValueError(f"{model_dir} holds no trained model (config.json and *.safetensors expected, "
                          "or a LoRA run's adapter_config.json and adapter_model.safetensors)")
-    if not (model_dir / CARD_FILE).exists() or is_generated_card(model_dir / CARD_FILE):
-        write_model_card(model_dir, repo_id)  # ours: rewritten so its title and snippet name the repo
     token = resolve_token(token)
+    card = model_dir / CARD_FILE
+    before = card.read_bytes() if card.is_file() else None
+    if before is None or is_generated_card(card):
+        write_model_card(model_dir, repo_id)  # ours: rewritten so its title and snippet name the repo
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -62,8 +64,18 @@ def push_to_hub(model_dir: str | Path, repo_id: str, token: str | None = None, p
             ignore_patterns=UPLOAD_IGNORE,
         )
     except Exception as error:
+        _restore(card, before)  # a failed push changes nothing: the card names the repo only once it is there
         raise _hub_failure(error, repo_id) from None
     return str(url)
+
+
+def _restore(path: Path, content: bytes | None) -> None:
+    if content is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
 
 
 def _hub_failure(error: Exception, repo_id: str) -> ValueError:

@@ -91,14 +91,27 @@ class ProgressCallback(TrainerCallback):
 
 
 class StopCallback(TrainerCallback):
-    """Cooperative stop: checked at every step boundary, so the model is never mid-update."""
+    """Cooperative stop: checked at every step boundary, so the model is never mid-update. Asked for
+    (`should_stop`), or when this start or resume has trained `max_minutes` (0 = no limit): the run
+    then ends as a stopped one, with its model and a checkpoint saved, and can be resumed."""
 
-    def __init__(self, should_stop: Callable[[], bool]):
+    def __init__(self, should_stop: Callable[[], bool], max_minutes: float = 0.0, on_event: EventSink | None = None):
         self.should_stop = should_stop
+        self.max_minutes = max_minutes
+        self.on_event = on_event
+        self.deadline = None
         self.stopped_at = None
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.deadline = time.monotonic() + 60 * self.max_minutes if self.max_minutes else None
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.should_stop():
+        timed_out = self.deadline is not None and time.monotonic() >= self.deadline
+        if self.should_stop() or timed_out:
+            if timed_out and self.stopped_at is None and self.on_event and state.is_world_process_zero:
+                self.on_event(events.Status(f"time limit of {self.max_minutes:g} minutes (max_minutes) reached: "
+                                            f"stopped at step {state.global_step}; the model and a checkpoint are "
+                                            "saved and Resume continues"))
             self.stopped_at = state.global_step
             control.should_training_stop = True
         return control

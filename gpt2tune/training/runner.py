@@ -114,6 +114,10 @@ class TrainingRunner:
             log.exception("training run in %s failed", config.output_dir)
             self.errors[str(config.output_dir)] = f"training failed: {type(error).__name__}: {first_line(error)}"
         finally:
+            if str(config.output_dir) in self.errors and not config.resume:
+                from gpt2tune.visitor import discard_if_untrained
+
+                discard_if_untrained(config.output_dir)  # the page still shows why, from `errors`
             with self._changed:
                 self._live = None
                 self._bump()

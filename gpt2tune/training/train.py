@@ -18,6 +18,7 @@ from gpt2tune import events
 from gpt2tune.runs import artifacts, diskspace
 
 from gpt2tune.training import adapters, results, tracking
+from gpt2tune.training.limits import trainer_max_steps
 from gpt2tune.training.divergence import DivergenceCallback, check_final_losses
 from gpt2tune.config import TuneConfig
 
@@ -186,7 +187,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
+        max_steps=trainer_max_steps(config, len(train_set)),
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
         weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler,
@@ -217,7 +218,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         dataloader_num_workers=0,
     )
     float_mask = None if model.config._attn_implementation == "sdpa" else model.dtype
-    stopper = StopCallback(stop_event.is_set)
+    stopper = StopCallback(stop_event.is_set, config.max_minutes, on_event)
     callbacks = [ProgressCallback(on_event), stopper, DivergenceCallback()]
     if config.probe_questions:
         from gpt2tune.evaluation.probes import ProbeCallback

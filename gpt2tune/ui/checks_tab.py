@@ -8,13 +8,13 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.ui.common import (
-    data_source,
     default_base_model,
     listen,
     message_line,
     resolve_base_model,
     stat_tile,
     ui_errors,
+    visitor_data,
 )
 from gpt2tune.ui.fields import build_config, field_component
 
@@ -78,7 +78,7 @@ def _tiny_model() -> str:
 def run_checks(**values):
     from gpt2tune.training.checks import run_checks as check
 
-    values["csv"] = data_source(values.get("csv"), values.get("dataset"))
+    values = visitor_data(values)
     values["base_model"], fallback_warning = resolve_base_model(values.get("base_model"))
     config = build_config(TuneConfig, values)
     result = check(config)

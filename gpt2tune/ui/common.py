@@ -9,9 +9,9 @@ import html
 import inspect
 import logging
 import os
+import re
 import threading
 import time
-from pathlib import Path
 
 import gradio as gr
 
@@ -32,19 +32,27 @@ def default_base_model() -> str:
 # cleared by the next success, and the outputs keep what they showed: a raised gr.Error would
 # cover them with an "Error" badge and say it in a toast that vanishes. API clients still get it
 # raised, as the AppError they expect (`listen` wires both). Toasts are for background events only.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
+
+
+def public_text(text: str) -> str:
+    """No server paths on the page or to an API caller: an absolute path is shown by its last part
+    (a bare top-level name such as a caller's own '/etc' says nothing of the server and stays)."""
+    return _ABSOLUTE_PATH.sub(r"\1", text or "")
+
 
 def error_text(error: Exception) -> str:
-    """One line, in the app's words, for any error a handler raised."""
+    """One line, in the app's words and without server paths, for any error a handler raised."""
     from gpt2tune.errors import first_line
     from gpt2tune.ui.wording import app_words
 
     if isinstance(error, gr.Error):
         return error.message
     if isinstance(error, ValueError):
-        return app_words(first_line(error))
+        return app_words(public_text(first_line(error)))
     # Not the user's fault: the server log gets the traceback, the page one line.
     log.error("unexpected error in a UI handler", exc_info=error)
-    text = first_line(error)
+    text = public_text(first_line(error))
     return type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}"
 
 
@@ -132,51 +140,29 @@ def listen(event, fn, *, outputs: list, message: gr.HTML, api_name: str | None =
     return event(on_page(fn, len(outputs)), outputs=[*outputs, message], api_visibility="private", **options)
 
 
-# --- what a visitor may hand the server -----------------------------------------------------------
-def visitor_file(file) -> str:
-    """The path of a file a visitor gave a handler, if it is one this app may read for them.
+# --- what a visitor may hand the server: the gate (gpt2tune.visitor) decides, this is its gradio glue --
+HUB_FIELDS = ("dataset", "dataset_config", "dataset_split", "dataset_revision")
 
-    Only an upload Gradio stored for this app (its upload folder) or the bundled sample qualifies.
-    Gradio already refuses API inputs outside its upload folder, but not every route into a handler
-    goes through that check (static paths, direct calls, apps that embed these handlers), so each
-    handler that reads a visitor's file asks here first, and a refused path is never opened.
-    """
+
+def visitor_file(file) -> str:
+    """The path of a file a caller gave a handler, if the gate lets this app read it for them."""
     from gradio.utils import get_upload_folder
 
-    from gpt2tune.paths import SAMPLE_CSV
+    from gpt2tune.visitor import data_file
 
-    if not file:
-        raise ValueError("no data file: upload a CSV (or TSV/JSON/JSONL) or click 'Use the sample dataset'")
-    path = getattr(file, "path", file)  # a FileData, or the path a "filepath" component hands over
-    if isinstance(path, dict):
-        path = path.get("path")
-    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
-        raise ValueError("the data file is not a file: upload a CSV (or TSV/JSON/JSONL) or use the sample")
-    # realpath on both sides: a symlink or `..` inside the upload folder that leads out of it is refused
-    real = os.path.realpath(path)
-    uploads = os.path.realpath(get_upload_folder())
-    if real != os.path.realpath(SAMPLE_CSV) and os.path.commonpath([real, uploads]) != uploads:
-        raise ValueError(f"{Path(path).name!r} was not uploaded to this app: only files uploaded here "
-                         "and the bundled sample are read")
-    return str(path)
+    return data_file(file, get_upload_folder())
 
 
-def data_source(file, dataset=None) -> str:
-    """The file a handler may read for a visitor (`visitor_file`), or, with a Hub dataset named, the
-    sample in its place: the dataset is what is read then, and an empty file box is fine."""
-    from gpt2tune.paths import SAMPLE_CSV
+def visitor_data(values: dict) -> dict:
+    """A handler's data settings as the gate passes them: `csv` a readable file (the sample when a
+    Hub dataset is named instead), the Hub dataset's fields with how it may be read (token, cache)."""
+    from gradio.utils import get_upload_folder
 
-    if not file and dataset and str(dataset).strip():
-        return str(SAMPLE_CSV)
-    return visitor_file(file)
+    from gpt2tune.visitor import HubDataset, data_source, hub_dataset
 
-
-def training_file(file, dataset=None) -> str:
-    """`data_source` for a training run, which on an owner-only app the owner alone may start."""
-    from gpt2tune.hub.access import check_may_train
-
-    check_may_train(current_caller())
-    return data_source(file, dataset)
+    hub = hub_dataset(*(values.get(name) for name in HUB_FIELDS), caller=current_caller())
+    csv = data_source(values.get("csv"), hub.id if hub else None, get_upload_folder())
+    return {**values, "csv": csv, **(hub or HubDataset(None)).settings()}
 
 
 def current_caller(request: gr.Request | None = None):
@@ -234,39 +220,11 @@ def load_model(reference: str, allow_pickle: bool = False):
 
 
 def resolve_model_reference(text: str, what: str = "model") -> str:
-    """A Hub id as typed, or a folder: inside the working folder (or the configured base model).
+    """A Hub id as typed, or a folder inside the working folder (or the configured base model): the
+    gate's `model_reference` for the calling handler's caller."""
+    from gpt2tune.visitor import model_reference
 
-    Folders elsewhere on the server are refused so that a public app can't be pointed at them.
-    """
-    from gpt2tune.paths import inside, work_dir
-    from gpt2tune.references import is_repo_id, looks_like_path
-
-    text = (text or "").strip()
-    if not text:
-        raise ValueError(f"the {what} is empty: type a Hub id such as gpt2 or user/name, or a folder")
-    if text == default_base_model():
-        return text
-    root = work_dir()
-    # "user/name" is a Hub id unless such a folder exists in the working folder
-    if looks_like_path(text) or (root / text).is_dir():
-        folder = inside(root, os.path.expanduser(text))
-        if not folder.is_dir():
-            raise ValueError(f"{what} folder {text!r} does not exist under the working folder {root}")
-        return str(folder)
-    if not is_repo_id(text):
-        raise ValueError(f"{what} {text!r} is neither a Hub id (name or user/name) nor a folder")
-    _guard_server_token(text, what)
-    return text
-
-
-def _guard_server_token(repo_id: str, what: str) -> None:
-    """Downloads send the server's token when it has one: for anyone but the owner, public repos only."""
-    from huggingface_hub import get_token
-
-    from gpt2tune.hub.access import check_public_model, may_use_server_token
-
-    if get_token() and not may_use_server_token(current_caller()):
-        check_public_model(repo_id, what)
+    return model_reference(text, what, caller=current_caller(), default=default_base_model())
 
 
 _resolved: dict[str, tuple[float, str, str | None]] = {}

@@ -10,7 +10,7 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, mtime, work_dir
-from gpt2tune.ui.common import data_source, listen, message_line, stat_tile, ui_errors, visitor_file
+from gpt2tune.ui.common import listen, message_line, stat_tile, ui_errors, visitor_data, visitor_file
 from gpt2tune.ui.fields import field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
@@ -139,12 +139,14 @@ def open_dataset(dataset=None, dataset_split=None, dataset_config=None, dataset_
 
     if not (dataset or "").strip():
         raise ValueError("no Hub dataset: enter its id as user/name")
-    header = read_hub_table(dataset, dataset_config or None, dataset_split or None, dataset_revision or None).header
+    asked = dict(dataset=dataset, dataset_split=dataset_split, dataset_config=dataset_config,
+                 dataset_revision=dataset_revision)
+    hub = visitor_data(asked)
+    header = read_hub_table(hub["dataset"], hub["dataset_config"], hub["dataset_split"], hub["dataset_revision"],
+                            token=hub["hub_token"], cache_dir=hub["hub_cache_dir"]).header
     question, answer, note = guess_columns(header)
-    hub = dict(dataset=dataset, dataset_split=dataset_split, dataset_config=dataset_config,
-               dataset_revision=dataset_revision)
     return (*_pickers(header, question, answer), gr.Group(visible=True), note,
-            *_preview_when_chosen(file, question, answer, **hub, **settings))
+            *_preview_when_chosen(file, question, answer, **asked, **settings))
 
 
 def remap_columns(question_column=None, answer_column=None, **settings):
@@ -215,8 +217,11 @@ def preview_data(file=None, question_column=None, answer_column=None, eval_fract
     from gpt2tune.heap import release_freed_memory
 
     # No file and no dataset: the bundled sample, as the page shows when it opens.
-    data = load_source(data_source(file or SAMPLE_CSV, dataset), question_column or None, answer_column or None,
-                       dataset, dataset_config or None, dataset_split or None, dataset_revision or None)
+    source = visitor_data(dict(csv=file or SAMPLE_CSV, dataset=dataset, dataset_split=dataset_split,
+                               dataset_config=dataset_config, dataset_revision=dataset_revision))
+    data = load_source(source["csv"], question_column or None, answer_column or None, source["dataset"],
+                       source["dataset_config"], source["dataset_split"], source["dataset_revision"],
+                       hub_token=source["hub_token"], hub_cache_dir=source["hub_cache_dir"])
     # max_length 0 is auto; GPT-2's context (1024) caps it, as it caps training on any GPT-2 size.
     # Duplicates come from the loader, counted before it dropped the exact repeats.
     report = dataset_report(data.frame, _tokenizer(), int(max_length or 0), float(eval_fraction), int(seed),

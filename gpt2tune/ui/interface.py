@@ -19,7 +19,7 @@ from gpt2tune.ui.generate_tab import GenerateTab, create_generate_tab
 from gpt2tune.ui.hub_tab import HubTab, create_hub_tab
 from gpt2tune.ui.runs_tab import create_runs_tab
 from gpt2tune.ui.style import CSS, HEADER, theme
-from gpt2tune.ui.train_tab import TrainTab, create_train_tab, follow_training, training_status
+from gpt2tune.ui.train_tab import TrainTab, create_train_tab, follow_training, training_status, visitor_key
 
 MAX_UPLOAD_ENV = "GPT2TUNE_MAX_UPLOAD"  # e.g. "20mb"; Gradio refuses bigger uploads before they land
 LOGIN_ENV = "GPT2TUNE_LOGIN"  # "name:password": the app asks for it, and whoever logs in counts as its owner
@@ -50,6 +50,8 @@ def _on_page_load(demo: gr.Blocks, data: DataTab, train: TrainTab, generate: Gen
     """A fresh or reloaded page shows the current state: the running (or last) job, the runs."""
     demo.load(follow_training, outputs=train.outputs, api_visibility="private", concurrency_limit=None,
               show_progress="hidden")
+    demo.load(visitor_key, inputs=train.visitor_key, outputs=train.visitor_key, api_visibility="private",
+              queue=False, show_progress="hidden")
     status = gr.Button(visible=False)  # no button on the page: the endpoint is for API clients
     status.click(training_status, outputs=train.outputs, api_name="status", concurrency_limit=None)
     demo.load(lambda: (refresh_run_choices(), refresh_run_choices()), outputs=[generate.run, hub.run],
@@ -67,6 +69,9 @@ def launch_options() -> dict:
         # handlers return the bundled sample and rejected-rows downloads; nothing else is served
         "allowed_paths": [str(SAMPLE_CSV), str(work_dir() / "downloads")],
         "footer_links": ["api", "gradio"],
+        # Gradio's own refusals (a path that was not uploaded) reach an API caller as their line, not
+        # {"error": null}; every handler of the app already turns its errors into one public line.
+        "show_error": True,
         "auth": app_login(),
     }
 

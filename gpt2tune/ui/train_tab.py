@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 import html
-import re
 import threading
 import time
 from pathlib import Path
@@ -31,10 +30,11 @@ from gpt2tune.ui.common import (
     error_text,
     fmt_duration,
     message_line,
+    public_text as _public,
     render_message,
     resolve_model_reference,
     stat_tile,
-    training_file,
+    visitor_data,
 )
 from gpt2tune.ui.fields import build_config, field_component
 
@@ -43,6 +43,7 @@ OTHER_TABS = ("csv", "question_column", "answer_column", "eval_fraction", "seed"
               "base_model", "allow_pickle", "device", "precision",
               "dataset", "dataset_config", "dataset_split", "dataset_revision")
 SET_BY_BUTTONS = ("output_dir", "resume")
+SET_BY_THE_GATE = ("hub_token", "hub_cache_dir")  # how the Hub dataset is read: the caller's, never a box
 # Loaded back into the form when a run is shown (the data file and the base model are named in
 # the run's summary instead: their values are server paths).
 FORM_FROM_OTHER_TABS = ("question_column", "answer_column", "eval_fraction", "seed", "max_length", "allow_pickle",
@@ -68,11 +69,12 @@ class TrainTab:
     settings: dict  # TuneConfig field name → its component on this tab
     run_name: gr.Textbox
     outputs: list  # what a run's state is drawn into: a fresh page follows the run into them
+    visitor_key: gr.BrowserState  # this browser's key: on a public app, a visitor controls only its own runs
 
 
 def create_train_tab(other_inputs: dict) -> TrainTab:
     """other_inputs: the OTHER_TABS settings (TuneConfig field name → component) set on the Data and Checks tabs."""
-    placed = set(OTHER_TABS) | set(SET_BY_BUTTONS) | set(BASICS) | {n for names in SECTIONS.values() for n in names}
+    placed = set(OTHER_TABS) | set(SET_BY_BUTTONS) | set(SET_BY_THE_GATE) | set(BASICS) | {n for names in SECTIONS.values() for n in names}
     # a TuneConfig field added later still gets a box, in "More settings"
     unplaced = [f.name for f in dataclasses.fields(TuneConfig) if f.name not in placed]
     settings: dict[str, gr.Component] = {}
@@ -130,7 +132,9 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                 with gr.Accordion("Log", open=False):
                     log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True, label="Log")
 
-    inputs = {**{name: other_inputs[name] for name in OTHER_TABS}, **settings, "run_name": run_name}
+    visitor_key = gr.BrowserState(None, storage_key="gpt2tune-visitor-key")
+    inputs = {**{name: other_inputs[name] for name in OTHER_TABS}, **settings, "run_name": run_name,
+              "visitor_key": visitor_key}
     view = [status, loss_plot, metrics_html, metrics_json, probes, log_box, alert, picker, summary]
     form = [run_name, *settings.values(), *(other_inputs[name] for name in FORM_FROM_OTHER_TABS)]
     global FORM_NAMES
@@ -141,58 +145,80 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
     # progress; Gradio's indicator would pulse over every box of the form the whole time.
     start.click(start_training, inputs_kwargs=inputs, outputs=outputs, api_name="train", concurrency_limit=None,
                 show_progress="hidden")
-    resume.click(resume_training, inputs=[picker, settings["max_steps"], settings["epochs"]], outputs=outputs,
-                 api_name="resume", concurrency_limit=None, show_progress="hidden")
-    stop.click(stop_training, outputs=[status, alert], api_name="stop", concurrency_limit=None)
+    resume.click(resume_training, inputs=[picker, settings["max_steps"], settings["epochs"], visitor_key],
+                 outputs=outputs, api_name="resume", concurrency_limit=None, show_progress="hidden")
+    stop.click(stop_training, inputs=visitor_key, outputs=[status, alert], api_name="stop", concurrency_limit=None)
     picker.input(show_run, inputs=picker, outputs=outputs, api_name="show_run", concurrency_limit=None,
                  show_progress="hidden")
     refresh.click(show_run, inputs=picker, outputs=outputs, api_visibility="private", concurrency_limit=None,
                   show_progress="hidden")
-    return TrainTab(settings, run_name, outputs)
+    return TrainTab(settings, run_name, outputs, visitor_key)
 
 
 FORM_NAMES: list[str] = []
 
 
 # --- handlers ------------------------------------------------------------------------------------
-def start_training(request: gr.Request = None, **values):
-    """Start a new run from the form; its data file is copied into the run folder first."""
+def start_training(request: gr.Request = None, visitor_key=None, **values):
+    """Start a new run from the form; every value passes the gate (`gpt2tune.visitor`) first, then the
+    data file is copied into the run folder. A start refused after that leaves no folder behind."""
+    import shutil
+
+    from gpt2tune import visitor
+    from gpt2tune.hub.access import check_may_train
     from gpt2tune.runs.store import new_run_name, run_dir
 
     session = _session(request)
+    folder, created = None, False
     try:
+        caller = current_caller(request)
+        check_may_train(caller)
+        if visitor.visitor_bounded(caller):
+            visitor.check_visitor_key(visitor_key)
         _refuse_while_busy()
-        name = (values.pop("run_name", "") or "").strip() or new_run_name()
+        name = visitor.run_name(values.pop("run_name", "") or new_run_name())
         folder = run_dir(name)
         if _holds_a_run(folder):
             raise ValueError(f"run {name!r} already exists: choose another run name, or pick it in the run list "
                              "and press Resume")
-        source = training_file(values.get("csv"), values.get("dataset"))  # a visitor's upload or the sample; owner-only apps: the owner
+        values = visitor_data(values)  # a visitor's upload or the sample; a Hub dataset as the gate reads it
         values["base_model"] = _base_model(values.get("base_model"), session)
-        config = build_config(TuneConfig, {**values, "csv": source, "output_dir": str(folder), "resume": False})
+        config = build_config(TuneConfig, {**values, "output_dir": str(folder), "resume": False})
         config.validate()
-        config.csv = str(record.adopt_data(folder, source))
+        config = visitor.bounded_config(config, caller)
+        created = not folder.exists()
+        config.csv = str(record.adopt_data(folder, config.csv))
+        if visitor.visitor_bounded(caller):
+            visitor.record_starter(folder, visitor_key)
         default_runner().start(config)
     except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
         yield _refusal(error, session)
         return
+    if config.step_limit or config.max_minutes:
+        gr.Info("This run trains at most " + " and ".join(
+            ([f"{config.step_limit:,} steps (step_limit)"] if config.step_limit else [])
+            + ([f"{config.max_minutes:g} minutes per start or resume (max_minutes)"] if config.max_minutes else [])))
     yield from _follow(folder, session, load_form=False, own=True)
 
 
-def resume_training(run=None, max_steps=None, epochs=None, request: gr.Request = None):
+def resume_training(run=None, max_steps=None, epochs=None, visitor_key=None, request: gr.Request = None):
     """Continue the selected run (or the newest resumable one) with its own settings and data."""
-    from gpt2tune.runs.store import run_dir
-
     from gpt2tune.hub.access import check_may_train
+    from gpt2tune.runs.store import run_dir
+    from gpt2tune.visitor import check_may_control
 
     session = _session(request)
     try:
-        check_may_train(current_caller(request))
+        caller = current_caller(request)
+        check_may_train(caller, "resuming runs")
         _refuse_while_busy()
         name = (run or "").strip() or _last_resumable_run()
         folder = run_dir(name)
         if not folder.is_dir():
             raise ValueError(f"no run named {name!r}: pick one in the run list")
+        check_may_control(folder, caller, visitor_key, "resume")
         config = TuneConfig(output_dir=str(folder), resume=True)
         if max_steps not in (None, ""):
             config.max_steps = int(float(max_steps))
@@ -209,15 +235,18 @@ def resume_training(run=None, max_steps=None, epochs=None, request: gr.Request =
     yield from _follow(folder, session, load_form=True, own=True, form=dataclasses.asdict(effective))
 
 
-def stop_training(request: gr.Request = None):
+def stop_training(visitor_key=None, request: gr.Request = None):
     from gpt2tune.hub.access import check_may_train
+    from gpt2tune.visitor import check_may_control
 
-    try:  # on an owner-only app a visitor may not stop the owner's run either
-        check_may_train(current_caller(request))
-    except ValueError as error:
-        return gr.skip(), render_message(error_text(error))
     runner = default_runner()
     folder = runner.active_run()
+    try:  # where training is the owner's a visitor may not stop the owner's run; elsewhere only its own
+        caller = current_caller(request)
+        check_may_train(caller, "stopping runs")
+        check_may_control(folder, caller, visitor_key, "stop")
+    except ValueError as error:
+        return gr.skip(), render_message(error_text(error))
     if runner.stop():  # the status says "saving the model and a checkpoint at this step"
         return render_status(load_view(folder, runner.live_state(folder))), ""
     return gr.skip(), render_message("No training run is in progress: nothing to stop.")
@@ -237,6 +266,15 @@ def show_run(run=None, request: gr.Request = None):
                *[gr.skip()] * len(FORM_NAMES))
         return
     yield from _follow(folder, session, load_form=True, own=False)
+
+
+def visitor_key(key=None) -> str:
+    """This browser's key (kept in its local storage): the one it has, else a new random one."""
+    import secrets
+
+    from gpt2tune.visitor import MIN_KEY_LENGTH
+
+    return key if isinstance(key, str) and len(key) >= MIN_KEY_LENGTH else secrets.token_urlsafe(24)
 
 
 def follow_training(request: gr.Request = None):
@@ -303,8 +341,7 @@ def _render_view(view: RunView, folder: Path, with_picker: bool = True) -> tuple
 
 def _refusal(error: Exception, session: str) -> tuple:
     """One line in the alert under the buttons; every other output stays as it was."""
-    message = _public(error_text(error))
-    return (*[gr.skip()] * 6, render_message(message), gr.skip(), gr.skip(), *[gr.skip()] * len(FORM_NAMES))
+    return (*[gr.skip()] * 6, render_message(error_text(error)), gr.skip(), gr.skip(), *[gr.skip()] * len(FORM_NAMES))
 
 
 def _refuse_while_busy() -> None:
@@ -318,12 +355,9 @@ def _refuse_while_busy() -> None:
 
 
 def _holds_a_run(folder: Path) -> bool:
-    """A model, a checkpoint, or a live record: something a new run of this name would replace."""
-    from gpt2tune.runs import artifacts
-
-    saved = record.read_record(folder)
-    return ((folder / artifacts.WEIGHTS_FILE).exists() or artifacts.latest_checkpoint(folder) is not None
-            or record.effective_state(saved, folder) in record.ALIVE)
+    """Anything in the folder (a model, a checkpoint, a record, even of a run that failed): a new run
+    of this name would replace or take over someone's run."""
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _chosen_run(run) -> Path | None:
@@ -419,14 +453,6 @@ def _toast_once(session: str, message: str) -> None:
 
 
 # --- rendering -----------------------------------------------------------------------------------
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)*([^\s/'\"]+)")
-
-
-def _public(text: str) -> str:
-    """No server paths on the page: an absolute path is shown by its last part."""
-    return _ABSOLUTE_PATH.sub(r"\1", text or "")
-
-
 def _public_metrics(metrics: dict | None) -> dict:
     return {k: (_public(v) if isinstance(v, str) else v) for k, v in (metrics or {}).items()}
 

@@ -3,7 +3,7 @@
 The core words a remedy for the command line (`--max-length 256`, `--offline-fallback`); the app has
 boxes and buttons instead. Rather than a second copy of every message, the few CLI idioms are
 rewritten here: a flag becomes the box that sets it and the tab it is on, a message that starts with a
-setting's field name (`learning_rate must be ...`) starts with its box's label.
+setting's field name written as code (`learning_rate must be ...`) starts with its box's label.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ def app_words(message: str) -> str:
         return f"'{label(name)}' {match.group(2)}" if match.group(2) else box(name)
 
     message = FLAG.sub(flag, message)
-    first = re.match(r"(\w+)(?=[ :])", message)
-    if first and first.group(1) in WHERE:  # "learning_rate must be greater than 0"
+    # "learning_rate must be greater than 0": a field name written as code (one word such as "seed"
+    # or "dataset" already reads as the box it names)
+    first = re.match(r"(\w+_\w+)(?=[ :])", message)
+    if first and first.group(1) in WHERE:
         message = label(first.group(1)) + message[first.end():]
     return message.strip()
