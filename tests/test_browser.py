@@ -85,8 +85,16 @@ def fill_number(page, label: str, value) -> None:
     from playwright.sync_api import expect
 
     box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Tab")  # Gradio takes the value when the box loses focus
+    # A box in an accordion just opened can be drawn again as it settles, back to its default:
+    # typed again until it keeps the value.
+    for _ in range(5):
+        box.fill(str(value))
+        box.press("Tab")  # Gradio takes the value when the box loses focus
+        try:
+            expect(box).to_have_value(str(value), timeout=5_000)
+            return
+        except AssertionError:
+            continue
     expect(box).to_have_value(str(value))
 
 
