@@ -1,4 +1,4 @@
-"""`gpt2tune` command line: check, train, generate, push, eval, init-tiny.
+"""`gpt2tune` command line: check, train, generate, push, demo, eval, init-tiny.
 
 Flags are derived from TuneConfig / GenerationSettings, so a new setting appears here by itself.
 Bad input exits with code 2 and one line on stderr; `--debug` shows the traceback.
@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--question", required=True, action="append", help="Question (repeat for several).")
     generate.add_argument("--stream", action="store_true", help="Print the answer as it is generated.")
     generate.add_argument("--allow-pickle", action="store_true", help="Allow .bin (pickle) weights.")
+    generate.add_argument("--show-nearest", action="store_true",
+                          help="After each answer, the most similar training question of the run, its answer "
+                               "and their similarity (0-1): recited, or generalised?")
     add_dataclass_flags(generate, GenerationSettings)
 
     push = commands.add_parser("push", help="Upload a trained model folder to the Hugging Face Hub.")
@@ -117,6 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--commit-message", default=hub_push.COMMIT_MESSAGE)
     push.add_argument("--verify", action="store_true",
                       help="Download the pushed model into a fresh cache and check weights and answers match.")
+
+    demo = commands.add_parser("demo", help="Write a small chat Space for a trained run (and, with --push, publish it).")
+    demo.add_argument("--model", required=True, help="Output folder of a finished run.")
+    demo.add_argument("--output-dir", required=True, help="Folder the demo is written to (app.py, requirements.txt, "
+                      "README.md, the model); a demo folder already there is replaced.")
+    demo.add_argument("--nearest", action="store_true", help="Show the nearest training example under each answer: "
+                      "the demo then holds (and a pushed Space publishes) the training questions and answers.")
+    demo.add_argument("--push", action="store_true", help="Publish it: the model to --model-repo-id, then the "
+                      "demo as a Gradio Space --repo-id.")
+    demo.add_argument("--repo-id", default=None, help="user/name of the Space (with --push).")
+    demo.add_argument("--model-repo-id", default=None, help="user/name of the model repo the Space loads (default: "
+                      "the Space's owner and the run's name); pushed first, unchanged files are not sent again.")
+    demo.add_argument("--private", action=argparse.BooleanOptionalAction, default=hub_push.PRIVATE_DEFAULT,
+                      help=f"Create the Space and the model repo as private (default: {hub_push.PRIVATE_DEFAULT}).")
+    demo.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the cached login).")
 
     verify = commands.add_parser("verify", help="Check a Hub repo holds the same model as a local folder.")
     verify.add_argument("--model", required=True, help="Output folder of a run.")
@@ -342,6 +360,10 @@ def run_generate(args) -> int:
 
     settings = config_from_args(GenerationSettings, args)
     model, tokenizer = shared_cache().get(args.model, allow_pickle=args.allow_pickle)
+    if args.show_nearest:
+        from gpt2tune.evaluation.nearest_example import LABEL, describe, run_index
+
+        index, why = run_index(args.model)
     for question in args.question:
         if len(args.question) > 1:
             print(f"Q: {question}")
@@ -353,6 +375,8 @@ def run_generate(args) -> int:
             print()
         else:
             print(answer(model, tokenizer, question, settings))
+        if args.show_nearest:
+            print(f"{LABEL}: " + " | ".join(" ".join(line.split()) for line in describe(index, why, question)))
     return 0
 
 
@@ -365,6 +389,27 @@ def run_push(args) -> int:
     if args.verify:
         return run_verify(argparse.Namespace(model=args.model, repo_id=args.repo_id, token=args.token,
                                              revision=None, question=None))
+    return 0
+
+
+def run_demo(args) -> int:
+    if not args.push:
+        if args.repo_id or args.model_repo_id:
+            raise ValueError("--repo-id and --model-repo-id publish the demo: add --push")
+        from gpt2tune.demo.build import build_demo
+
+        folder = build_demo(args.model, args.output_dir, nearest=args.nearest).folder
+        print(f"demo written to {folder}; try it with: cd {folder} && python app.py")
+        return 0
+    if not args.repo_id:
+        raise ValueError("--push needs --repo-id user/name for the Space")
+    from gpt2tune.hub.space import push_demo
+
+    published = push_demo(args.model, args.output_dir, args.repo_id, token=args.token, private=args.private,
+                          model_repo=args.model_repo_id, nearest=args.nearest)
+    print(f"model: {published.model_url}\nSpace: {published.space_url}")
+    if published.note:
+        print(f"note: {published.note}")
     return 0
 
 
@@ -431,6 +476,7 @@ COMMANDS = {
     "train": run_train,
     "generate": run_generate,
     "push": run_push,
+    "demo": run_demo,
     "verify": run_verify,
     "eval": run_eval,
     "init-tiny": run_init_tiny,

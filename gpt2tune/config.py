@@ -59,8 +59,8 @@ class TuneConfig:
     dataset_revision: str | None = _opt(None, "Branch, tag or commit of the Hub dataset (default: main).")
     hub_token: bool = _opt(True, "Send the Hugging Face token (HF_TOKEN, the cached login) when reading the Hub "
                            "dataset; off reads it as an anonymous user would (the app does so for its visitors).")
-    hub_cache_dir: str | None = _opt(None, "Folder the Hub dataset is downloaded and cached in (default: the "
-                                     "datasets library's cache).")
+    hub_cache_dir: str | None = _opt(None, "Folder the Hub dataset is downloaded into and removed from once read "
+                                     "(default: the datasets library's lasting cache).")
     question_column: str | None = _opt(None, "Column holding the questions (default: detected).")
     answer_column: str | None = _opt(None, "Column holding the answers (default: detected).")
     eval_fraction: float = _opt(0.1, "Fraction of rows held out for evaluation (0 = no eval).")

@@ -5,7 +5,7 @@ one function that decides what the server may do with it, for whom:
 
 - a data file (`data_file`): an upload Gradio stored for this app, or the bundled sample;
 - a Hub dataset (`hub_dataset`): a Hub id only (never a folder on the server), read without the
-  server's token for anyone but the owner, and cached inside the working folder for them;
+  server's token for anyone but the owner, downloaded inside the working folder and removed once read;
 - a model (`model_reference`): a Hub id (public only, for anyone but the owner, while the server
   holds a token) or a folder inside the working folder;
 - a run name (`run_name`) and a run's settings (`bounded_config`): a plain folder name under runs/;
@@ -31,7 +31,7 @@ from gpt2tune.hub.access import Caller, is_owner, may_use_server_token, public_a
 # Visitor runs on a public app (owner-set; the defaults are what a free CPU Space serves in minutes)
 VISITOR_MAX_STEPS_ENV = "GPT2TUNE_VISITOR_MAX_STEPS"  # optimizer steps a visitor's run trains at most
 VISITOR_MAX_MINUTES_ENV = "GPT2TUNE_VISITOR_MAX_MINUTES"  # minutes each start or resume trains at most
-VISITOR_DISK_MB_ENV = "GPT2TUNE_VISITOR_DISK_MB"  # all runs together: no new visitor run above it
+VISITOR_DISK_MB_ENV = "GPT2TUNE_VISITOR_DISK_MB"  # the working folder (runs and all): no new visitor run above it
 DEFAULT_VISITOR_MAX_STEPS = 300
 DEFAULT_VISITOR_MAX_MINUTES = 15.0
 DEFAULT_VISITOR_DISK_MB = 5_000
@@ -39,7 +39,7 @@ VISITOR_CHECKPOINTS = 1  # a visitor's run keeps one checkpoint: its disk is the
 
 VISITOR_FILE = "visitor.json"  # in a run folder: the SHA-256 of the key of the browser that started it
 MIN_KEY_LENGTH = 16
-HUB_DATASETS_DIR = "hub-datasets"  # under the working folder: where visitors' Hub datasets are cached
+HUB_DATASETS_DIR = "hub-datasets"  # under the working folder: visitors' Hub datasets, each removed once read
 
 
 # --- files -----------------------------------------------------------------------------------------
@@ -108,8 +108,8 @@ def hub_dataset(dataset, config=None, split=None, revision=None, *, caller: Call
     """The Hub dataset to read, or None when none is named. Refused in one line, before any read:
     anything that is not `name` or `user/name`, a name that exists as a file or folder on the server
     (load_dataset would read it from disk), or a packaged builder's name. Anyone but the owner reads
-    with no token (the owner's private and gated datasets stay out of reach) into a cache inside the
-    working folder."""
+    with no token (the owner's private and gated datasets stay out of reach), downloading into the
+    working folder and removing the download once read."""
     from gpt2tune.data.tables import short
     from gpt2tune.paths import work_dir
 
@@ -183,10 +183,10 @@ def run_name(name) -> str:
     """A run's name: a plain folder name under runs/ (`runs.store.RUN_NAME_PATTERN`)."""
     from gpt2tune.runs.store import RUN_NAME_PATTERN
 
+    from gpt2tune.data.tables import short
+
     name = _text(name) or ""
     if not RUN_NAME_PATTERN.match(name):
-        from gpt2tune.data.tables import short
-
         raise ValueError(f"run name {short(name, 70)!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit")
     return name
@@ -198,7 +198,7 @@ def visitor_bounded(caller: Caller) -> bool:
 
 
 def limits() -> tuple[int, float, int]:
-    """(steps, minutes, disk MB) a visitor's run may use, as the owner set them."""
+    """(steps, minutes per start, MB of the working folder) that bound visitors' runs, as the owner set them."""
     return (_env_number(VISITOR_MAX_STEPS_ENV, DEFAULT_VISITOR_MAX_STEPS, int),
             _env_number(VISITOR_MAX_MINUTES_ENV, DEFAULT_VISITOR_MAX_MINUTES, float),
             _env_number(VISITOR_DISK_MB_ENV, DEFAULT_VISITOR_DISK_MB, int))
@@ -207,14 +207,14 @@ def limits() -> tuple[int, float, int]:
 def bounded_config(config, caller: Caller):
     """The TuneConfig a caller's Start trains with: for a visitor of a public app, within the owner's
     bounds on steps, minutes and checkpoints (the tighter of theirs and the visitor's), after refusing
-    a start while the runs' disk is over its bound."""
+    a start while the working folder is over its disk bound."""
     if not visitor_bounded(caller):
         return config
     steps, minutes, disk_mb = limits()
-    used = _runs_disk_mb()
+    used = _work_disk_mb()
     if used >= disk_mb:
-        raise ValueError(f"this app's runs use {used:,.0f} MB, its limit for visitors' runs is {disk_mb:,} MB "
-                         f"({VISITOR_DISK_MB_ENV}): no new run until the owner removes some")
+        raise ValueError(f"this app's working folder uses {used:,.0f} MB, its limit for visitors' runs is "
+                         f"{disk_mb:,} MB ({VISITOR_DISK_MB_ENV}): no new run until the owner removes some")
     return dataclasses.replace(
         config,
         step_limit=min(config.step_limit or steps, steps),
@@ -236,7 +236,7 @@ def check_visitor_key(key) -> None:
 
 
 def check_may_control(folder: Path | None, caller: Caller, key, action: str) -> None:
-    """On a public app a visitor stops or resumes only the runs its own browser started."""
+    """On a public app a visitor stops or resumes only the runs its own browser started (the owner, any)."""
     if folder is None or not visitor_bounded(caller):
         return
     try:
@@ -278,11 +278,11 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _runs_disk_mb() -> float:
-    from gpt2tune.runs.store import runs_root
+def _work_disk_mb() -> float:
+    from gpt2tune.paths import work_dir
 
     total = 0
-    for dirpath, _, files in os.walk(runs_root()):
+    for dirpath, _, files in os.walk(work_dir()):
         for name in files:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size

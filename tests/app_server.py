@@ -59,8 +59,9 @@ def app_url(tiny_model_dir, tmp_path_factory):
 
 
 @contextmanager
-def launch_app_process(env: dict, log_path: Path, argv: list[str] | None = None, app_dir: Path = ROOT):
-    """`python app.py` (or `python *argv`) in `app_dir` with `env`.
+def launch_app_process(env: dict, log_path: Path, argv: list[str] | None = None, app_dir: Path = ROOT,
+                       python: str = sys.executable):
+    """`python app.py` (or `python *argv`) in `app_dir` with `env`; `python`: the interpreter (a venv's).
 
     Yields (url, seconds until the page answered HTTP 200)."""
     port = free_port()
@@ -69,7 +70,7 @@ def launch_app_process(env: dict, log_path: Path, argv: list[str] | None = None,
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, *(argv or ["app.py"])], cwd=app_dir, env=env, stdout=log,
+        process = subprocess.Popen([python, *(argv or ["app.py"])], cwd=app_dir, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
         try:
             while http_status(url) != 200:

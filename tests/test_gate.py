@@ -247,7 +247,7 @@ def test_no_new_visitor_run_while_the_runs_fill_their_disk_bound(home, monkeypat
     (home / "runs" / "victim" / "model.safetensors").write_bytes(b"\0" * (3 * 2**20))
     with pytest.raises(ValueError) as error:
         bounded_config(TuneConfig(), ANONYMOUS)
-    assert str(error.value) == ("this app's runs use 3 MB, its limit for visitors' runs is 2 MB "
+    assert str(error.value) == ("this app's working folder uses 3 MB, its limit for visitors' runs is 2 MB "
                                 "(GPT2TUNE_VISITOR_DISK_MB): no new run until the owner removes some")
     bounded_config(TuneConfig(), OWNER)  # the owner's own runs are the owner's call
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,17 +31,25 @@ def read_hub_table(dataset_id: str, config_name: str | None = None, split: str |
     """Download (or reuse the cached copy of) one split and return it as strings.
 
     Without `split` the "train" split is used, or the only split when there is one. `token=False`
-    reads as an anonymous user (no token is sent); `cache_dir` keeps the download there.
+    reads as an anonymous user (no token is sent). With `cache_dir` the download goes into a folder
+    of its own there, removed once the rows are read (the app's visitors: nothing of theirs piles
+    up); without, into the datasets library's lasting cache.
     Every failure is a one-line ValueError naming the dataset.
     """
     dataset_id = (dataset_id or "").strip()
     if not DATASET_ID.match(dataset_id) or ".." in dataset_id:
         raise ValueError(f"dataset {short(dataset_id, 80)!r} is not a Hub dataset id; write it as user/name")
-    splits = _load_splits(dataset_id, config_name or None, split or None, revision or None, token, cache_dir)
-    name = split or _default_split(dataset_id, list(splits))
-    if name not in splits:
-        raise ValueError(f"dataset {dataset_id!r} has no split {name!r} (splits: {', '.join(splits)})")
-    return _as_table(splits[name], _source(dataset_id, config_name, name))
+    scratch = Path(cache_dir) / uuid.uuid4().hex if cache_dir else None
+    try:
+        splits = _load_splits(dataset_id, config_name or None, split or None, revision or None, token,
+                              str(scratch) if scratch else None)
+        name = split or _default_split(dataset_id, list(splits))
+        if name not in splits:
+            raise ValueError(f"dataset {dataset_id!r} has no split {name!r} (splits: {', '.join(splits)})")
+        return _as_table(splits[name], _source(dataset_id, config_name, name))  # copies the rows out
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def fingerprint(frame: pd.DataFrame, source: str, dataset_id: str, config_name: str | None,

@@ -43,6 +43,12 @@ def run_record(model_name_or_path: str) -> RunRecord:
 def training_split(run: RunRecord):
     """The run's training rows, rebuilt from its file with its columns, seed and eval fraction; None when
     the file is not here or is no longer the one trained on (its SHA-256 changed)."""
+    split = run_split(run)
+    return None if split is None else split[0]
+
+
+def run_split(run: RunRecord):
+    """(training rows, eval rows) of the run, as `training_split` rebuilds them; None when it cannot."""
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.prep import split_frame
 
@@ -54,8 +60,7 @@ def training_split(run: RunRecord):
     data = load_qa_data(csv, columns.get("question") or run.config.get("question_column"),
                         columns.get("answer") or run.config.get("answer_column"),
                         strip_html=bool(run.config.get("strip_html")))
-    train, _ = split_frame(data.frame, float(run.config.get("eval_fraction", 0.1)), int(run.config.get("seed", 42)))
-    return train
+    return split_frame(data.frame, float(run.config.get("eval_fraction", 0.1)), int(run.config.get("seed", 42)))
 
 
 def training_overlap(run: RunRecord, csv, frame, result: dict) -> list[str]:

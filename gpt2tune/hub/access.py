@@ -126,6 +126,14 @@ def check_may_publish(caller: Caller) -> None:
         raise ValueError(f"publishing runs on this app is reserved for its owner ({reason}): sign in as the owner")
 
 
+def check_may_see_training_data(caller: Caller) -> None:
+    """Where training is the owner's, the runs and the rows they were trained on are the owner's: visitors
+    may ask the models questions, but are not shown training examples (the nearest one beside an answer)."""
+    reason = _owner_only_reason()
+    if reason and not is_owner(caller):
+        raise ValueError(f"training examples on this app are shown to its owner only ({reason})")
+
+
 _public_until: dict[str, float] = {}
 
 

@@ -32,8 +32,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
     metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
     samples = artifacts.read_json(output_dir / SAMPLES_FILE, []) or []
     adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
-    base_model = str((adapter or {}).get("base_model_name_or_path") or metrics.get("base_model")
-                     or config.get("base_model") or TuneConfig.base_model)
+    base_model = _base_model(adapter, metrics, config)
     name = repo_id or title or output_dir.name
     metadata = _metadata(base_model, metrics, config, name, license)
     if adapter is not None:  # the Hub lists an adapter under its base model, loaded with peft
@@ -85,6 +84,25 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
     ]
     return ModelCard("\n".join(sections))
+
+
+def _base_model(adapter: dict | None, metrics: dict, config: dict) -> str:
+    return str((adapter or {}).get("base_model_name_or_path") or metrics.get("base_model")
+               or config.get("base_model") or TuneConfig.base_model)
+
+
+def card_summary(output_dir: str | Path) -> str:
+    """The card's opening, in its words: what the model is, what it was trained on, how it scored
+    (Markdown; a demo page shows it beside the model)."""
+    output_dir = Path(output_dir)
+    config = artifacts.read_json(output_dir / artifacts.CONFIG_FILE, {}) or {}
+    metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
+    adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
+    base_model = _base_model(adapter, metrics, config)
+    return "\n".join([
+        f"GPT-2 fine-tuned with gpt2tune on question/answer pairs, starting from {_describe(base_model)}.", "",
+        _method(config, adapter is not None, base_model), "## Data", "", _data(metrics, config), "",
+        _results(metrics)])
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None, title: str | None = None) -> Path:
@@ -210,9 +228,21 @@ def _results(metrics: dict) -> str:
 
 
 def _samples(samples: list[dict]) -> str:
-    rows = ["| question | reference | generated |", "|---|---|---|"]
-    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |" for s in samples]
+    # beside each answer, the most similar training question and its answer: recited, or generalised?
+    # (a run saved before the nearest-example index has none)
+    nearest = any("nearest" in s for s in samples)
+    rows = ["| question | reference | generated |" + (" nearest training example (similarity) |" if nearest else ""),
+            "|---" * (4 if nearest else 3) + "|"]
+    rows += [f"| {_cell(s['question'])} | {_cell(s['reference'])} | {_cell(s['generated'])} |"
+             + (f" {_nearest(s)} |" if nearest else "") for s in samples]
     return "\n".join(rows)
+
+
+def _nearest(sample: dict) -> str:
+    near = sample.get("nearest")
+    if not near:
+        return "(none)"
+    return f"({near['score']:.2f}) Q: {_cell(near['question'], 100)} A: {_cell(near['answer'], 100)}"
 
 
 def _data(metrics: dict, config: dict) -> str:

@@ -13,6 +13,8 @@ from gpt2tune.references import validate_repo_id
 UPLOAD_IGNORE = ["checkpoints/*", ".staging/*", "*.tmp", ".write-test", "training_args.bin",
                  # the run's record stays on the server: the training data's copy, server paths, its pid
                  "data/*", "run.json", "events.jsonl", "visitor.json",
+                 # the training questions and answers themselves: a demo Space publishes them only when asked
+                 "nearest_index.npz",
                  # a LoRA run's merged full weights are pushed on their own (push the merged folder);
                  # the local Trackio database stays (TensorBoard event files do go: the Hub charts them)
                  "merged/*", "logs/trackio/*"]

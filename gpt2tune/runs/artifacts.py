@@ -6,7 +6,8 @@ Layout of output_dir:
   metrics.json           train_runtime, train_real_tokens, train_loss, eval_loss, perplexity, ...
   loss_history.json      every logged train/eval point (the best eval marked)
   probes.json            the probe questions' answers at every eval (when probes are set)
-  samples.json           a few eval questions with reference and generated answers
+  samples.json           a few eval questions with reference and generated answers (and nearest training example)
+  nearest_index.npz      the training questions and answers, indexed for the nearest example (data.nearest)
   loss.png, README.md    the loss plot and the model card (pushed with the model)
   checkpoints/           resumable Trainer checkpoints
   logs/                  TensorBoard event files or the Trackio project (with report_to)

@@ -127,6 +127,20 @@ def record_answer_scores(config: TuneConfig, model, tokenizer, train_frame, eval
     return result.samples
 
 
+def nearest_index(train_frame, samples: list[dict], metrics: dict, status):
+    """(the index of the training split's questions that every answer view looks its nearest example up
+    in, or None when the split is too large for one; the sample answers with their nearest example)."""
+    from gpt2tune.evaluation.nearest_example import LABEL, MAX_ROWS, build_index, with_nearest
+
+    started = time.perf_counter()
+    index = build_index(train_frame, {"file": (metrics.get("dataset") or {}).get("file")})
+    if index is None:
+        status(f"{LABEL} index not built: {len(train_frame):,} training rows (at most {MAX_ROWS:,})")
+    else:
+        status(f"{LABEL} index: {len(index):,} training questions ({time.perf_counter() - started:.1f} s)")
+    return index, with_nearest(samples, index)
+
+
 def remove_staging(output_dir: Path) -> None:
     shutil.rmtree(Path(output_dir) / ".staging", ignore_errors=True)
 
@@ -204,7 +218,7 @@ class RunClock:
 
 
 def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=(),
-                 effective: dict | None = None) -> None:
+                 effective: dict | None = None, nearest=None) -> None:
     from gpt2tune.hub.card import SAMPLES_FILE, write_loss_plot, write_model_card
 
     staging = output_dir / ".staging"
@@ -216,6 +230,12 @@ def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path,
     artifacts.write_json(staging / artifacts.HISTORY_FILE, history)
     artifacts.write_json(staging / SAMPLES_FILE, list(samples))
     write_loss_plot(history, staging)
+    from gpt2tune.data.nearest import INDEX_FILE
+
+    if nearest is not None:  # a data.nearest.NearestIndex over the training split
+        nearest.save(staging / INDEX_FILE)
+    else:  # none for this run: an earlier run's in the folder would answer for the wrong data
+        (output_dir / INDEX_FILE).unlink(missing_ok=True)
     write_model_card(staging, title=output_dir.name)
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; our JSON config replaces it
     if config.method == "lora" and config.merge_lora:
@@ -230,7 +250,10 @@ def save_merged(model, tokenizer, staging: Path, title: str) -> None:
 
     folder = staging / artifacts.MERGED_DIR
     merge(model, tokenizer, folder)
-    for name in (artifacts.CONFIG_FILE, artifacts.METRICS_FILE, artifacts.HISTORY_FILE, SAMPLES_FILE, LOSS_PLOT_FILE):
+    from gpt2tune.data.nearest import INDEX_FILE
+
+    for name in (artifacts.CONFIG_FILE, artifacts.METRICS_FILE, artifacts.HISTORY_FILE, SAMPLES_FILE, LOSS_PLOT_FILE,
+                 INDEX_FILE):
         if (staging / name).exists():
             shutil.copy2(staging / name, folder / name)
     write_model_card(folder, title=f"{title}-merged")

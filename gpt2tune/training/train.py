@@ -98,12 +98,13 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     metrics["time_s"] = clock.split()
     history = results.loss_history(trainer)
     if trainer.is_world_process_zero():
+        nearest, samples = results.nearest_index(train_frame, samples, metrics, status)  # the card shows it
         final_bytes = diskspace.space_needed(weight_bytes(model), save_total_limit=0, saves_checkpoints=False)
         with diskspace.disk_full_as_one_line(output_dir, "the model", final_bytes,
                                              on_full=lambda: results.remove_staging(output_dir)):
             # the saved config keeps the setting (0 = auto); the length used is recorded beside it
             results.save_outputs(trainer, tokenizer, dataclasses.replace(config, max_length=prepared.requested_length),
-                                 metrics, history, output_dir, samples, effective=effective)
+                                 metrics, history, output_dir, samples, effective=effective, nearest=nearest)
     on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 

@@ -13,6 +13,8 @@ from gpt2tune.ui.common import (
     OTHER_MODEL,
     TRAINED_RUN,
     chosen_model,
+    current_caller,
+    error_text,
     listen,
     load_model,
     message_line,
@@ -66,6 +68,9 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
                                         buttons=["copy"])
                     base_answer = gr.Textbox(label="Base model", lines=10, max_lines=24, visible=False,
                                              buttons=["copy"])
+                nearest = gr.Textbox(label="Nearest training example", lines=3, max_lines=12, elem_id="nearest",
+                                     info="The run's training question most similar to this one, its answer and "
+                                          "their similarity (0-1): does the answer recite it, or generalise?")
 
     source.change(lambda choice: (gr.Dropdown(visible=choice == TRAINED_RUN), gr.Textbox(visible=choice == OTHER_MODEL)),
                   inputs=source, outputs=[run, model_id], api_visibility="private", queue=False)
@@ -77,8 +82,14 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
         # an error goes under the button; the answers on screen stay until the next one streams in
         event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], message=message,
                      concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
-        listen(generate.click, generate_answer, api_name="generate", **event)
-        listen(question.submit, generate_answer, **event)
+        lookup = [question, source, run, model_id]
+        for trigger, api_name in ((generate.click, "generate"), (question.submit, None)):
+            trigger(lambda: "", outputs=nearest, api_visibility="private", queue=False)  # the previous example goes
+            # once an answer is there, the training example it is closest to (not after a refusal)
+            listen(trigger, generate_answer, api_name=api_name, **event).then(
+                nearest_after_answer, inputs=[message, *lookup], outputs=nearest, api_visibility="private")
+        # its own endpoint for API clients: /generate keeps its outputs
+        gr.Button(visible=False).click(nearest_example, inputs=lookup, outputs=nearest, api_name="nearest")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return GenerateTab(source, run, model_id)
 
@@ -106,3 +117,28 @@ def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compa
             except StopIteration:
                 del active[index]
         yield texts[0], texts[1]
+
+
+@ui_errors
+def nearest_example(question, source=TRAINED_RUN, run=None, model_id=None, request: gr.Request = None) -> str:
+    """The training example nearest to the question, in the same words as `generate --show-nearest`."""
+    from gpt2tune.evaluation.nearest_example import describe, run_index
+    from gpt2tune.hub.access import check_may_see_training_data
+
+    try:
+        check_may_see_training_data(current_caller(request))
+    except ValueError as refused:  # said in the box, where the example would be: not an error of the answer
+        return f"none: {refused}"
+    return "\n".join(describe(*run_index(chosen_model(source, run, model_id)), question))
+
+
+def nearest_after_answer(message, question, source=TRAINED_RUN, run=None, model_id=None,
+                         request: gr.Request = None):
+    """The page's nearest example once Generate has answered: none when it refused (its message line
+    says why), and a failure to find one said in the box, where the example would be."""
+    if message:
+        return gr.skip()
+    try:
+        return nearest_example(question, source, run, model_id, request=request)
+    except Exception as error:  # noqa: BLE001  (the answer stands; only the example is missing)
+        return f"none: {error_text(error)}"

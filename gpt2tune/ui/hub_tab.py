@@ -1,4 +1,5 @@
-"""Hub tab: publish a trained run to the Hugging Face Hub, or load a model from it for Generate."""
+"""Hub tab: publish a trained run to the Hugging Face Hub (the model, or a demo Space of it), or load a
+model from it for Generate."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                 push = gr.Button("Push to the Hub", variant="primary")
                 push_message = message_line("push-message")
                 push_result = gr.Markdown(elem_classes="summary", label="Push result", show_label=False)
+                demo = _demo_section()
             with gr.Column():
                 gr.Markdown("### Load a model from the Hub", elem_classes="section-title")
                 load_id = gr.Textbox(label="Repository", placeholder="user/name, or gpt2",
@@ -65,10 +67,63 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
     with tab:  # the endpoints' hidden buttons belong inside a tab
         listen(push.click, push_run, inputs=[run, repo_id, token, private, verify, merged], outputs=[push_result],
                message=push_message, api_name="push")
+        listen(demo.button.click, publish_demo, inputs=[run, demo.space_id, demo.model_repo, token, private,
+                                                       demo.nearest], outputs=[demo.result], message=demo.message,
+               api_name="publish_demo")
         listen(load.click, load_from_hub, inputs=[load_id, allow_pickle],
                outputs=[load_result, generate_source, generate_model_id], message=load_message, api_name="load")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return HubTab(run)
+
+
+@dataclass
+class DemoSection:
+    space_id: gr.Textbox
+    model_repo: gr.Textbox
+    nearest: gr.Checkbox
+    button: gr.Button
+    result: gr.Markdown
+    message: gr.HTML  # under the button: why publishing failed
+
+
+def _demo_section() -> DemoSection:
+    """A chat Space for the chosen run, published with the token and privacy above (as `gpt2tune demo --push`)."""
+    gr.Markdown("### Publish a demo", elem_classes="section-title")
+    gr.Markdown("A small chat page for the trained run above, as its own Hugging Face Space: a question box, the "
+                "streamed answer, example questions and the run's scores, without the training app. It uses the "
+                "token and the Private box above.", elem_classes="tab-intro")
+    space_id = gr.Textbox(label="Space", placeholder="your-name/gpt2-faq-demo", info="user/name of the Space to create")
+    model_repo = gr.Textbox(label="Model repository (optional)", placeholder="your-name/<run name>",
+                            info="Where the Space loads the model from; pushed first (files the Hub already has "
+                                 "are not sent again). Empty: the Space's owner and the run's name.")
+    nearest = gr.Checkbox(label="Show the nearest training example under each answer", value=False,
+                          info="The Space then publishes the run's training questions and answers.")
+    button = gr.Button("Publish the demo", variant="primary")
+    message = message_line("demo-message")
+    result = gr.Markdown(elem_classes="summary", label="Demo result", show_label=False)
+    return DemoSection(space_id, model_repo, nearest, button, result, message)
+
+
+@ui_errors
+def publish_demo(run, space_id, model_repo="", token="", private=PRIVATE_DEFAULT, nearest=False,
+                 request: gr.Request = None, progress=gr.Progress()):
+    from gpt2tune.hub.access import check_may_publish, token_for
+    from gpt2tune.hub.space import push_demo
+    from gpt2tune.paths import work_dir
+    from gpt2tune.references import validate_repo_id
+
+    space_id = validate_repo_id(space_id)
+    caller = current_caller(request)
+    check_may_publish(caller)
+    token = token_for(caller, token)  # before anything is read: refused visitors stop here
+    folder = Path(chosen_model(TRAINED_RUN, run, None))
+    progress(0.2, desc=f"Pushing {folder.name}, then its demo to {space_id}…")
+    published = push_demo(folder, work_dir() / "demos" / folder.name, space_id, token=token, private=bool(private),
+                          model_repo=(model_repo or "").strip() or None, nearest=bool(nearest))
+    progress(1.0)
+    links = [f"[{html.escape(url)}]({html.escape(url)})" for url in (published.space_url, published.model_url)]
+    message = f"✅ Demo Space: {links[0]}\n\nModel: {links[1]}"
+    return message + (f"\n\n⚠️ {html.escape(published.note)}" if published.note else "")
 
 
 @ui_errors
