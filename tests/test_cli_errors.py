@@ -74,7 +74,7 @@ def test_missing_file_and_wrong_column_mapping(tmp_path, capsys):
     code, _, err = cli(capsys, "check", "--csv", tmp_path / "nope.csv")
     assert_one_line_error(code, err, "file not found")
     code, _, err = cli(capsys, "check", "--csv", SAMPLE_CSV, "--answer-column", "reply")
-    assert_one_line_error(code, err, "column 'reply' (answer_column) not found (columns found: question, answer")
+    assert_one_line_error(code, err, "column 'reply' (--answer-column) not found (columns found: question, answer")
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """The Data tab's preview is what trains: it prepares the data through the function `check` and `train`
-use, with the same options (HTML stripped, long examples dropped, the base model's context), so its
+use, with the same options (HTML stripped, long examples dropped, the app's base model's context), so its
 lines are `check`'s lines. The app runs in this process and is driven through gradio_client."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def test_preview_says_what_check_says_on_the_same_options(client, capsys, tiny_m
         rows += [(question, f"<p>Item {i}</p> is short."), (question, f"{LONG} {i}")]
     path = write_rows(tmp_path / "html.csv", rows)
     options = {"max_length": 64, "overlong": "drop", "strip_html": True, "eval_fraction": 0.25, "seed": 5}
-    _, summary, *_ = client.predict(file=handle_file(str(path)), base_model=str(tiny_model_dir), **options,
-                                    api_name="/preview")
+    # the app's base model (the tiny model here): its context, as `check --base-model` uses it
+    _, summary, *_ = client.predict(file=handle_file(str(path)), **options, api_name="/preview")
     printed = check(capsys, "--csv", path, "--base-model", tiny_model_dir, "--max-length", 64, "--overlong", "drop",
                     "--strip-html", "--eval-fraction", 0.25, "--seed", 5)
     shown = {line.removeprefix("- ").strip() for line in summary.splitlines()}

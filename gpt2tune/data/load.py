@@ -284,17 +284,17 @@ def _best_column(columns: list[str], synonyms: tuple[str, ...], exclude) -> tupl
 
 def _choose_columns(table: RawTable, question_column, answer_column) -> tuple[int, int, list[str]]:
     header, source = table.header, table.source
-    q_idx = _find_given_column(table, question_column, "question_column") if question_column is not None else None
-    a_idx = _find_given_column(table, answer_column, "answer_column") if answer_column is not None else None
+    q_idx = _find_given_column(table, question_column, "--question-column") if question_column is not None else None
+    a_idx = _find_given_column(table, answer_column, "--answer-column") if answer_column is not None else None
     if q_idx is not None and q_idx == a_idx:
         raise ValueError(f"{source}: question_column and answer_column both name column '{short(header[q_idx])}'. "
                          "Pass two different columns.")
     if q_idx is None:
         q_idx, tied = _best_column(header, QUESTION_NAMES, exclude=() if a_idx is None else (a_idx,))
-        _refuse_tie(table, tied, "questions", "question_column")
+        _refuse_tie(table, tied, "questions", "--question-column")
     if a_idx is None:
         a_idx, tied = _best_column(header, ANSWER_NAMES, exclude=() if q_idx is None else (q_idx,))
-        _refuse_tie(table, tied, "answers", "answer_column")
+        _refuse_tie(table, tied, "answers", "--answer-column")
     if q_idx is None or a_idx is None:
         raise ValueError(_missing_columns_message(source, header, q_idx is None, a_idx is None))
 
@@ -321,7 +321,7 @@ def _refuse_tie(table: RawTable, tied: list[int], role: str, option: str) -> Non
         _refuse_duplicate(table, names[0], len(tied))
     candidates = " or ".join(f"'{short(name)}'" for name in names)
     raise ValueError(f"{table.source}: cannot tell which column holds the {role} ({candidates}; columns found: "
-                     f"{list_columns(table.header)}). Pass {option}=... to choose.")
+                     f"{list_columns(table.header)}). Choose one with {option}.")
 
 
 def _refuse_duplicate(table: RawTable, name: str, count: int) -> None:
@@ -348,10 +348,10 @@ def _missing_columns_message(source: str, header: list[str], question_missing: b
         found += f"; only one column, so the delimiter may not be one of {', '.join(map(delimiter_name, DELIMITERS))}"
     if question_missing and answer_missing:
         return (f"{source}: missing columns 'question' and 'answer' (columns found: {found}). "
-                "Rename columns to 'question' and 'answer' or pass question_column=... and answer_column=...")
+                "Rename columns to 'question' and 'answer', or name them with --question-column and --answer-column")
     role = "question" if question_missing else "answer"
     return (f"{source}: missing column '{role}' (columns found: {found}). "
-            f"Rename a column to '{role}' or pass {role}_column=...")
+            f"Rename a column to '{role}', or name it with --{role}-column")
 
 # -----------------------------------------------------------------------------
 # cleaning

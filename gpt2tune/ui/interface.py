@@ -13,8 +13,8 @@ import gradio as gr
 
 from gpt2tune.paths import SAMPLE_CSV, ephemeral_storage_note, work_dir
 from gpt2tune.ui.checks_tab import create_checks_tab
-from gpt2tune.ui.common import refresh_run_choices
-from gpt2tune.ui.data_tab import DataTab, connect_data_tab, create_data_tab, preview_data
+from gpt2tune.ui.common import on_page, refresh_run_choices
+from gpt2tune.ui.data_tab import DataTab, create_data_tab, preview_data
 from gpt2tune.ui.generate_tab import GenerateTab, create_generate_tab
 from gpt2tune.ui.hub_tab import HubTab, create_hub_tab
 from gpt2tune.ui.runs_tab import create_runs_tab
@@ -37,7 +37,6 @@ def build_app() -> gr.Blocks:
         with gr.Tabs():
             data = create_data_tab()
             checks = create_checks_tab(data_inputs=data.config_inputs())
-            connect_data_tab(data, {"base_model": checks.base_model, "allow_pickle": checks.allow_pickle})
             train = create_train_tab(other_inputs={**data.config_inputs(), **checks.config_inputs()})
             generate = create_generate_tab(base_model=checks.base_model, allow_pickle=checks.allow_pickle)
             hub = create_hub_tab(allow_pickle=checks.allow_pickle, generate_source=generate.source,
@@ -57,8 +56,8 @@ def _on_page_load(demo: gr.Blocks, data: DataTab, train: TrainTab, generate: Gen
     status.click(training_status, outputs=train.outputs, api_name="status", concurrency_limit=None)
     demo.load(lambda: (refresh_run_choices(), refresh_run_choices()), outputs=[generate.run, hub.run],
               api_visibility="private", show_progress="hidden")
-    demo.load(preview_data, inputs_kwargs=data.preview_inputs(), outputs=data.preview_outputs,
-              api_visibility="private")
+    demo.load(on_page(preview_data, len(data.preview_outputs)), inputs_kwargs=data.preview_inputs(),
+              outputs=[*data.preview_outputs, data.message], api_visibility="private")
 
 
 def launch_options() -> dict:
