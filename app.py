@@ -1,13 +1,24 @@
 """gpt2tune web app: `python app.py`, or the entry point of a Hugging Face Space.
 
-Host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; GPT2TUNE_HOME is where runs go,
-GPT2TUNE_BASE_MODEL the default base model, GPT2TUNE_MAX_UPLOAD the upload size limit,
-GPT2TUNE_AUTO_RESUME=1 resumes the latest interrupted run at start-up. On a Space with persistent
-storage, runs and Hub downloads live under /data and survive restarts.
+It serves http://127.0.0.1:7860 (the address is printed). Settings come from the environment:
+  GRADIO_SERVER_PORT=8080       another port (7860 is taken: Gradio tries the next ones)
+  GRADIO_SERVER_NAME=0.0.0.0    listen on every interface, not only this machine
+  GPT2TUNE_HOME                 where runs go (default ./gpt2tune_work)
+  GPT2TUNE_BASE_MODEL           the default base model (a Hub id or a folder)
+  GPT2TUNE_MAX_UPLOAD=20mb      the largest upload (default 50mb)
+  GPT2TUNE_AUTO_RESUME=1        resume the latest interrupted run at start-up
+On a Space with persistent storage, runs and Hub downloads live under /data and survive restarts.
 """
 
 import logging
 import os
+
+if __name__ == "__main__":
+    import argparse
+
+    # `python app.py --help` prints the above and exits; the app takes no arguments of its own
+    argparse.ArgumentParser(prog="python app.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 
 from gpt2tune.paths import ephemeral_storage_note, persistent_dir, work_dir
 

@@ -99,7 +99,7 @@ def estimates(args, model: Path) -> dict:
 
     config = bench_config(args, "full", model, "unused")
     devices = inspect_devices(config.device, config.precision)
-    return {m.method: m.total for m in estimate(config, load_model(str(model)), devices.device,
+    return {m.method: m.total for m in estimate(config, args.max_length, load_model(str(model)), devices.device,
                                                 devices.precision).methods}
 
 

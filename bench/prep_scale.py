@@ -84,7 +84,7 @@ def prepare_once(csv: str, cache_dir: str, max_length: int) -> dict:
     t_load, rss_after_load = marks["loaded"]
     return {
         "csv_rows": len(prepared.data.frame), "from_cache": report.from_cache, "train_rows": report.train_rows,
-        "train_tokens": report.train_tokens, "max_length": prepared.config.max_length,
+        "train_tokens": report.train_tokens, "max_length": prepared.resolved.max_length,
         "tokens_per_example": report.train_tokens / report.train_examples,
         "padding_waste_unpacked": report.padding_waste_unpacked,
         "import_s": t_import - t0, "load_csv_s": t_load - t_import, "prepare_s": t_prep - t_load,

@@ -166,7 +166,7 @@ def build_parser(check_defaults: dict | None = None) -> argparse.ArgumentParser:
                           help="Longest example in tokens for the loss (default: the run's own, else the model's "
                                "context; 0 or 'auto': fit 99%% of the file's examples).")
     evaluate.add_argument("--seed", type=int, default=None,
-                          help="Seed drawing the rows answered (default: the run's seed, else 0).")
+                          help=f"Seed drawing the rows answered (default: the run's seed, else {TuneConfig.seed}).")
     evaluate.add_argument("--question-column", default=None, help="Column holding the questions (default: detected).")
     evaluate.add_argument("--answer-column", default=None, help="Column holding the answers (default: detected).")
     evaluate.add_argument("--allow-pickle", action="store_true", help="Allow .bin (pickle) weights.")
@@ -254,7 +254,10 @@ def run_check(args) -> int:
 
 
 def run_train(args) -> int:
+    from gpt2tune.training.child import die_with_parent
     from gpt2tune.training.train import train
+
+    die_with_parent()  # started by the app: ends with the server
 
     config = config_from_args(TuneConfig, args)
     stop = threading.Event()
@@ -279,6 +282,9 @@ def run_train(args) -> int:
     if main_process:
         print(("stopped early; " if result.stopped_early else "") + f"model saved to {result.output_dir}")
         print_metrics(result.metrics)
+        tracking = result.metrics.get("tracking") or {}
+        if tracking.get("logs"):
+            print(f"{tracking['report_to']} logs: {tracking['logs']} (open with: {tracking['command']})")
     return 0
 
 
@@ -302,6 +308,7 @@ class ProgressPrinter:
     def __init__(self, prefix: str = "", lines_only: bool = False):
         self.bar = None
         self.task_bar = None
+        self.finished = False  # the last step was shown: no bar again
         self.prefix = prefix
         self.lines_only = lines_only
 
@@ -326,33 +333,54 @@ class ProgressPrinter:
         """One bar per task (eval loss, answers...); a new task closes the previous bar."""
         from tqdm.auto import tqdm
 
+        if self.task_bar is None and event.total and event.done >= event.total:
+            return  # a task already shown to its end
         if self.task_bar is None or self.task_bar.desc != event.name:
             if self.task_bar is not None:
                 self.task_bar.close()
-            self.task_bar = tqdm(total=event.total, desc=event.name, dynamic_ncols=True, file=sys.stderr)
+            self.task_bar = tqdm(total=event.total, desc=event.name, dynamic_ncols=True, file=sys.stderr,
+                                 initial=event.done)
         self.task_bar.n = event.done
         self.task_bar.refresh()
+        if event.total and event.done >= event.total:
+            self._close_task()
 
     def _update_bar(self, event: events.Progress) -> None:
         from tqdm.auto import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=event.max_steps, unit="step", dynamic_ncols=True, file=sys.stderr)
+            if self.finished:
+                return
+            # Started at the first step seen (1, or a resumed run's checkpoint): tqdm's rate then counts
+            # from there, not from 0 steps at the moment the bar appeared (thousands of steps/s).
+            self.bar = tqdm(total=event.max_steps, unit="step", dynamic_ncols=True, file=sys.stderr,
+                            initial=event.step)
         self.bar.n = event.step
         postfix = {"loss": f"{event.loss:.4f}", "epoch": f"{event.epoch or 0:.2f}"}
         if event.tokens_per_s:
             postfix["tok/s"] = f"{event.tokens_per_s:.0f}"
         self.bar.set_postfix(postfix, refresh=True)
+        if event.max_steps and event.step >= event.max_steps:
+            # The last step: closed now, so the lines that follow (eval, saving, verdict) are not
+            # each followed by the bar drawn again.
+            self.bar.close()
+            self.bar, self.finished = None, True
 
     def write(self, message: str) -> None:
         from tqdm.auto import tqdm
 
         tqdm.write("\n".join(self.prefix + line for line in message.splitlines()), file=sys.stderr)
 
+    def _close_task(self) -> None:
+        if self.task_bar is not None:
+            self.task_bar.close()
+            self.task_bar = None
+
     def close(self) -> None:
-        for bar in (self.bar, self.task_bar):
-            if bar is not None:
-                bar.close()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self._close_task()
 
 
 def run_generate(args) -> int:

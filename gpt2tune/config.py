@@ -201,15 +201,13 @@ class TuneConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | Path, effective: dict | None = None) -> None:
-        """`effective`: what a run actually used (e.g. the length auto chose), stored beside the settings."""
-        values = self.to_dict() | ({EFFECTIVE_KEY: effective} if effective else {})
-        Path(path).write_text(json.dumps(values, indent=2) + "\n")
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TuneConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in values.items() if k != EFFECTIVE_KEY}  # a record, not a setting
+        values = {k: v for k, v in values.items() if k not in RECORD_KEYS}  # what a run resolved, not a setting
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
@@ -241,7 +239,9 @@ def _check_seed(seed) -> None:
         raise ValueError(f"seed must be 0 or more (got {seed})")
     if seed > MAX_SEED:
         raise ValueError(f"seed must be at most {MAX_SEED} (got {seed})")
-EFFECTIVE_KEY = "effective"  # in a saved config: what the run used where a setting said "auto"
+# Beside the settings in a saved config: what the run resolved (gpt2tune.runs.resolved); "effective"
+# is what older versions wrote there.
+RECORD_KEYS = ("resolved", "effective")
 
 
 def parse_auto_int(text: str) -> int:

@@ -109,8 +109,9 @@ class Settings(Event):
     without the page or the flags that started it."""
 
     kind: ClassVar[str] = "settings"
-    config: dict
+    config: dict  # the settings as asked (max_length 0 = auto, ids as typed)
     data: dict
+    resolved: dict | None = None  # runs.resolved.Resolved: what the run made of them
 
 
 @dataclass

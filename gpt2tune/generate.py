@@ -62,9 +62,14 @@ def _generate_kwargs(model, tokenizer, question: str, settings: GenerationSettin
         raise ValueError("the question is empty: type a question to answer")
     # Special-token text in the question stays text, as it was in training (prep.encode_text).
     encoded = tokenizer(format_prompt(question), return_tensors="pt", split_special_tokens=True).to(model.device)
-    room = model.config.n_positions - encoded["input_ids"].shape[1]
+    context, used = model.config.n_positions, encoded["input_ids"].shape[1]
+    room = context - used
     if room < 1:
-        raise ValueError(f"the question is too long: {encoded['input_ids'].shape[1]} tokens fill the model's context")
+        # the limit in tokens and in the words a reader counts (English averages ~0.75 words a token)
+        limit = context - (used - len(tokenizer(question, split_special_tokens=True)["input_ids"])) - 1
+        raise ValueError(f"the question is too long: {used:,} tokens with the prompt, and the model reads at most "
+                         f"{context:,}; shorten it to under {limit:,} tokens (about {int(limit * 0.75):,} words) "
+                         "to leave room for the answer")
     return dict(**encoded, **decoding_kwargs(tokenizer, settings, max_new_tokens=min(settings.max_new_tokens, room)))
 
 

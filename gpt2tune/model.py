@@ -136,6 +136,11 @@ def context_length(config) -> int:
     return int(getattr(config, "n_positions", None) or config.max_position_embeddings)
 
 
+def model_context(name_or_path: str, allow_pickle: bool = False) -> int:
+    """The model's context in tokens, from its configuration alone (see model_config)."""
+    return context_length(model_config(name_or_path, allow_pickle))
+
+
 def model_config(name_or_path: str, allow_pickle: bool = False):
     """The model's configuration (a LoRA adapter: its base model's), from config.json alone: the data
     is measured against its context before any weights are loaded (a missing, mistyped or

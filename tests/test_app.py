@@ -140,7 +140,9 @@ def test_bad_file_shows_the_core_message(client, tmp_path, case):
     assert case.expect_error in str(core.value)
     with pytest.raises(AppError) as shown:
         client.predict(file=handle_file(str(path)), api_name="/preview")
-    assert str(core.value) in str(shown.value)
+    # the same line, with the CLI's flags in the app's words (boxes and tabs)
+    assert case.expect_error in str(shown.value)
+    assert "--" not in str(shown.value) and "_column=" not in str(shown.value)
     assert "Traceback" not in str(shown.value)
 
 
@@ -238,6 +240,8 @@ def test_generate_streams_next_to_the_base_model(client, finished_run, tiny_mode
     (dict(source="Folder or Hub id", model_id="/etc"), "is outside the working folder"),
     (dict(temperature=0, do_sample=True), "temperature must be greater than 0"),
     (dict(run="../escape"), "run name '../escape' is not valid"),
+    # the limit and what to do, not only "too long"
+    (dict(question="word " * 1100), r"the model reads at most 1,024; shorten it to under 1,0\d\d tokens"),
 ])
 def test_generate_refuses_bad_input_with_one_line(client, finished_run, overrides, message):
     arguments = dict(question="Why?", source="Trained run", run=finished_run[0], model_id="", compare=False, seed=None)
@@ -248,7 +252,7 @@ def test_generate_refuses_bad_input_with_one_line(client, finished_run, override
 
 def test_train_refuses_bad_settings(client):
     refused = client.predict(run_name="bad", **{**QUICK, "learning_rate": 0}, api_name="/train")
-    assert alert_text(refused) == "⚠️ learning_rate must be greater than 0 (got 0.0)"
+    assert alert_text(refused) == "⚠️ Learning rate must be greater than 0 (got 0.0)"  # the box, in the app's words
     refused = client.predict(run_name="a/b", **QUICK, api_name="/train")
     assert alert_text(refused).startswith("⚠️ run name 'a/b' is not valid")
 

@@ -86,3 +86,32 @@ def test_lora_run_trains_generates_and_pushes(client, tiny_model_dir, monkeypatc
     assert calls["upload"]["folder_path"] == str(folder / "merged")
     card = ModelCard(calls["card"])
     assert card.data.library_name == "transformers" and "Full weights with LoRA adapters merged in" in card.text
+
+
+@pytest.mark.slow
+def test_a_run_shown_again_fills_the_form_so_that_start_trains_the_same_lora(client, tiny_model_dir, capsys):
+    """Lists, bools and auto values come back into the form as the form sends them; the run's summary
+    shows the length the run used, in the words `check` prints."""
+    from gpt2tune.cli import main
+    from gpt2tune.ui.train_tab import FORM_NAMES
+
+    quick = {**QUICK, "max_length": 0}  # auto
+    job = client.submit(run_name="lora-first", max_steps=1, method="lora", lora_r=4, pack=False,
+                        lora_target_modules="c_attn\nc_fc", **quick, api_name="/train")
+    list(job)
+    assert "Finished" in job.outputs()[-1][0]
+    shown = client.predict("lora-first", api_name="/show_run")
+    form = dict(zip(FORM_NAMES, shown[9:]))
+    assert form["lora_target_modules"] == "c_attn\nc_fc" and form["pack"] is False and form["max_length"] == 0
+
+    assert main(["check", "--base-model", str(tiny_model_dir)]) == 0
+    length_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("max_length "))
+    used = int(length_line.split()[1])
+    assert used > 0 and f"max length {used} ·" in shown[8] and length_line in shown[8]
+
+    again = {name: form[name] for name in ("method", "lora_r", "lora_target_modules", "pack", "max_length")}
+    job = client.submit(run_name="lora-again", max_steps=1, **{**quick, **again}, api_name="/train")
+    list(job)
+    status, _, _, metrics = job.outputs()[-1][:4]
+    assert "Finished" in status, status
+    assert metrics["lora"]["target_modules"] == ["c_attn", "c_fc"]

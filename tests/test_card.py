@@ -44,8 +44,11 @@ def test_hub_base_model_repo_id_and_no_secret(trained_run, tmp_path, monkeypatch
     monkeypatch.setenv("HF_TOKEN", secret)
     folder = tmp_path / "copy"
     shutil.copytree(result.output_dir, folder, ignore=shutil.ignore_patterns("checkpoints", "*.safetensors"))
-    metrics = artifacts.read_json(folder / artifacts.METRICS_FILE)
-    artifacts.write_json(folder / artifacts.METRICS_FILE, {**metrics, "base_model": "openai-community/gpt2"})
+    # the card names the base model the run resolved (as a model folder from the Hub records it)
+    (folder / artifacts.RUN_FILE).unlink()
+    saved = artifacts.read_json(folder / artifacts.CONFIG_FILE)
+    saved["resolved"]["base_model"] = "openai-community/gpt2"
+    artifacts.write_json(folder / artifacts.CONFIG_FILE, saved)
     path = write_model_card(folder, repo_id="someone/my-model")
     card = ModelCard.load(path)
     assert card.data.base_model == "openai-community/gpt2"

@@ -121,3 +121,24 @@ def test_unreachable_base_model_names_the_offline_fallback(tmp_path):
         "error: could not load 'gpt2': the Hugging Face Hub is unreachable (offline mode is on: HF_HUB_OFFLINE is "
         "set) and the model is not in the local cache; connect to the internet, give a local model folder, or pass --offline-fallback (train, check) "
         "to use the offline tiny model")
+
+
+def test_progress_bar_has_no_first_speed_and_is_not_drawn_again_after_the_last_step(monkeypatch):
+    """The bar starts at the first logged step (its rate is unknown until a second one, not "1 step in
+    0 s"), and closes at the last: the lines after it (eval, saving, verdict) are not each followed by
+    the bar drawn again."""
+    from gpt2tune import events
+    from gpt2tune.cli import ProgressPrinter
+
+    stderr = StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    printer = ProgressPrinter()
+    printer(events.Progress(step=1, max_steps=3, epoch=0.1, loss=2.0))
+    first_draw = stderr.getvalue()
+    for step in (2, 3):
+        printer(events.Progress(step=step, max_steps=3, epoch=0.1 * step, loss=2.0))
+    printer(events.Status("model saved to runs/x"))
+    printer.close()
+    assert "?step/s" in first_draw and not re.search(r"\d(step/s|s/step)", first_draw)
+    after_last_line = stderr.getvalue().rsplit("model saved to runs/x", 1)[1]
+    assert "3/3" in stderr.getvalue() and "3/3" not in after_last_line

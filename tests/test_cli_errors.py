@@ -74,7 +74,7 @@ def test_missing_file_and_wrong_column_mapping(tmp_path, capsys):
     code, _, err = cli(capsys, "check", "--csv", tmp_path / "nope.csv")
     assert_one_line_error(code, err, "file not found")
     code, _, err = cli(capsys, "check", "--csv", SAMPLE_CSV, "--answer-column", "reply")
-    assert_one_line_error(code, err, "column 'reply' (answer_column) not found (columns found: question, answer")
+    assert_one_line_error(code, err, "column 'reply' (--answer-column) not found (columns found: question, answer")
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):
@@ -319,7 +319,7 @@ def test_oom_advice_for_gpt2_small_on_a_16gb_gpu():
     from gpt2tune.training.oom import explain, is_out_of_memory
 
     config = TuneConfig(batch_size=32, max_length=512)
-    line = explain(config, GPT2Config(), 124_439_808, "cuda", "bf16", available=16 * 2**30)
+    line = explain(config, 512, GPT2Config(), 124_439_808, "cuda", "bf16", available=16 * 2**30)
     assert line.startswith("out of memory on cuda: batch size 32 × 512 tokens needs ~")
     assert "on this 124M model" in line and "this GPU has 16.0 GB" in line
     batch, accumulation = (int(x) for x in

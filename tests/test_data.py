@@ -123,7 +123,7 @@ def test_given_column_may_be_only_one_of_the_two(tmp_path):
 def test_given_column_that_does_not_exist_names_it_and_the_columns_found(tmp_path):
     path = write(tmp_path, "data.csv", "question,answer\nq,a\n")
     message = load_error(path, answer_column="reply")
-    assert "column 'reply' (answer_column) not found (columns found: question, answer)" in message
+    assert "column 'reply' (--answer-column) not found (columns found: question, answer)" in message
 
 
 def test_same_column_for_question_and_answer_is_refused(tmp_path):

@@ -169,7 +169,8 @@ def test_list_answers_train_on_the_first_and_keep_every_reference(tmp_path):
     assert references_of(data.frame) == [["14 December 1972 UTC", "December 1972"],
                                          ["William Shakespeare", "Shakespeare"], ["100 degrees Celsius"], ["Jupiter"]]
     assert data.report.list_answers == 2 and data.report.references == 6  # 2 + 2 + 1 + 1
-    assert any("2 answer(s) in 'answer' are lists (6 answers in all)" in w for w in data.report.warnings)
+    assert any(w.startswith("3 of 4 answer cells in 'answer' are lists, holding 5 answers (2 cells with more than "
+                            "one): training uses the first") for w in data.report.warnings)
     assert not any(a.startswith("[") for a in data.frame["answer"])
     each = expand_answers(data.frame, "each")
     assert list(each["answer"]) == ["14 December 1972 UTC", "December 1972", "William Shakespeare", "Shakespeare",
@@ -325,14 +326,21 @@ def test_train_with_defaults_keeps_the_end_of_text_on_99_percent(long_run, token
 
     config = json.loads((root / "out" / "gpt2tune_config.json").read_text())
     assert config["max_length"] == 0  # the setting stays auto ...
-    effective = config["effective"]  # ... and what it meant is recorded beside it
-    assert effective["max_length"] == chosen and effective["columns"] == {"question": "question", "answer": "answer"}
-    assert effective["max_steps"] == 3 and effective["steps_run"] == 3
-    assert effective["epochs"] == pytest.approx(metrics["epoch"])  # 3 steps: the epochs they amount to, not 3.0
+    resolved = config["resolved"]  # ... and what it meant is recorded beside it
+    assert resolved["length"]["max_length"] == chosen and resolved["length"]["auto"] is True
+    assert (resolved["question_column"], resolved["answer_column"]) == ("question", "answer")
+    assert resolved["max_steps"] == 3 and resolved["steps_run"] == 3
+    assert resolved["epochs"] == pytest.approx(metrics["epoch"])  # 3 steps: the epochs they amount to, not 3.0
+    assert resolved["truncated_train"] + resolved["truncated_eval"] == metrics["truncated_examples"]
     card = (root / "out" / "README.md").read_text()
     assert f"| max_length | {chosen} (auto) |" in card and "| epochs | 3.0 |" not in card
-    assert f"| epochs | {round(effective['epochs'], 3)} |" in card
+    assert f"| epochs | {round(resolved['epochs'], 3)} |" in card
     assert "columns used: question ← `question`, answer ← `answer`" in card
+    # the card states the length in the very words (and rounding) the command printed
+    printed = [line.strip() for line in (result.stderr + result.stdout).splitlines()]
+    length_line = next(line for line in printed if line.startswith(f"max_length {chosen} (auto"))
+    assert f"- {length_line}" in card.splitlines()
+    assert "chosen automatically to fit 99%" not in card
 
 
 @pytest.mark.slow
@@ -365,7 +373,7 @@ def test_eval_on_the_training_file_says_so(long_run, tmp_path):
     assert report["training_file"] is True
     assert report["overlap"]["leaked_rows"] == int(in_train.sum())
     assert f"{int(in_train.sum())} of {len(frame)} rows of long.csv" in result.stdout
-    run_length = json.loads((root / "out" / "gpt2tune_config.json").read_text())["effective"]["max_length"]
+    run_length = json.loads((root / "out" / "gpt2tune_config.json").read_text())["resolved"]["length"]["max_length"]
     assert report["max_length"] == run_length and report["max_length_source"] == "the run's"
     assert f"kept {len(frame)} of {len(rows)} rows" in result.stdout and f"max_length {run_length}" in result.stdout
     # the rows answered are drawn at random with the run's seed, not the first ones
@@ -377,7 +385,7 @@ def test_eval_on_the_training_file_says_so(long_run, tmp_path):
 # --- settings ---------------------------------------------------------------------------------------
 
 
-def test_auto_is_the_default_and_the_effective_value_is_recorded_beside_it(tmp_path):
+def test_auto_is_the_default_and_a_saved_record_is_not_a_setting(tmp_path):
     from gpt2tune.cli import build_parser
     from gpt2tune.config import TuneConfig
 
@@ -385,9 +393,8 @@ def test_auto_is_the_default_and_the_effective_value_is_recorded_beside_it(tmp_p
     for text, value in (("auto", 0), ("0", 0), ("384", 384)):
         assert build_parser().parse_args(["train", "--max-length", text]).max_length == value
     path = tmp_path / "config.json"
-    TuneConfig(max_length=0).save(path, effective={"max_length": 384})
-    assert json.loads(path.read_text())["effective"] == {"max_length": 384}
-    assert TuneConfig.load(path).max_length == 0  # the record is not a setting
+    path.write_text(json.dumps({**TuneConfig(max_length=0).to_dict(), "resolved": {"length": {"max_length": 384}}}))
+    assert TuneConfig.load(path).max_length == 0  # the record of what the run resolved is not a setting
 
 
 def test_overlong_drop_leaves_out_exactly_the_examples_over_the_limit(tokenizer):
@@ -415,7 +422,8 @@ def test_list_answers_train_as_text_and_score_against_every_reference(tiny_model
                      "--batch-size", 2, "--eval-steps", 0, "--save-steps", 0, "--eval-answer-samples", 4,
                      "--eval-fraction", 0.25, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "28 answer(s) in 'answer' are lists (88 answers in all)" in result.stderr  # 28 * 3 + 4
+    assert "28 of 32 answer cells in 'answer' are lists, holding 84 answers (28 cells with more than one)" in (
+        result.stderr)  # 28 * 3
     samples = json.loads((out / "samples.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(samples) == metrics["answer_samples"] == 4

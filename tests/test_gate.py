@@ -379,8 +379,15 @@ def test_the_card_escapes_the_data_it_quotes(tmp_path):
     question = '<img src=x onerror="alert(1)"> **bold** | [link](http://evil.example)'
     artifacts.write_json(tmp_path / "samples.json", [{"question": question, "reference": "<b>ok</b>",
                                                       "generated": "`x` ~~gone~~ _it_"}])
-    artifacts.write_json(tmp_path / artifacts.METRICS_FILE, {"data": {"columns": {"question": "q`uestion",
-                                                                                   "answer": "``a``"}}})
+    # the columns the run resolved, as its record keeps them beside its settings
+    from gpt2tune.config import TuneConfig
+    from gpt2tune.data.length import choose_max_length
+    from gpt2tune.runs.resolved import Resolved, write_config
+
+    resolved = Resolved(length=choose_max_length([20, 30]), question_column="q`uestion", answer_column="``a``",
+                        base_model="gpt2", train_examples=1, eval_examples=1, truncated_train=0, truncated_eval=0,
+                        device="cpu", precision="fp32", compile=False, batch_size=8, gradient_accumulation_steps=1)
+    write_config(tmp_path / artifacts.CONFIG_FILE, TuneConfig(), resolved)
     card = write_model_card(tmp_path).read_text()
     assert "<img" not in card and "<b>" not in card
     assert ("| &lt;img src=x onerror=\"alert(1)\"&gt; \\*\\*bold\\*\\* \\| \\[link\\](http://evil.example) | "

@@ -124,13 +124,13 @@ def test_stop_resume_keeps_its_data_and_settings(app_url, tiny_model_dir, tmp_pa
     copy.write_bytes(data.read_bytes())
 
     # Resume with the form at its defaults (max steps 0, epochs 3): the run's own settings are used,
-    # and they come back into the form.
+    # and they come back into the form; the Run name box is emptied (it names the next new run).
     job = client.submit("faq-run", 0, 3, api_name="/resume")
     updates = list(job)
     final = job.outputs()[-1]
     assert "Finished" in final[0], final[0]
     form = dict(zip(["run_name", "epochs", "max_steps", "learning_rate", "batch_size"], updates[0][9:14]))
-    assert form == {"run_name": "faq-run", "epochs": 3.0, "max_steps": 14, "learning_rate": 3e-3, "batch_size": 2}
+    assert form == {"run_name": "", "epochs": 3.0, "max_steps": 14, "learning_rate": 3e-3, "batch_size": 2}
     metrics = final[3]
     assert metrics["global_step"] == 14 and metrics["segments"] == 2
     saved = run_record(home, "faq-run")

@@ -46,7 +46,7 @@ class LengthPolicy:
         how = (f"auto: the smallest multiple of {LENGTH_STEP} fitting {COVERAGE:.0%} of examples"
                if self.auto else "set")
         lines = [f"max_length {self.max_length} ({how}): fits {self.fitting:,} of {self.examples:,} examples whole "
-                 f"({_percent(self.coverage)})"]
+                 f"({percent(self.coverage)})"]
         if self.auto and self.needed > self.max_length:
             lines.append(f"{COVERAGE:.0%} of examples would need {self.needed} tokens, over the model's context of "
                          f"{self.context}")
@@ -96,6 +96,7 @@ def auto_length(lengths) -> int:
     return max(LENGTH_STEP, math.ceil(int(lengths[k - 1]) / LENGTH_STEP) * LENGTH_STEP)
 
 
-def _percent(share: float) -> str:
+def percent(share: float) -> str:
+    """A coverage as every view writes it (one decimal, never rounded up)."""
     # never round up to a coverage that was not reached: 98.96 % is "98.9%", not "99.0%"
     return f"{math.floor(share * 1000) / 10:.1f}%"

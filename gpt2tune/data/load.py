@@ -62,7 +62,9 @@ class DataReport:
     invisible_chars: int = 0    # characters removed from them
     html_cells: dict = field(default_factory=dict)  # {"question": n, "answer": n} cells holding HTML tags
     html_stripped: bool = False
-    list_answers: int = 0       # kept rows whose answer is a list of acceptable answers
+    list_answers: int = 0       # kept rows whose answer is a list of several acceptable answers
+    list_cells: int = 0         # kept answer cells that are lists (of one answer or more)
+    list_repeats: int = 0       # answers removed because they repeated another in the same list
     references: int = 0         # answers in all kept rows (a list counts each element)
 
     def summary(self) -> str:
@@ -282,17 +284,17 @@ def _best_column(columns: list[str], synonyms: tuple[str, ...], exclude) -> tupl
 
 def _choose_columns(table: RawTable, question_column, answer_column) -> tuple[int, int, list[str]]:
     header, source = table.header, table.source
-    q_idx = _find_given_column(table, question_column, "question_column") if question_column is not None else None
-    a_idx = _find_given_column(table, answer_column, "answer_column") if answer_column is not None else None
+    q_idx = _find_given_column(table, question_column, "--question-column") if question_column is not None else None
+    a_idx = _find_given_column(table, answer_column, "--answer-column") if answer_column is not None else None
     if q_idx is not None and q_idx == a_idx:
         raise ValueError(f"{source}: question_column and answer_column both name column '{short(header[q_idx])}'. "
                          "Pass two different columns.")
     if q_idx is None:
         q_idx, tied = _best_column(header, QUESTION_NAMES, exclude=() if a_idx is None else (a_idx,))
-        _refuse_tie(table, tied, "questions", "question_column")
+        _refuse_tie(table, tied, "questions", "--question-column")
     if a_idx is None:
         a_idx, tied = _best_column(header, ANSWER_NAMES, exclude=() if q_idx is None else (q_idx,))
-        _refuse_tie(table, tied, "answers", "answer_column")
+        _refuse_tie(table, tied, "answers", "--answer-column")
     if q_idx is None or a_idx is None:
         raise ValueError(_missing_columns_message(source, header, q_idx is None, a_idx is None))
 
@@ -319,7 +321,7 @@ def _refuse_tie(table: RawTable, tied: list[int], role: str, option: str) -> Non
         _refuse_duplicate(table, names[0], len(tied))
     candidates = " or ".join(f"'{short(name)}'" for name in names)
     raise ValueError(f"{table.source}: cannot tell which column holds the {role} ({candidates}; columns found: "
-                     f"{list_columns(table.header)}). Pass {option}=... to choose.")
+                     f"{list_columns(table.header)}). Choose one with {option}.")
 
 
 def _refuse_duplicate(table: RawTable, name: str, count: int) -> None:
@@ -346,10 +348,10 @@ def _missing_columns_message(source: str, header: list[str], question_missing: b
         found += f"; only one column, so the delimiter may not be one of {', '.join(map(delimiter_name, DELIMITERS))}"
     if question_missing and answer_missing:
         return (f"{source}: missing columns 'question' and 'answer' (columns found: {found}). "
-                "Rename columns to 'question' and 'answer' or pass question_column=... and answer_column=...")
+                "Rename columns to 'question' and 'answer', or name them with --question-column and --answer-column")
     role = "question" if question_missing else "answer"
     return (f"{source}: missing column '{role}' (columns found: {found}). "
-            f"Rename a column to '{role}' or pass {role}_column=...")
+            f"Rename a column to '{role}', or name it with --{role}-column")
 
 # -----------------------------------------------------------------------------
 # cleaning
@@ -368,9 +370,9 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
     if strip_html:
         q_text, a_text = content.strip_html_column(q_text), content.strip_html_column(a_text)
     question, answer = content.strip_cells(q_text), content.strip_cells(a_text)
-    references, listed = None, np.zeros(len(raw), dtype=bool)
+    references, listed, repeated = None, np.zeros(len(raw), dtype=bool), np.zeros(len(raw), dtype=np.int64)
     if table.file_format in ("json", "jsonl"):
-        answer, references, listed = _answer_lists(answer)
+        answer, references, listed, repeated = _answer_lists(answer)
     # which cells stripping changed (counted on the kept rows below): the unstripped text is let go
     q_changed = (q_text != question).to_numpy(dtype=bool)
     a_changed = (a_text != answer).to_numpy(dtype=bool) & ~listed
@@ -452,16 +454,22 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
                             f"markup; {done}.")
 
     frame = pd.DataFrame({"question": question, "answer": answer}).reset_index(drop=True)
-    n_lists, n_references = 0, len(frame)
+    n_lists, n_references, list_cells, list_repeats = 0, len(frame), 0, 0
     if references is not None:
         kept_references = references[kept].reset_index(drop=True)
-        n_lists = int(kept_references.map(len).gt(1).sum())
-        n_references = int(kept_references.map(len).sum())
+        sizes = kept_references.map(len)
+        n_lists, n_references = int(sizes.gt(1).sum()), int(sizes.sum())
+        in_lists = listed[kept]
+        list_cells, list_repeats = int(in_lists.sum()), int(repeated[kept].sum())
         if n_lists:
             frame["references"] = kept_references
-            warnings.append(f"{n_lists:,} answer(s) in '{short(table.header[a_idx])}' are lists "
-                            f"({n_references:,} answers in all): training uses the first of each "
-                            "(answer_lists=each: one example per answer); all are references for scoring.")
+        if list_cells:  # one unit per number: cells, then the answers in them
+            warnings.append(
+                f"{list_cells:,} of {len(frame):,} answer cells in '{short(table.header[a_idx])}' are lists, holding "
+                f"{int(sizes[in_lists].sum()):,} answers ({n_lists:,} cells with more than one)"
+                + (f"; {list_repeats:,} answers repeated within their list were removed" if list_repeats else "")
+                + ": training uses the first of each (answer_lists=each: one example per answer); "
+                "all are references for scoring.")
     report = DataReport(
         source=source, file_format=table.file_format, encoding=table.encoding, delimiter=table.delimiter,
         columns_found=list(table.header), question_column=table.header[q_idx], answer_column=table.header[a_idx],
@@ -469,22 +477,26 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
         dropped_duplicates=int(duplicate.sum()), conflicting_questions=len(conflicting),
         question_equals_answer=int(echo.sum()), warnings=warnings, duplicates=duplicates,
         invisible_cells=q_cells + a_cells, invisible_chars=q_chars + a_chars, html_cells=html_cells,
-        html_stripped=strip_html, list_answers=n_lists, references=n_references)
+        html_stripped=strip_html, list_answers=n_lists, references=n_references, list_cells=list_cells,
+        list_repeats=list_repeats)
     return QAData(frame=frame, rejected=_rejected_frame(raw, rows, reasons, ~kept), report=report)
 
 
-def _answer_lists(answer: pd.Series) -> tuple[pd.Series, pd.Series | None, np.ndarray]:
-    """JSON lists in the answer cells: (first answer of each, all answers of each, which cells were lists).
+def _answer_lists(answer: pd.Series) -> tuple[pd.Series, pd.Series | None, np.ndarray, np.ndarray]:
+    """JSON lists in the answer cells: (first answer of each, all answers of each, which cells were
+    lists, answers each list repeated: removed).
 
     The JSON reader wrote a list value as its JSON text; a list of strings (or numbers) is a set of
-    acceptable answers, as in SQuAD or Natural Questions files.
+    acceptable answers, as in SQuAD or Natural Questions files. An item is stripped, as a cell is, and
+    otherwise kept as written: no change to its text goes uncounted.
     """
     import json
 
     maybe = answer.str.startswith("[")
     listed = np.zeros(len(answer), dtype=bool)
+    repeated = np.zeros(len(answer), dtype=np.int64)
     if not maybe.any():
-        return answer, None, listed
+        return answer, None, listed, repeated
     references = answer.map(lambda text: [text] if text else [])
     first = answer.copy()
     for i in np.flatnonzero(maybe.to_numpy()):
@@ -494,12 +506,12 @@ def _answer_lists(answer: pd.Series) -> tuple[pd.Series, pd.Series | None, np.nd
             continue
         if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
             continue
-        items = [" ".join(str(v).split()) for v in value if not isinstance(v, bool)]
-        items = list(dict.fromkeys(item for item in items if item))  # in order, once each
-        references.iloc[i] = items
-        first.iloc[i] = items[0] if items else ""
-        listed[i] = True
-    return first, references, listed
+        items = [item for item in (str(v).strip() for v in value if not isinstance(v, bool)) if item]
+        once = list(dict.fromkeys(items))  # in order, once each
+        references.iloc[i] = once
+        first.iloc[i] = once[0] if once else ""
+        listed[i], repeated[i] = True, len(items) - len(once)
+    return first, references, listed, repeated
 
 
 def _rejected_frame(raw: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray, dropped: np.ndarray) -> pd.DataFrame:

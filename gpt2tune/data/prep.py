@@ -45,6 +45,8 @@ class PrepReport:
     cache_path: str | None = None
     dropped_overlong: int = 0  # longer than max_length and overlong="drop": left out
     max_length: int = 0  # the length the rows were made for
+    truncated_train: int = 0  # of `truncated`: in the training split (trained without their end-of-text)
+    truncated_eval: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -491,7 +493,8 @@ def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack,
         raise ValueError(
             f"no training examples left: every question fills max_length={max_length} tokens; raise max_length"
         )
-    counts = {"truncated": train.truncated + evals.truncated, "overlong": train.dropped_overlong +
+    counts = {"truncated": train.truncated + evals.truncated, "truncated_split": (train.truncated, evals.truncated),
+              "overlong": train.dropped_overlong +
               evals.dropped_overlong, "dropped": train.dropped_no_answer_left + evals.dropped_no_answer_left}
     report = PrepReport(
         train_examples=train.examples,
@@ -505,6 +508,8 @@ def _prepare(train_frame, eval_frame, tokenizer, max_length, answers_only, pack,
         warnings=_warnings(counts, max_length, evals.examples),
         dropped_overlong=counts["overlong"],
         max_length=max_length,
+        truncated_train=train.truncated,
+        truncated_eval=evals.truncated,
     )
     if folder is not None:
         (folder / "report.json").write_text(json.dumps(report.to_dict()))
@@ -524,8 +529,9 @@ def _load_prepared(folder: Path, from_cache: bool):
 def _warnings(counts: dict, max_length: int, n_eval: int) -> list[str]:
     warnings = []
     if counts["truncated"]:
-        warnings.append(f"{counts['truncated']} examples were longer than max_length={max_length} tokens and were "
-                        "truncated (no end-of-text token at the cut)")
+        in_train, in_eval = counts["truncated_split"]
+        warnings.append(f"{counts['truncated']} examples ({in_train} train, {in_eval} eval) were longer than "
+                        f"max_length={max_length} tokens and were truncated (no end-of-text token at the cut)")
     if counts.get("overlong"):
         warnings.append(f"{counts['overlong']} examples were longer than max_length={max_length} tokens and were "
                         "dropped (overlong=drop)")

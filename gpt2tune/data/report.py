@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2tune.data.length import GPT2_CONTEXT, LengthPolicy, choose_max_length
+from gpt2tune.data.length import GPT2_CONTEXT, LengthPolicy, choose_max_length, percent
 from gpt2tune.data.normalise import DuplicateCounts, Leakage, duplicate_counts, split_leakage
 from gpt2tune.data.tables import take_rows
 
@@ -87,7 +87,7 @@ class DatasetReport:
         if self.length.max_length != self.suggested_max_length:
             auto = choose_max_length(self.token_lengths, self.length.context)
             lines.append(f"auto (max_length 0) would choose {auto.max_length}, fitting {auto.fitting:,} examples "
-                         f"whole ({100 * auto.coverage:.1f}%)")
+                         f"whole ({percent(auto.coverage)})")
         lines.append(self.duplicates.summary())
         lines += [f"  e.g. {_quote(text)}" for text in self.duplicate_examples]
         if self.eval_rows:
@@ -135,6 +135,9 @@ def dataset_report(frame, tokenizer, max_length: int, eval_fraction: float, seed
 
     duplicates = duplicates or duplicate_counts(frame["question"], frame["answer"])
     train_at, eval_at = split_positions(len(frame), eval_fraction, seed)  # the split training uses
+    if overlong == "drop":  # the examples left out are neither trained nor evaluated on: leakage counts the rest
+        fits = np.asarray(token_lengths) <= policy.max_length
+        train_at, eval_at = train_at[fits[train_at]], eval_at[fits[eval_at]]
     leaked = split_leakage(frame["question"], train_at, eval_at)
     special = _cells_containing(frame, special_token_texts(tokenizer))
     markers = _cells_containing(frame, prompt_marker_texts())

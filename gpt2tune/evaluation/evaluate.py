@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from gpt2tune.config import GenerationSettings
+from gpt2tune.config import GenerationSettings, TuneConfig
 from gpt2tune.generate import decoding_kwargs
 from gpt2tune.evaluation.metrics import perplexity
 from gpt2tune.data.prep import encode_text
@@ -245,7 +245,9 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
     on_event = on_event or events.ignore
     task = lambda name: lambda done, total: on_event(events.Task(name, done, total))  # noqa: E731
     run = run_record(model_name_or_path)
-    data = load_qa_data(csv, question_column, answer_column, strip_html=bool(run.config.get("strip_html")))
+    # a run's own settings where it has them; a model without a run's record: the defaults a run starts with
+    settings = run.run.settings if run.run else TuneConfig()
+    data = load_qa_data(csv, question_column, answer_column, strip_html=settings.strip_html)
     if max_length is not None and max_length != 0 and max_length < 8:
         raise ValueError(f"max_length must be at least 8 tokens, or 0 for auto (got {max_length})")
     on_event(events.Status(f"{data.report.source}: {len(data.frame):,} rows; loading {model_name_or_path}"))
@@ -255,14 +257,14 @@ def evaluate_model(model_name_or_path: str, csv: str, max_samples: int = 64, max
         requested, source = (run.max_length, "the run's") if run.max_length else (context, "the model's context")
     else:
         requested, source = max_length, "auto" if max_length == 0 else "set"
-    overlong = run.config.get("overlong", "truncate")
+    overlong = settings.overlong
     lengths = example_lengths(tokenizer, data.frame["question"], data.frame["answer"])
     policy = choose_max_length(lengths, context, min(requested, context) if source != "set" else requested, overlong)
-    seed = run.config.get("seed", 0) if seed is None else seed
+    seed = settings.seed if seed is None else seed
     result = {"model": model_name_or_path, "csv": str(csv), "rows": len(data.frame), "max_length": policy.max_length,
               "max_length_source": source, "seed": seed}
     result.update(eval_loss(model, tokenizer, data.frame, policy.max_length, batch_size,
-                            answers_only=run.config.get("train_on_answers_only", True), overlong=overlong,
+                            answers_only=settings.train_on_answers_only, overlong=overlong,
                             on_batch=task("eval loss")))
     result["data"] = {"report": _plain(data.report), "length_policy": policy.to_dict()}
     result["data_summary"] = (data.report.summary() + "\n" + f"length ({source}): " + policy.summary())

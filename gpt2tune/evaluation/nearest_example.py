@@ -57,7 +57,7 @@ def run_index(model: str) -> tuple[NearestIndex | None, str]:
     run = run_record(model)
     if run.folder is None:
         return None, f"{Path(model).name or model} is not a run folder (a Hub id or a plain model): no training split"
-    csv = Path(str(run.config.get("csv") or "?")).name
+    csv = Path(run.run.settings.csv).name
     train = training_split(run)
     if train is None:
         return None, f"the run's training file ({csv}) is not here or has changed since it was trained on"

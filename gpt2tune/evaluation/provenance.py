@@ -1,8 +1,8 @@
 """What a run folder says about the data its model saw, so that `eval` can tell a fair test from a
 recall test: the training file's SHA-256 and the split of it that was trained on.
 
-A run folder holds gpt2tune_config.json (settings, plus what the run actually used under
-"effective") and metrics.json (with the training file's name, rows and SHA-256). A Hub id or a
+A run folder holds its settings and what it resolved from them (read through `runs.resolved.load_run`)
+and metrics.json (with the training file's name, rows and SHA-256). A Hub id or a
 folder without them has no record: nothing can be compared, and nothing is claimed.
 """
 
@@ -11,38 +11,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpt2tune.config import EFFECTIVE_KEY
 from gpt2tune.data.tables import file_sha256
 from gpt2tune.runs import artifacts
+from gpt2tune.runs.resolved import SavedRun, load_run
 
 
 @dataclass
 class RunRecord:
-    folder: Path | None
-    config: dict = field(default_factory=dict)
+    run: SavedRun | None  # None: a Hub id or a folder without a run's record
     metrics: dict = field(default_factory=dict)
 
     @property
-    def effective(self) -> dict:
-        return self.config.get(EFFECTIVE_KEY) or {}
+    def folder(self) -> Path | None:
+        return self.run.folder if self.run else None
 
     @property
-    def max_length(self) -> int:
-        """The max_length the run trained with (0 when unknown)."""
-        return int(self.effective.get("max_length") or self.config.get("max_length") or 0)
+    def max_length(self) -> int | None:
+        """The length the run trained with; None when there is no run, or it asked for auto and never
+        resolved it (a length that was set is used as set)."""
+        if self.run is None:
+            return None
+        return self.run.resolved.max_length if self.run.resolved else (self.run.settings.max_length or None)
 
 
 def run_record(model_name_or_path: str) -> RunRecord:
-    folder = Path(model_name_or_path)
-    if not (folder / artifacts.CONFIG_FILE).is_file():
-        return RunRecord(folder=None)
-    return RunRecord(folder=folder, config=artifacts.read_json(folder / artifacts.CONFIG_FILE, {}) or {},
-                     metrics=artifacts.read_json(folder / artifacts.METRICS_FILE, {}) or {})
+    run = load_run(model_name_or_path) if Path(model_name_or_path).is_dir() else None
+    if run is None:
+        return RunRecord(run=None)
+    return RunRecord(run=run, metrics=artifacts.read_json(run.folder / artifacts.METRICS_FILE, {}) or {})
 
 
 def training_split(run: RunRecord):
     """The run's training rows, rebuilt from its file with its columns, seed and eval fraction; None when
-    the file is not here or is no longer the one trained on (its SHA-256 changed)."""
+    the file is not here or is no longer the one trained on (its SHA-256 changed), or the run never
+    resolved its columns."""
     split = run_split(run)
     return None if split is None else split[0]
 
@@ -52,15 +54,13 @@ def run_split(run: RunRecord):
     from gpt2tune.data.load import load_qa_data
     from gpt2tune.data.prep import split_frame
 
-    csv = run.config.get("csv")
+    settings, resolved = run.run.settings, run.run.resolved
+    csv = settings.csv
     recorded = (run.metrics.get("dataset") or {}).get("sha256")
-    if not csv or not Path(csv).is_file() or (recorded and file_sha256(csv) != recorded):
+    if resolved is None or not csv or not Path(csv).is_file() or (recorded and file_sha256(csv) != recorded):
         return None
-    columns = run.effective.get("columns") or {}
-    data = load_qa_data(csv, columns.get("question") or run.config.get("question_column"),
-                        columns.get("answer") or run.config.get("answer_column"),
-                        strip_html=bool(run.config.get("strip_html")))
-    return split_frame(data.frame, float(run.config.get("eval_fraction", 0.1)), int(run.config.get("seed", 42)))
+    data = load_qa_data(csv, resolved.question_column, resolved.answer_column, strip_html=settings.strip_html)
+    return split_frame(data.frame, settings.eval_fraction, settings.seed)
 
 
 def training_overlap(run: RunRecord, csv, frame, result: dict) -> list[str]:
@@ -81,7 +81,7 @@ def training_overlap(run: RunRecord, csv, frame, result: dict) -> list[str]:
     train = training_split(run)
     if train is None:
         warnings.append(f"overlap with the run's training split not checked: its training file "
-                        f"({Path(str(run.config.get('csv', '?'))).name}) is not here or has changed")
+                        f"({Path(run.run.settings.csv).name}) is not here or has changed")
         return warnings
     overlap = leakage(train["question"], frame["question"])
     result["overlap"] = overlap.to_dict()

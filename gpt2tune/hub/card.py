@@ -14,6 +14,7 @@ from pathlib import Path
 from gpt2tune.config import TuneConfig
 from gpt2tune.data.prompt import template_description
 from gpt2tune.runs import artifacts
+from gpt2tune.runs.resolved import load_run
 
 CARD_FILE = "README.md"
 SAMPLES_FILE = "samples.json"
@@ -28,11 +29,9 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
     from huggingface_hub import ModelCard
 
     output_dir = Path(output_dir)
-    config = artifacts.read_json(output_dir / artifacts.CONFIG_FILE, {}) or {}
-    metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
+    config, resolved, metrics, adapter = _run_files(output_dir)
     samples = artifacts.read_json(output_dir / SAMPLES_FILE, []) or []
-    adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
-    base_model = _base_model(adapter, metrics, config)
+    base_model = _base_model(adapter, resolved, metrics, config)
     name = repo_id or title or output_dir.name
     metadata = _metadata(base_model, metrics, config, name, license)
     if adapter is not None:  # the Hub lists an adapter under its base model, loaded with peft
@@ -64,11 +63,11 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
         "",
         "## Data",
         "",
-        _data(metrics, config),
+        _data(metrics, config, resolved),
         "",
         "## Hyper-parameters",
         "",
-        _table(_hyperparameters(config)),
+        _table(_hyperparameters(config, resolved)),
         "",
         "## All metrics",
         "",
@@ -86,22 +85,28 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None, title: 
     return ModelCard("\n".join(sections))
 
 
-def _base_model(adapter: dict | None, metrics: dict, config: dict) -> str:
-    return str((adapter or {}).get("base_model_name_or_path") or metrics.get("base_model")
-               or config.get("base_model") or TuneConfig.base_model)
+def _run_files(output_dir: Path) -> tuple[dict, object, dict, dict | None]:
+    """(the settings as asked, what the run resolved or None, metrics, the adapter's config or None)."""
+    run = load_run(output_dir)
+    return (run.settings.to_dict() if run else {}, run.resolved if run else None,
+            artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {},
+            artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE))
+
+
+def _base_model(adapter: dict | None, resolved, metrics: dict, config: dict) -> str:
+    """The model the run started from: the adapter's base, else the one the run loaded."""
+    return str((adapter or {}).get("base_model_name_or_path") or (resolved.base_model if resolved else None)
+               or metrics.get("base_model") or config.get("base_model") or TuneConfig.base_model)
 
 
 def card_summary(output_dir: str | Path) -> str:
     """The card's opening, in its words: what the model is, what it was trained on, how it scored
     (Markdown; a demo page shows it beside the model)."""
-    output_dir = Path(output_dir)
-    config = artifacts.read_json(output_dir / artifacts.CONFIG_FILE, {}) or {}
-    metrics = artifacts.read_json(output_dir / artifacts.METRICS_FILE, {}) or {}
-    adapter = artifacts.read_json(output_dir / artifacts.ADAPTER_CONFIG_FILE)
-    base_model = _base_model(adapter, metrics, config)
+    config, resolved, metrics, adapter = _run_files(Path(output_dir))
+    base_model = _base_model(adapter, resolved, metrics, config)
     return "\n".join([
         f"GPT-2 fine-tuned with gpt2tune on question/answer pairs, starting from {_describe(base_model)}.", "",
-        _method(config, adapter is not None, base_model), "## Data", "", _data(metrics, config), "",
+        _method(config, adapter is not None, base_model), "## Data", "", _data(metrics, config, resolved), "",
         _results(metrics)])
 
 
@@ -245,7 +250,7 @@ def _nearest(sample: dict) -> str:
     return f"({near['score']:.2f}) Q: {_cell(near['question'], 100)} A: {_cell(near['answer'], 100)}"
 
 
-def _data(metrics: dict, config: dict) -> str:
+def _data(metrics: dict, config: dict, resolved) -> str:
     dataset = metrics.get("dataset") or {}
     lines = [
         f"- Hub dataset: [{dataset['hub_dataset']}](https://huggingface.co/datasets/{dataset['hub_dataset']}), "
@@ -257,18 +262,14 @@ def _data(metrics: dict, config: dict) -> str:
         f" (eval fraction {config.get('eval_fraction', '?')}, split seed {config.get('seed', '?')})",
     ]
     record = metrics.get("data") or {}
-    columns = record.get("columns") or (config.get("effective") or {}).get("columns")
-    if columns:
-        lines.append(f"- columns used: question ← {_code(columns['question'])}, "
-                     f"answer ← {_code(columns['answer'])}")
-    policy = record.get("length_policy")
-    if policy:
-        how = "chosen automatically to fit 99% of examples" if policy.get("auto") else "set"
-        lines.append(f"- max_length {policy['max_length']} ({how}): {policy['fitting']} of {policy['examples']} "
-                     f"examples fit whole ({100 * policy['coverage']:.1f}%); the {policy['over_max_length']} longer "
-                     f"ones were {'truncated (no end-of-text token)' if policy['overlong'] == 'truncate' else 'dropped'}"
-                     + (f"; {policy['over_context']} are longer than the model's context of {policy['context']}"
-                        if policy.get("over_context") else ""))
+    if resolved is not None:
+        lines.append(f"- columns used: question ← {_code(resolved.question_column)}, "
+                     f"answer ← {_code(resolved.answer_column)}")
+        # the length used and its coverage in the words `check` and `train` print (one wording, one rounding)
+        lines += [f"- {line}" for line in resolved.length.summary().splitlines()]
+        if resolved.truncated_train or resolved.truncated_eval:
+            lines.append(f"- truncated: {resolved.truncated_train} training and {resolved.truncated_eval} eval "
+                         "examples (no end-of-text token at the cut)")
     duplicates = record.get("duplicates")
     if duplicates:
         lines.append(f"- duplicates: {duplicates['exact_duplicate_rows']} rows repeat an earlier row exactly "
@@ -284,20 +285,20 @@ def _data(metrics: dict, config: dict) -> str:
     return "\n".join(lines)
 
 
-def _hyperparameters(config: dict) -> dict:
+def _hyperparameters(config: dict, resolved) -> dict:
     """The settings, with what the run actually used where a setting said auto or was derived."""
     keys = _HYPERPARAMETERS + (_LORA_HYPERPARAMETERS if config.get("method") == "lora" else ())
     values = {k: config[k] for k in keys if k in config}
-    effective = config.get("effective") or {}
-    if "max_length" in values and effective.get("max_length") and values["max_length"] != effective["max_length"]:
-        values["max_length"] = f"{effective['max_length']} (auto)" if not values["max_length"] else effective["max_length"]
-    if effective.get("max_steps"):
-        values["max_steps"] = effective["max_steps"]
-        if effective.get("epochs") is not None:
-            values["epochs"] = round(float(effective["epochs"]), 3)  # what max_steps amounted to, not the setting
-    for key in ("batch_size", "gradient_accumulation_steps"):
-        if effective.get(key) and key in values:
-            values[key] = effective[key]
+    if resolved is None:
+        return values
+    if "max_length" in values:
+        values["max_length"] = resolved.max_length if values["max_length"] else f"{resolved.max_length} (auto)"
+    if resolved.max_steps:
+        values["max_steps"] = resolved.max_steps
+        if resolved.epochs is not None:
+            values["epochs"] = round(float(resolved.epochs), 3)  # what max_steps amounted to, not the setting
+    values["batch_size"] = resolved.batch_size
+    values["gradient_accumulation_steps"] = resolved.gradient_accumulation_steps
     return values
 
 

@@ -118,9 +118,11 @@ def _load_from_hub(repo_id: str, cache_dir: str, token: str | None, revision: st
 
 def _questions_for(model_dir: Path) -> list[str]:
     """The run's probe questions, else its sample eval questions, else two generic ones."""
-    config = artifacts.read_json(model_dir / artifacts.CONFIG_FILE, {}) or {}
-    if config.get("probe_questions"):
-        return config["probe_questions"][:QUESTIONS_CHECKED]
+    from gpt2tune.runs.resolved import load_run
+
+    run = load_run(model_dir)
+    if run is not None and run.settings.probe_questions:
+        return run.settings.probe_questions[:QUESTIONS_CHECKED]
     from gpt2tune.hub.card import SAMPLES_FILE
 
     samples = artifacts.read_json(model_dir / SAMPLES_FILE, []) or []

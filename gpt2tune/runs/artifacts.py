@@ -2,7 +2,7 @@
 
 Layout of output_dir:
   model.safetensors, config.json, generation_config.json, tokenizer files   (loadable by transformers)
-  gpt2tune_config.json   the run's TuneConfig
+  gpt2tune_config.json   the run's TuneConfig as asked, and under "resolved" what it made of it (runs.resolved)
   metrics.json           train_runtime, train_real_tokens, train_loss, eval_loss, perplexity, ...
   loss_history.json      every logged train/eval point (the best eval marked)
   probes.json            the probe questions' answers at every eval (when probes are set)
@@ -26,6 +26,7 @@ from pathlib import Path
 from gpt2tune import paths
 
 CONFIG_FILE = "gpt2tune_config.json"
+RUN_FILE = "run.json"  # the run's own record (runs.record)
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "loss_history.json"
 CHECKPOINTS_DIR = "checkpoints"

@@ -5,7 +5,9 @@ The folder is the single source of truth about a run: a reloaded page, a second 
 restarted server and `gpt2tune train --resume` all read it instead of remembering anything.
 
 run.json:
-  config     the resolved TuneConfig (columns actually used, the base model actually loaded)
+  config     the TuneConfig as asked (max_length 0 = auto, columns and base model as typed)
+  resolved   what the run made of it (runs.resolved.Resolved: length used, columns, model loaded, ...);
+             read both back through runs.resolved.load_run
   data       {"file", "rows", "sha256"} of the data trained on; a resume refuses other data
   state      queued / running / stopping / stopped / finished / failed / interrupted
   step, max_steps, heartbeat (wall clock), pid, message (one line, for failed)
@@ -25,8 +27,9 @@ from gpt2tune import events
 from gpt2tune.config import TuneConfig
 from gpt2tune.data.tables import file_sha256
 from gpt2tune.runs import artifacts
+from gpt2tune.runs.resolved import RESOLVED_KEY, from_record
 
-RUN_FILE = "run.json"
+RUN_FILE = artifacts.RUN_FILE
 EVENTS_FILE = "events.jsonl"
 DATA_DIR = "data"
 
@@ -95,6 +98,21 @@ def effective_state(record: dict | None, folder) -> str | None:
     return INTERRUPTED if stale or not pid_alive(pid) else state
 
 
+def mark_ended(folder, pid: int, state: str, message: str) -> bool:
+    """Close a run that process `pid` left alive in the record (it was killed, or crashed before it
+    could close it itself): the record says `state` with a one-line `message`, and the log says so too.
+    False when the record already said how the run ended, or is another process's."""
+    folder = Path(folder)
+    saved = read_record(folder)
+    if saved is None or saved.get("state") not in ALIVE or saved.get("pid") != pid:
+        return False
+    saved.update(state=state, message=message, heartbeat=time.time())
+    artifacts.write_json(folder / RUN_FILE, saved)
+    with open(folder / EVENTS_FILE, "a", encoding="utf-8") as log:
+        log.write(events.State(state, step=int(saved.get("step") or 0), message=message).to_json() + "\n")
+    return True
+
+
 def adopt_data(folder: Path, source) -> Path:
     """Copy the data file into the run folder, so a resume never depends on an upload that the web
     server may delete (Gradio's temporary files) or on a file replaced since."""
@@ -123,8 +141,7 @@ def resume_config(config: TuneConfig) -> tuple[TuneConfig, Path]:
     state = effective_state(record, folder)
     if state in ALIVE:
         raise ValueError(f"run {name!r} is {state} (step {record.get('step', 0)}); stop it before resuming it")
-    stored = TuneConfig.from_dict({k: v for k, v in record["config"].items()
-                                   if k in {f.name for f in dataclasses.fields(TuneConfig)}})
+    stored = from_record(record, folder).settings
     defaults = TuneConfig()
     changes = {}
     for f in dataclasses.fields(TuneConfig):
@@ -291,6 +308,7 @@ class RunRecorder:
                 self._append(event)
                 if isinstance(event, events.Settings):
                     self.record["config"], self.record["data"] = event.config, event.data
+                    self.record[RESOLVED_KEY] = event.resolved
                     self._write()
                 elif isinstance(event, (events.Progress, events.Checkpoint, events.Eval)):
                     self.record["step"] = max(int(self.record.get("step") or 0), event.step)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gpt2tune.paths import inside, mtime, work_dir
 from gpt2tune.runs import artifacts, record
+from gpt2tune.runs.resolved import RESOLVED_KEY, SavedRun, from_record, read_run
 
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -20,7 +21,7 @@ RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 class RunInfo:
     name: str
     path: Path
-    config: dict = field(default_factory=dict)
+    saved: SavedRun | None = None  # its settings and what it resolved (None: the folder has no run's record)
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)  # {"step", "loss"} and {"step", "eval_loss"} points
     has_model: bool = False  # loadable weights or LoRA adapters (written last, so they are complete)
@@ -84,11 +85,14 @@ def load_run(name: str) -> RunInfo:
         raise ValueError(f"no run named {name!r} under {runs_root()}")
     history = artifacts.read_json(path / artifacts.HISTORY_FILE)
     saved = record.read_record(path)
+    config = artifacts.read_json(path / artifacts.CONFIG_FILE)  # a model folder copied in has no run.json
+    run = from_record(saved, path) or (read_run(config, config.get(RESOLVED_KEY), path)
+                                       if isinstance(config, dict) else None)
     checkpoints = list((path / artifacts.CHECKPOINTS_DIR).glob("checkpoint-*"))
     return RunInfo(
         name=path.name,
         path=path,
-        config=artifacts.read_json(path / artifacts.CONFIG_FILE, {}) or {},
+        saved=run,
         metrics=artifacts.read_json(path / artifacts.METRICS_FILE, {}) or {},
         # a run still training (or killed) has no history file yet; its checkpoints hold one
         history=history if isinstance(history, list) else checkpoint_history(path),

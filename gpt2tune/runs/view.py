@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gpt2tune import events
 from gpt2tune.runs import artifacts, record
+from gpt2tune.runs.resolved import Resolved, from_record
 
 WARM_UP_LOGS = 1  # the first logged step of a segment includes loading and compiling: not a speed
 
@@ -20,7 +21,8 @@ WARM_UP_LOGS = 1  # the first logged step of a segment includes loading and comp
 class RunView:
     name: str
     state: str | None = None  # None: no such run yet
-    config: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the settings as asked (what the form shows)
+    resolved: Resolved | None = None  # what the run made of them (what its summary shows)
     data: dict = field(default_factory=dict)
     step: int = 0
     max_steps: int | None = None
@@ -54,7 +56,10 @@ def load_view(folder, live_state: str | None = None) -> RunView:
     saved = record.read_record(folder)
     view.state = record.effective_state(saved, folder)
     if saved:
-        view.config, view.data = saved.get("config") or {}, saved.get("data") or {}
+        run = from_record(saved, folder)
+        if run is not None:
+            view.config, view.resolved = run.settings.to_dict(), run.resolved
+        view.data = saved.get("data") or {}
         view.step, view.max_steps = int(saved.get("step") or 0), saved.get("max_steps")
         view.created = float(saved.get("created") or 0)
         if view.state == record.FAILED:

@@ -13,6 +13,7 @@ of `nn.Linear`; peft needs `fan_in_fan_out=True` for them, set here from the mod
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from gpt2tune.runs.artifacts import ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE
@@ -61,7 +62,11 @@ def wrap(model, config):
         task_type="CAUSAL_LM",
     )
     set_seed(config.seed)
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft (0.21) asks the model `is_gradient_checkpointing`, which transformers 5 deprecates in favour
+        # of `is_activation_checkpointing`: a FutureWarning on every LoRA run that no user can act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def prepare(model, config, base_model: str, status=None):

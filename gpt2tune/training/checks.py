@@ -42,6 +42,7 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False, measure: bool
 
     from gpt2tune.training.memory import estimate
 
+    config.validate()
     prepared = prepare(config, fallback_to_tiny=fallback_to_tiny)
     measured = None
     if measure:
@@ -59,6 +60,7 @@ def run_checks(config: TuneConfig, fallback_to_tiny: bool = False, measure: bool
         parameters=parameter_count(prepared.model),
         warnings=prepared.warnings,
         dataset=prepared.dataset,
-        memory=estimate(prepared.config, prepared.model, prepared.devices.device, prepared.devices.precision),
+        memory=estimate(config, prepared.resolved.max_length, prepared.model, prepared.devices.device,
+                        prepared.devices.precision),
         estimate=measured,
     )

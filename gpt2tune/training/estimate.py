@@ -113,8 +113,8 @@ def probe(prepared) -> RunEstimate:
                                     save_steps=0, save_minutes=0, eval_steps=0, early_stopping_patience=0,
                                     probe_questions=[], report_to="none", logging_steps=1, resume=False,
                                     step_limit=0, max_minutes=0)
-        trainer, _ = _build_trainer(quiet, prepared.model, prepared.tokenizer, prepared.train_set, None, devices,
-                                    events.ignore, threading.Event())
+        trainer, _ = _build_trainer(quiet, prepared.resolved.max_length, prepared.model, prepared.tokenizer,
+                                    prepared.train_set, None, devices, events.ignore, threading.Event())
         trainer.remove_callback(CheckpointTiming)  # nothing of the probe is saved
         clock = StepClock()
         trainer.add_callback(clock)

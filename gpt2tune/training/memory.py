@@ -50,15 +50,17 @@ class MemoryEstimate:
         return "\n".join(lines)
 
 
-def estimate(config, model, device: str, precision: str, available: int | None = None) -> MemoryEstimate:
-    """Both methods for this model and batch (LoRA with the config's rank, targets and dropout)."""
+def estimate(config, max_length: int, model, device: str, precision: str,
+             available: int | None = None) -> MemoryEstimate:
+    """Both methods for this model and batch (LoRA with the config's rank, targets and dropout), for rows of
+    `max_length` tokens: the length the run resolved, never the config's 0 (auto)."""
     from gpt2tune.training.adapters import lora_parameter_count, targeted_modules
 
     n = sum(p.numel() for p in model.parameters())
     bytes_per_value = 2 if precision in ("bf16", "fp16") else 4
     available = available if available is not None else device_memory_bytes(device)
-    activations = activation_bytes(model.config, config.batch_size, config.max_length, bytes_per_value)
-    tokens = config.batch_size * config.max_length
+    activations = activation_bytes(model.config, config.batch_size, max_length, bytes_per_value)
+    tokens = config.batch_size * max_length
     adapted = targeted_modules(model, config.lora_target_modules)
     kept_per_token = sum((_in_features(module) if config.lora_dropout > 0 else 0) + config.lora_r
                          for _, module in adapted)
@@ -72,7 +74,7 @@ def estimate(config, model, device: str, precision: str, available: int | None =
     ]
     for m in methods:
         m.fits = None if not available else m.total <= 0.9 * available
-    return MemoryEstimate(device, available, config.batch_size, config.max_length, n, methods)
+    return MemoryEstimate(device, available, config.batch_size, max_length, n, methods)
 
 
 def _in_features(module) -> int:

@@ -72,36 +72,38 @@ def device_memory_bytes(device: str) -> int | None:
         return None
 
 
-def suggest_batch(config, model_config, n_parameters: int, bytes_per_value: int, available: int | None) -> tuple[int, int]:
+def suggest_batch(config, max_length: int, model_config, n_parameters: int, bytes_per_value: int,
+                  available: int | None) -> tuple[int, int]:
     """The largest halved batch size that should fit in ~90% of the device, and the gradient
     accumulation that keeps the effective batch the same."""
     target = config.batch_size
     budget = None if available is None else 0.9 * available - training_state_bytes(n_parameters)
     while target > 1:
         target //= 2
-        if budget is None or activation_bytes(model_config, target, config.max_length, bytes_per_value) <= budget:
+        if budget is None or activation_bytes(model_config, target, max_length, bytes_per_value) <= budget:
             break
     target = max(1, target)
     accumulation = config.gradient_accumulation_steps * -(-config.batch_size // target)  # ceil division
     return target, accumulation
 
 
-def explain(config, model_config, n_parameters: int, device: str, precision: str,
+def explain(config, max_length: int, model_config, n_parameters: int, device: str, precision: str,
             available: int | None = None) -> str:
-    """One line: what the batch needs, what the device has, and flags that should fit."""
+    """One line: what the batch needs, what the device has, and flags that should fit.
+    `max_length`: the length the run resolved (the config's may be 0, auto)."""
     bytes_per_value = 2 if precision in ("bf16", "fp16") else 4
     available = available if available is not None else device_memory_bytes(device)
-    needed = activation_bytes(model_config, config.batch_size, config.max_length, bytes_per_value)
-    batch, accumulation = suggest_batch(config, model_config, n_parameters, bytes_per_value, available)
+    needed = activation_bytes(model_config, config.batch_size, max_length, bytes_per_value)
+    batch, accumulation = suggest_batch(config, max_length, model_config, n_parameters, bytes_per_value, available)
     where = {"cuda": "this GPU has", "mps": "this Mac's GPU may use"}.get(device, "this machine has")
     have = f"{where} {available / GB:.1f} GB" if available else "the device's memory is unknown"
     fixes = []
     if batch < config.batch_size:
         fixes.append(f"--batch-size {batch} --gradient-accumulation-steps {accumulation}")
-    if config.max_length >= 64:
-        fixes.append(f"--max-length {config.max_length // 2}")
+    if max_length >= 64:
+        fixes.append(f"--max-length {max_length // 2}")
     return (
-        f"out of memory on {device}: batch size {config.batch_size} × {config.max_length} tokens needs "
+        f"out of memory on {device}: batch size {config.batch_size} × {max_length} tokens needs "
         f"~{needed / GB:.1f} GB for activations on this {_millions(n_parameters)} model "
         f"(+ ~{training_state_bytes(n_parameters) / GB:.1f} GB for weights, gradients and optimizer state); "
         f"{have}; try {' or '.join(fixes) or 'a smaller model'}"

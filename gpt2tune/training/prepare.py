@@ -8,18 +8,19 @@ of the dataset report.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpt2tune import events
 from gpt2tune.config import TuneConfig
+from gpt2tune.runs.resolved import Resolved
 
 
 @dataclass
 class Prepared:
-    config: TuneConfig
+    config: TuneConfig  # the request, as given (max_length 0 = auto)
+    resolved: Resolved  # what the run uses: the length, columns, model loaded, split sizes, device
     data: object  # data.load.QAData: the cleaned frame and its DataReport
     devices: object  # device.DeviceReport
     base_model: str  # what was loaded: the name asked for, its cached copy, or the offline tiny model
@@ -33,7 +34,6 @@ class Prepared:
     prep: object  # data.prep.PrepReport
     warnings: list[str] = field(default_factory=list)
     dataset: object = None  # data.report.DatasetReport: lengths and the length policy, duplicates, leakage, languages
-    requested_length: int = 0  # max_length as set (0 = auto); config.max_length is the length used
     expanded_train: object = None  # the training frame when answer_lists=each made other rows than the file's
 
     # The split's frames are made when asked (answer scoring, after training): a million rows of text
@@ -73,7 +73,6 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
                                 resolve_base_model)
     from gpt2tune.runs import diskspace
 
-    config.validate()
     check_device_available(config.device)
     status = lambda message: on_event(events.Status(message))  # noqa: E731
     # A training run keeps the cleaned file, its token ids, its report and its rows in a cache beside
@@ -100,9 +99,7 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
         release_freed_memory(collect=False)
         return ids
 
-    # one set of options makes both the report and its cache key (the rest follows from the data)
-    options = {"max_length": config.max_length, "eval_fraction": config.eval_fraction, "seed": config.seed,
-               "context": context, "overlong": config.overlong}
+    options = report_options(config, context)  # makes both the report and its cache key
 
     def report():
         return dataset_report(data.frame, tokenizer, encoded=encoded(), duplicates=data.report.duplicates, **options)
@@ -114,11 +111,10 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
         dataset = report()
     release_freed_memory(collect=False)
     status(dataset.summary())
-    requested_length = config.max_length
-    config = dataclasses.replace(config, max_length=dataset.length.max_length)
+    max_length = dataset.length.max_length  # the length used; config.max_length stays as asked (0 = auto)
     # The precision follows from the run's own shapes (a CPU's bf16 probe times its products): known now.
     devices = inspect_devices(config.device, config.precision, config.torch_compile,
-                              ProbeShape.of_run(shape.hidden_size, config.batch_size, config.max_length))
+                              ProbeShape.of_run(shape.hidden_size, config.batch_size, max_length))
     status(devices.choices())  # device, precision and compile, and why
 
     train_at, eval_at = split_positions(len(data.frame), config.eval_fraction, config.seed)
@@ -133,10 +129,10 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
         frames = (expanded if expanded is not None else take_rows(data.frame, train_at), take_rows(data.frame, eval_at))
     release_freed_memory(collect=False)
     # Upper bound of the prepared rows on disk: ids, labels and positions of every token (int32).
-    cache_bytes = len(data.frame) * config.max_length * 12
+    cache_bytes = len(data.frame) * max_length * 12
     with diskspace.disk_full_as_one_line(cache_dir or Path("."), "the prepared-data cache", cache_bytes):
         train_set, eval_set, prep = prepare_datasets(
-            *frames, tokenizer, config.max_length, config.train_on_answers_only, config.pack,
+            *frames, tokenizer, max_length, config.train_on_answers_only, config.pack,
             cache_dir=cache_dir, encoded=lambda: (None if expanded is not None else (encoded(), train_at),
                                                   (encoded(), eval_at)),
             overlong=config.overlong, fingerprint=split_fingerprint,
@@ -155,10 +151,35 @@ def prepare(config: TuneConfig, on_event: events.EventSink = events.ignore, fall
         from gpt2tune.runs import artifacts
 
         artifacts.check_writable(Path(output_dir), needed_bytes=bytes_needed(model, config))
-    return Prepared(config=config, data=data, devices=devices, base_model=base_model, tokenizer=tokenizer,
-                    model=model, vocab=vocab, train_at=train_at, eval_at=eval_at, train_set=train_set,
+    resolved = Resolved(length=dataset.length, question_column=data.report.question_column,
+                        answer_column=data.report.answer_column, base_model=base_model,
+                        train_examples=prep.train_examples, eval_examples=prep.eval_examples,
+                        truncated_train=prep.truncated_train, truncated_eval=prep.truncated_eval,
+                        device=devices.device, precision=devices.precision, compile=bool(devices.compile),
+                        batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps)
+    return Prepared(config=config, resolved=resolved, data=data, devices=devices, base_model=base_model,
+                    tokenizer=tokenizer, model=model, vocab=vocab, train_at=train_at, eval_at=eval_at, train_set=train_set,
                     eval_set=eval_set, prep=prep, warnings=[warning] if warning else [], dataset=dataset,
-                    requested_length=requested_length, expanded_train=expanded)
+                    expanded_train=expanded)
+
+
+def report_options(config: TuneConfig, context: int) -> dict:
+    """The options a dataset report is made with (`data.report.dataset_report`), from the settings and
+    the model's context: one set for `check`, `train` and the Data tab's preview, so the preview
+    counts what trains."""
+    return {"max_length": config.max_length, "eval_fraction": config.eval_fraction, "seed": config.seed,
+            "context": context, "overlong": config.overlong}
+
+
+def preview_data(config: TuneConfig, context: int, tokenizer):
+    """The data a TuneConfig names, loaded and measured as `prepare` does (same loader, same report,
+    same options), without the model's weights or any file written: (QAData, DatasetReport)."""
+    from gpt2tune.data.load import load_config_data
+    from gpt2tune.data.report import dataset_report
+
+    data = load_config_data(config)
+    return data, dataset_report(data.frame, tokenizer, duplicates=data.report.duplicates,
+                                **report_options(config, context))
 
 
 def weight_bytes(model, trainable_only: bool = False) -> int:

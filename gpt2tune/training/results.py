@@ -185,22 +185,17 @@ def data_record(data_report, dataset) -> dict:
     }
 
 
-def effective_record(trainer, config, data_report, dataset) -> dict:
-    """What the run used where a setting said auto or was overridden: stored in gpt2tune_config.json."""
+def final_resolved(trainer, config, resolved):
+    """The run's Resolved with what the Trainer made of it: steps and epochs planned and run, and the
+    batch an out-of-memory retry may have halved (`config` is the one the Trainer ran with)."""
+    import dataclasses
+
     state = trainer.state
     # with max_steps set, the epochs follow from it (and from the rows per epoch), not from `epochs`
     epochs = state.epoch * state.max_steps / state.global_step if state.global_step and state.epoch else None
-    return {
-        "columns": {"question": data_report.question_column, "answer": data_report.answer_column},
-        "max_length": config.max_length,
-        "length_policy": {k: v for k, v in dataset.length.to_dict().items()},
-        "overlong": config.overlong,
-        "max_steps": state.max_steps,
-        "epochs": epochs,
-        "steps_run": state.global_step,
-        "batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-    }
+    return dataclasses.replace(resolved, max_steps=state.max_steps, epochs=epochs, steps_run=state.global_step,
+                               batch_size=config.batch_size,
+                               gradient_accumulation_steps=config.gradient_accumulation_steps)
 
 
 class RunClock:
@@ -232,15 +227,17 @@ class RunClock:
         return split
 
 
-def save_outputs(trainer, tokenizer, config, metrics, history, output_dir: Path, samples=(),
-                 effective: dict | None = None, nearest=None) -> None:
+def save_outputs(trainer, tokenizer, config, resolved, metrics, history, output_dir: Path, samples=(),
+                 nearest=None) -> None:
+    """`config`: the settings as asked; `resolved`: what the run made of them (both go in gpt2tune_config.json)."""
     from gpt2tune.hub.card import SAMPLES_FILE, write_loss_plot, write_model_card
+    from gpt2tune.runs.resolved import write_config
 
     staging = output_dir / ".staging"
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a crashed save must not be published
     trainer.save_model(str(staging))  # saves model (safetensors) and tokenizer; a LoRA run's adapters only
     tokenizer.save_pretrained(str(staging))
-    config.save(staging / artifacts.CONFIG_FILE, effective=effective)
+    write_config(staging / artifacts.CONFIG_FILE, config, resolved)
     artifacts.write_json(staging / artifacts.METRICS_FILE, metrics)
     artifacts.write_json(staging / artifacts.HISTORY_FILE, history)
     artifacts.write_json(staging / SAMPLES_FILE, list(samples))

@@ -1,73 +1,94 @@
-"""One background training job per process, that outlives the web request which started it.
+"""One training run at a time per server, run as a child process that outlives the request which started it.
 
-The app's Start and Resume hand a TuneConfig to `TrainingRunner.start` and return; the job runs in
-a thread of its own and writes everything about itself into its run folder (`gpt2tune.runs.record`).
-Pages draw a run from that folder (`gpt2tune.runs.view`), so closing or reloading the page, opening
-a second one, or restarting the server neither stops nor loses what the run was doing. The runner
-only knows what the folder can't yet say: that a run is queued (before its record exists) or
-stopping (until its last step ends), and it wakes pages when something changed.
+The app's Start and Resume hand a TuneConfig to `TrainingRunner.start` and return. The run is the
+CLI's: `python -m gpt2tune train` with the run's settings as flags (`training.child`), in a process
+of its own, which writes everything about itself into its run folder (`gpt2tune.runs.record`). Pages
+draw a run from that folder (`gpt2tune.runs.view`), so closing or reloading the page, opening a
+second one, or restarting the server neither stops nor loses what the run was doing; a crash, a
+hung step or the memory of a run stays in the child and never reaches the server.
+
+The runner only knows what the folder can't yet say: that a run is queued (before the child wrote
+its record) or stopping (until its last step ends). Stop is the CLI's Ctrl-C (SIGINT: stop at the
+end of the step, save the model and a checkpoint); a child that has not ended STOP_GRACE_S after it
+is killed (SIGKILL). A child that ends without closing its record (killed, crashed) leaves its run
+`failed`, with the reason.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 
-from gpt2tune import events
 from gpt2tune.config import TuneConfig
+from gpt2tune.runs import record
 
 log = logging.getLogger(__name__)
 
 AUTO_RESUME_ENV = "GPT2TUNE_AUTO_RESUME"  # "1": on start-up, resume the latest interrupted run
+STOP_GRACE_S = float(os.environ.get("GPT2TUNE_STOP_GRACE_S", 120))  # a step plus saving the model, at most
+POLL_S = 0.25  # how often the folder is looked at for news while a child runs
+ERRORS_KEPT = 32  # early failures remembered (runs that failed before writing a record)
+STDERR_LINES = 20  # the child's last stderr lines kept, to name why it failed
 
 
 class TrainingRunner:
-    """Owns at most one training thread; `start` refuses a second job while one is active."""
+    """Owns at most one training child; `start` refuses a second job while one is active."""
 
-    def __init__(self):
+    def __init__(self, stop_grace_s: float | None = None):
         self._changed = threading.Condition()
         self._version = 0
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen | None = None
         self._folder: Path | None = None
-        self._live: str | None = None  # queued / running / stopping while the thread runs
-        self.errors: dict[str, str] = {}  # run folder -> why it failed before it had a record
+        self._live: str | None = None  # queued / running / stopping while the child runs
+        self._stop_asked: float | None = None  # when Stop was pressed (monotonic clock)
+        self._stop_sent = False  # the child got its SIGINT
+        self._job = 0  # which start the state above belongs to: a child still exiting never clears a newer one's
+        self.stop_grace_s = STOP_GRACE_S if stop_grace_s is None else stop_grace_s
+        # run folder -> why it failed before it had a record; bounded: a server runs for months
+        self.errors: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     # --- control ----------------------------------------------------------------------------
     def start(self, config: TuneConfig, fallback_to_tiny: bool = False) -> None:
         """Start (or resume) the run in `config.output_dir`; a refused resume or bad settings are
         a ValueError here, before anything runs."""
-        from gpt2tune.runs.record import resume_config
+        from gpt2tune.training.child import train_command
 
         config.validate()
         if config.resume:
-            resume_config(config)
+            record.resume_config(config)
         with self._changed:
+            if self._live is not None and self._closed_in_folder():
+                self._live = None  # its record says it ended; the child is only exiting
             if self._live is not None:
                 raise ValueError(f"run {self._folder.name!r} is {self._live}: stop it, or wait for it to end, "
                                  "before starting another")
-            self._stop = threading.Event()
             self._folder = Path(config.output_dir)
-            self._live = "queued"
+            self._live, self._stop_asked, self._stop_sent, self._process = record.QUEUED, None, False, None
+            self._job += 1
             self.errors.pop(str(self._folder), None)
-            self._thread = threading.Thread(
-                target=self._run, args=(config, fallback_to_tiny, self._stop), name="gpt2tune-train", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, args=(train_command(config, fallback_to_tiny),
+                                                                    self._folder, self._job, config.resume),
+                                            name="gpt2tune-train", daemon=True)
             self._thread.start()
             self._bump()
 
     def stop(self) -> bool:
-        """Ask the job to stop after the current step (it then saves the model and a checkpoint).
+        """Ask the run to stop after the current step (it then saves the model and a checkpoint).
         False: nothing runs."""
         with self._changed:
-            if self._live not in ("queued", "running"):
+            if self._live not in (record.QUEUED, record.RUNNING):
                 return False
-            self._stop.set()
-            self._live = "stopping"
+            self._live, self._stop_asked = record.STOPPING, time.monotonic()
             self._bump()
-            return True
+        self._signal_stop()
+        return True
 
     def join(self, timeout: float | None = None) -> None:
         thread = self._thread
@@ -79,15 +100,21 @@ class TrainingRunner:
     def version(self) -> int:
         return self._version
 
+    @property
+    def pid(self) -> int | None:
+        """The training child's process id while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def active_run(self) -> Path | None:
         with self._changed:
             return self._folder if self._live else None
 
     def live_state(self, folder) -> str | None:
-        """queued / stopping for the run this process is training, when the folder can't say it yet."""
+        """queued / stopping for the run this server is training, when the folder can't say it yet."""
         with self._changed:
             if self._live and self._folder and Path(folder).resolve() == self._folder.resolve():
-                return None if self._live == "running" else self._live
+                return None if self._live == record.RUNNING else self._live
             return None
 
     def wait_for_change(self, version: int, timeout: float) -> int:
@@ -100,32 +127,117 @@ class TrainingRunner:
     def busy(self) -> bool:
         return self.active_run() is not None
 
-    # --- the job ----------------------------------------------------------------------------
-    def _run(self, config: TuneConfig, fallback_to_tiny: bool, stop_event: threading.Event) -> None:
-        from gpt2tune.errors import RunFailed, first_line
+    # --- the child --------------------------------------------------------------------------
+    def _run(self, argv: list[str], folder: Path, job: int, resume: bool) -> None:
+        from gpt2tune.training.child import child_environment
 
+        stderr = collections.deque(maxlen=STDERR_LINES)
+        killed = False
         try:
-            from gpt2tune.training.train import train  # torch and transformers: seconds, so only now
-
-            train(config, on_event=self._on_event, stop_event=stop_event, fallback_to_tiny=fallback_to_tiny)
-        except (ValueError, RunFailed) as error:  # the run folder records it; kept here too in case it failed before that
-            self.errors[str(config.output_dir)] = first_line(error)
-        except Exception as error:  # the page gets one line; the server log gets the traceback
-            log.exception("training run in %s failed", config.output_dir)
-            self.errors[str(config.output_dir)] = f"training failed: {type(error).__name__}: {first_line(error)}"
-        finally:
-            if str(config.output_dir) in self.errors and not config.resume:
-                from gpt2tune.visitor import discard_if_untrained
-
-                discard_if_untrained(config.output_dir)  # the page still shows why, from `errors`
-            with self._changed:
-                self._live = None
-                self._bump()
-
-    def _on_event(self, event: events.Event) -> None:
+            # its own session: the server's Ctrl-C reaches the child only through the server (it dies with it)
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True, errors="replace",
+                                       env=child_environment(), start_new_session=True)
+        except OSError as error:
+            self._remember_error(folder, f"training could not start: {error.strerror or error}")
+            self._finish(job)
+            return
         with self._changed:
-            if self._live == "queued":
-                self._live = "running"
+            if job == self._job:
+                self._process = process
+        reader = threading.Thread(target=lambda: stderr.extend(line.rstrip() for line in process.stderr),
+                                  name="gpt2tune-train-stderr", daemon=True)
+        reader.start()
+        seen = None
+        while process.poll() is None:
+            try:
+                process.wait(POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            news = _folder_news(folder)
+            if news != seen:  # the child wrote an event or its record: pages redraw
+                seen = news
+                if self._on_news(folder, process.pid, job):
+                    # the run is closed in its folder: the server may start the next while this child exits
+                    self._discard_if_failed_untrained(folder, resume)
+                    self._finish(job)
+            asked = self._stop_asked if job == self._job else None
+            if asked is not None:
+                self._signal_stop()
+                if time.monotonic() - asked > self.stop_grace_s and process.poll() is None:
+                    process.kill()  # SIGKILL: a hung step does not hold the server's one run forever
+                    killed = True
+        reader.join(5)
+        self._close(folder, process.pid, process.returncode, killed, list(stderr), resume)
+        self._finish(job)
+
+    def _closed_in_folder(self) -> bool:
+        """The current child's record says how its run ended (under self._changed)."""
+        process = self._process
+        saved = record.read_record(self._folder) if process is not None and self._folder else None
+        return bool(saved) and saved.get("pid") == process.pid and saved.get("state") not in record.ALIVE
+
+    def _signal_stop(self) -> None:
+        """SIGINT, the CLI's Ctrl-C, once the child has installed its handler (its record names it);
+        once only: a second SIGINT is the CLI's 'abort now'."""
+        with self._changed:
+            process, folder = self._process, self._folder
+            if process is None or process.poll() is not None or self._stop_sent:
+                return
+            saved = record.read_record(folder) if folder else None
+            if saved and saved.get("pid") == process.pid:
+                process.send_signal(signal.SIGINT)
+                self._stop_sent = True
+
+    def _on_news(self, folder: Path, pid: int, job: int) -> bool:
+        """Wake the pages; True once the child's record says how the run ended."""
+        saved = record.read_record(folder)
+        ours = bool(saved) and saved.get("pid") == pid
+        with self._changed:
+            if job == self._job and self._live == record.QUEUED and ours:
+                self._live = record.RUNNING
+            self._bump()
+        return ours and saved.get("state") not in record.ALIVE
+
+    def _close(self, folder: Path, pid: int, returncode: int, killed: bool, stderr: list[str], resume: bool) -> None:
+        """A child that ended without closing its record leaves its run failed, with the reason."""
+        if killed:
+            message = (f"did not stop within {self.stop_grace_s:g} s of Stop, so it was ended (SIGKILL); "
+                       "Resume continues from its last checkpoint")
+        elif returncode < 0:
+            message = f"the training process was killed ({signal.Signals(-returncode).name})"
+        else:
+            message = _error_line(stderr) or f"the training process exited with code {returncode}"
+        saved = record.read_record(folder)
+        closed = record.mark_ended(folder, pid, record.FAILED, message)
+        if returncode == 0:
+            return
+        if saved is None:
+            self._remember_error(folder, message)  # it failed before it had a record (or left none)
+        else:
+            if not closed:  # the child recorded why itself
+                message = saved.get("message") or message
+            self._discard_if_failed_untrained(folder, resume)
+        log.warning("training run in %s ended with code %s: %s", folder, returncode, message)
+
+    def _discard_if_failed_untrained(self, folder: Path, resume: bool) -> None:
+        """A visitor's new run that failed before its first step leaves no folder; the page still says why."""
+        from gpt2tune.visitor import discard_if_untrained
+
+        saved = record.read_record(folder) or {}
+        if saved.get("state") == record.FAILED and not resume and discard_if_untrained(folder):
+            self._remember_error(folder, saved.get("message") or "failed")
+
+    def _remember_error(self, folder: Path, message: str) -> None:
+        with self._changed:
+            self.errors[str(folder)] = message
+            while len(self.errors) > ERRORS_KEPT:
+                self.errors.popitem(last=False)
+
+    def _finish(self, job: int) -> None:
+        with self._changed:
+            if job == self._job and self._live is not None:
+                self._live, self._process, self._stop_asked = None, None, None
             self._bump()
 
     def _bump(self) -> None:
@@ -133,16 +245,35 @@ class TrainingRunner:
         self._changed.notify_all()
 
 
+def _folder_news(folder: Path) -> tuple:
+    """What changes when the child writes: its event log's size and its record's mtime."""
+    out = []
+    for name in (record.EVENTS_FILE, record.RUN_FILE):
+        try:
+            stat = (folder / name).stat()
+            out.append((stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _error_line(stderr: list[str]) -> str:
+    """The CLI's own one-line error ("error: ..."), without its prefix."""
+    for line in reversed(stderr):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    return ""
+
+
 def auto_resume(runner: TrainingRunner | None = None) -> str | None:
     """With GPT2TUNE_AUTO_RESUME=1, resume the latest interrupted run that has a checkpoint; its name."""
     if os.environ.get(AUTO_RESUME_ENV, "").strip().lower() not in ("1", "true", "yes"):
         return None
-    from gpt2tune.runs.record import INTERRUPTED
     from gpt2tune.runs.store import list_runs
 
     runner = runner or default_runner()
     for run in list_runs():
-        if run.state == INTERRUPTED and run.resumable:
+        if run.state == record.INTERRUPTED and run.resumable:
             try:
                 runner.start(TuneConfig(output_dir=str(run.path), resume=True))
             except ValueError as error:

@@ -52,7 +52,6 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     from gpt2tune.runs.record import totals_over_segments
     from gpt2tune.training.prepare import bytes_needed, prepare, weight_bytes
 
-    config.validate()
     tracking.check_available(config.report_to)
     clock = results.RunClock()  # where the wall time goes, for metrics.json
     output_dir = Path(config.output_dir)
@@ -61,7 +60,7 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
     resume_from = _resume_checkpoint(config, output_dir)  # a missing checkpoint fails before any loading
 
     prepared = prepare(config, on_event, fallback_to_tiny, output_dir=output_dir)
-    on_event(_resolved_settings(config, prepared.data, prepared.base_model))
+    on_event(_settings_event(config, prepared))
     fingerprint = results.source_fingerprint(config, prepared.data)
     # a `check --estimate` (or the app's estimate) of these very settings: compared with what happens
     estimated = None if config.resume else run_estimate.recall(run_estimate.settings_key(prepared, fingerprint))
@@ -94,7 +93,8 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
         status(run_estimate.comparison_line(metrics["estimate"]))
     metrics.update(totals_over_segments(output_dir, trainer.state.log_history, metrics))
     metrics.update(results.data_record(prepared.data.report, prepared.dataset))
-    effective = results.effective_record(trainer, config, prepared.data.report, prepared.dataset)
+    resolved = results.final_resolved(trainer, config, prepared.resolved)
+    on_event(_settings_event(prepared.config, prepared, resolved))  # the record now has the steps the run took
     metrics.update(adapters.run_record(trainer.model, config))
     if tracking.dashboard(config):
         metrics["tracking"] = tracking.dashboard(config)
@@ -112,9 +112,8 @@ def _train(config: TuneConfig, on_event: events.EventSink, stop_event: threading
         final_bytes = diskspace.space_needed(weight_bytes(model), save_total_limit=0, saves_checkpoints=False)
         with diskspace.disk_full_as_one_line(output_dir, "the model", final_bytes,
                                              on_full=lambda: results.remove_staging(output_dir)):
-            # the saved config keeps the setting (0 = auto); the length used is recorded beside it
-            results.save_outputs(trainer, tokenizer, dataclasses.replace(config, max_length=prepared.requested_length),
-                                 metrics, history, output_dir, samples, effective=effective, nearest=nearest)
+            results.save_outputs(trainer, tokenizer, _as_recorded(prepared.config), resolved, metrics, history,
+                                 output_dir, samples, nearest=nearest)
     on_event(events.Done(metrics=metrics, output_dir=str(output_dir), stopped=stopped))
     return TrainResult(output_dir=output_dir, metrics=metrics, history=history, stopped_early=stopped)
 
@@ -140,15 +139,16 @@ def _train_with_retry(prepared, resume_from, on_event, stop_event):
         on_event(event)
 
     while True:
-        trainer, stopper = _build_trainer(config, model, prepared.tokenizer, prepared.train_set, prepared.eval_set,
-                                          devices, record, stop_event)
+        trainer, stopper = _build_trainer(config, prepared.resolved.max_length, model, prepared.tokenizer,
+                                          prepared.train_set, prepared.eval_set, devices, record, stop_event)
         try:
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
             return trainer, stopper, output, config
         except Exception as error:
             if not oom.is_out_of_memory(error):
                 raise
-            message = oom.explain(config, model.config, parameter_count(model), devices.device, devices.precision)
+            message = oom.explain(config, prepared.resolved.max_length, model.config, parameter_count(model),
+                                  devices.device, devices.precision)
             steps_done = trainer.state.global_step
         # Outside the except block: the traceback, and the tensors its frames hold, are gone.
         smaller = oom.halved(config) if config.auto_reduce_batch_on_oom else None
@@ -175,16 +175,19 @@ def _reload_base_model(prepared):
     return adapters.prepare(model, config, prepared.base_model)
 
 
-def _resolved_settings(config: TuneConfig, data, base_model: str) -> events.Settings:
-    """What this run really trains with: the columns detected, the model loaded, which data."""
-    resolved = dataclasses.replace(config, csv=str(Path(config.csv).resolve()), base_model=base_model,
-                                   question_column=data.report.question_column,
-                                   answer_column=data.report.answer_column, resume=False)
-    fingerprint = results.dataset_fingerprint(config.csv, len(data.frame))
-    return events.Settings(config=resolved.to_dict(), data=fingerprint)
+def _as_recorded(config: TuneConfig) -> TuneConfig:
+    """The settings as a run folder keeps them: as asked, with the data file's full path."""
+    return dataclasses.replace(config, csv=str(Path(config.csv).resolve()), resume=False)
 
 
-def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_event, stop_event):
+def _settings_event(config: TuneConfig, prepared, resolved=None) -> events.Settings:
+    """The settings as asked, which data (file, rows, SHA-256), and what the run resolved from them."""
+    fingerprint = results.dataset_fingerprint(config.csv, len(prepared.data.frame))
+    return events.Settings(config=_as_recorded(config).to_dict(), data=fingerprint,
+                           resolved=(resolved or prepared.resolved).to_dict())
+
+
+def _build_trainer(config, max_length: int, model, tokenizer, train_set, eval_set, devices, on_event, stop_event):
     from gpt2tune.training.callbacks import ProgressCallback, StopCallback
     from gpt2tune.data.prep import PackedCollator
 
@@ -249,7 +252,7 @@ def _build_trainer(config, model, tokenizer, train_set, eval_set, devices, on_ev
         eval_dataset=eval_set,
         # Compiled, every batch gets the same width (packed rows are nearly full anyway): one graph.
         data_collator=PackedCollator(tokenizer.pad_token_id, float_mask_dtype=float_mask,
-                                     pad_to_multiple_of=config.max_length if devices.compile else 8),
+                                     pad_to_multiple_of=max_length if devices.compile else 8),
         processing_class=tokenizer,
         callbacks=callbacks,
     )

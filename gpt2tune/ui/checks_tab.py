@@ -7,7 +7,15 @@ from dataclasses import dataclass
 import gradio as gr
 
 from gpt2tune.config import TuneConfig
-from gpt2tune.ui.common import default_base_model, resolve_base_model, stat_tile, ui_errors, visitor_data
+from gpt2tune.ui.common import (
+    default_base_model,
+    listen,
+    message_line,
+    resolve_base_model,
+    stat_tile,
+    ui_errors,
+    visitor_data,
+)
 from gpt2tune.ui.fields import build_config, field_component
 
 
@@ -26,7 +34,7 @@ class ChecksTab:
 
 def create_checks_tab(data_inputs: dict) -> ChecksTab:
     """data_inputs: the data settings (TuneConfig field name → component) set on the Data tab."""
-    with gr.Tab("2 · Checks", id="checks"):
+    with gr.Tab("2 · Checks", id="checks") as page:
         gr.Markdown(
             "Pick the **pre-trained GPT-2** to start from and check it fits the data and this machine: "
             "vocabulary, special tokens, devices and precision.",
@@ -45,16 +53,18 @@ def create_checks_tab(data_inputs: dict) -> ChecksTab:
                 precision = field_component(TuneConfig, "precision")
                 allow_pickle = field_component(TuneConfig, "allow_pickle")
                 run = gr.Button("Run checks", variant="primary")
+                message = message_line("checks-message")
             with gr.Column(scale=5):
                 verdict = gr.HTML('<div class="stat-grid placeholder">Run the checks to see the report.</div>',
                                   label="Verdict")
                 report = gr.Markdown(elem_classes="summary", label="Report", show_label=False)
 
     tab = ChecksTab(base_model, device, precision, allow_pickle)
-    run.click(run_checks, inputs_kwargs={**data_inputs, **tab.config_inputs()}, outputs=[verdict, report],
-              api_name="checks")
-    use_gpt2.click(lambda: TuneConfig.base_model, outputs=base_model, api_visibility="private", queue=False)
-    use_tiny.click(ui_errors(_tiny_model), outputs=base_model, api_name="tiny_model")
+    with page:  # the endpoints' hidden buttons belong inside a tab
+        listen(run.click, run_checks, inputs_kwargs={**data_inputs, **tab.config_inputs()}, outputs=[verdict, report],
+               message=message, api_name="checks")
+        use_gpt2.click(lambda: TuneConfig.base_model, outputs=base_model, api_visibility="private", queue=False)
+        listen(use_tiny.click, _tiny_model, outputs=[base_model], message=message, api_name="tiny_model")
     return tab
 
 
@@ -72,8 +82,6 @@ def run_checks(**values):
     values["base_model"], fallback_warning = resolve_base_model(values.get("base_model"))
     config = build_config(TuneConfig, values)
     result = check(config)
-    for warning in result.warnings:
-        gr.Warning(warning)
     warnings = [w for w in [fallback_warning, *result.warnings] if w]
     return _verdict_html(result), "\n\n".join([*(f"> ⚠️ {w}" for w in warnings), _report_markdown(result)])
 

@@ -28,6 +28,10 @@ def default_base_model() -> str:
 
 
 # --- errors ------------------------------------------------------------------------------------
+# On the page a failure is one persistent line under the control that failed (`message_line`),
+# cleared by the next success, and the outputs keep what they showed: a raised gr.Error would
+# cover them with an "Error" badge and say it in a toast that vanishes. API clients still get it
+# raised, as the AppError they expect (`listen` wires both). Toasts are for background events only.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)+([^\s/'\"]+)")
 
 
@@ -37,18 +41,23 @@ def public_text(text: str) -> str:
     return _ABSOLUTE_PATH.sub(r"\1", text or "")
 
 
-def _as_gradio_error(error: Exception) -> gr.Error:
-    if isinstance(error, gr.Error):
-        return error
-    if isinstance(error, ValueError):
-        return gr.Error(public_text(str(error)), print_exception=False)
-    # Not the user's fault: the server log gets the traceback, the page one line.
-    log.exception("unexpected error in a UI handler")
+def error_text(error: Exception) -> str:
+    """One line, in the app's words and without server paths, for any error a handler raised."""
     from gpt2tune.errors import first_line
+    from gpt2tune.ui.wording import app_words
 
+    if isinstance(error, gr.Error):
+        return error.message
+    if isinstance(error, ValueError):
+        return app_words(public_text(first_line(error)))
+    # Not the user's fault: the server log gets the traceback, the page one line.
+    log.error("unexpected error in a UI handler", exc_info=error)
     text = public_text(first_line(error))
-    return gr.Error(type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}",
-                    print_exception=False)
+    return type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}"
+
+
+def _as_gradio_error(error: Exception) -> gr.Error:
+    return error if isinstance(error, gr.Error) else gr.Error(error_text(error), print_exception=False)
 
 
 def ui_errors(fn):
@@ -74,6 +83,61 @@ def ui_errors(fn):
             raise _as_gradio_error(error) from None
 
     return call
+
+
+def message_line(elem_id: str, label: str = "Message") -> gr.HTML:
+    """The tab's line for what went wrong, placed under the control whose action failed."""
+    return gr.HTML("", elem_id=elem_id, elem_classes="message-line", label=label, container=False)
+
+
+def render_message(text: str) -> str:
+    return f'<div class="alert-line" role="alert">⚠️ {html.escape(text)}</div>' if text else ""
+
+
+def on_page(fn, outputs: int):
+    """`fn` for the page: its outputs and an empty message line, or on failure the message and every
+    output skipped (left as it was). Streams stay streams."""
+    def shown(result):
+        result = result if outputs != 1 else (result,)
+        return (*result, "")
+
+    def failed(error):
+        return (*[gr.skip()] * outputs, render_message(error_text(error)))
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                for result in fn(*args, **kwargs):
+                    yield shown(result)
+            except Exception as error:  # noqa: BLE001  (every failure becomes the message line)
+                yield failed(error)
+
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return shown(fn(*args, **kwargs))
+        except Exception as error:  # noqa: BLE001  (every failure becomes the message line)
+            return failed(error)
+
+    return call
+
+
+def listen(event, fn, *, outputs: list, message: gr.HTML, api_name: str | None = None, **options):
+    """`event(fn, ...)` for the page, with failures in `message` (`on_page`); with `api_name`, the same
+    handler also answers API clients under that name, raising its error (`ui_errors`) as they expect.
+
+    `options` are the event's own (inputs or inputs_kwargs, concurrency, ...)."""
+    if api_name:
+        # A button no one sees: the API endpoint, with the outputs API clients know (no message line).
+        gr.Button(visible=False).click(ui_errors(fn), outputs=outputs, api_name=api_name,
+                                       **{k: v for k, v in options.items() if k != "show_progress_on"})
+    # the progress shows on what is being computed, not on the message line
+    options.setdefault("show_progress_on", [o for o in outputs if isinstance(o, gr.components.Component)
+                                            and not isinstance(o, gr.State)])
+    return event(on_page(fn, len(outputs)), outputs=[*outputs, message], api_visibility="private", **options)
 
 
 # --- what a visitor may hand the server: the gate (gpt2tune.visitor) decides, this is its gradio glue --

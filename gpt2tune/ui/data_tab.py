@@ -10,8 +10,8 @@ import gradio as gr
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.paths import SAMPLE_CSV, TOKENIZER_DIR, mtime, work_dir
-from gpt2tune.ui.common import stat_tile, ui_errors, visitor_data, visitor_file
-from gpt2tune.ui.fields import field_component
+from gpt2tune.ui.common import listen, message_line, stat_tile, ui_errors, visitor_data, visitor_file
+from gpt2tune.ui.fields import build_config, field_component
 
 # Spreadsheets are accepted so that the loader can say what to do with them (save as CSV).
 FILE_TYPES = [".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".xls"]
@@ -19,6 +19,8 @@ PREVIEW_ROWS = 20
 HISTOGRAM_BINS = 30
 KEEP_DOWNLOADS = 8  # rejected-rows folders kept under downloads/: enough for previews running at once
 HUB_FIELDS = {"dataset": "user/name", "dataset_split": "train", "dataset_config": "", "dataset_revision": "main"}
+PREVIEW_OUTPUTS = 8  # stats, summary, histogram, table, rejected, its accordion, download, lengths
+DATA_OPTIONS = ("strip_html", "overlong", "answer_lists")  # how the data is made into examples: set here, trained so
 LENGTH_VIEWS = {"whole example": "token_lengths", "question": "question_lengths", "answer": "answer_lengths"}
 
 
@@ -31,21 +33,25 @@ class DataTab:
     seed: gr.Number
     max_length: gr.Slider
     hub: dict  # the Hub dataset's fields (dataset, dataset_split, ...) → their text boxes
+    options: dict  # DATA_OPTIONS → their boxes
     preview_outputs: list  # what `preview_data` fills: a fresh page shows the preview at once
+    message: gr.HTML  # the tab's message line, under the file box
 
     def config_inputs(self) -> dict:
         """The TuneConfig settings this tab holds, by field name (`csv` is the file)."""
         return dict(csv=self.file, question_column=self.question_column, answer_column=self.answer_column,
-                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub)
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub,
+                    **self.options)
 
     def preview_inputs(self) -> dict:
         """`preview_data`'s keyword arguments."""
         return dict(file=self.file, question_column=self.question_column, answer_column=self.answer_column,
-                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub)
+                    eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub,
+                    **self.options)
 
 
 def create_data_tab() -> DataTab:
-    with gr.Tab("1 · Data", id="data"):
+    with gr.Tab("1 · Data", id="data") as page:
         gr.Markdown(
             "Upload a table of **questions and answers** (CSV, TSV, JSON or JSONL), or keep the bundled sample. "
             "Check what will be trained on before spending time on training.",
@@ -55,17 +61,21 @@ def create_data_tab() -> DataTab:
             with gr.Column(scale=2, min_width=300):
                 file = gr.File(value=str(SAMPLE_CSV), label="Question/answer file", file_types=FILE_TYPES, height=140,
                                elem_id="data-file")
+                message = message_line("data-message")  # under the file box: what went wrong with it
                 sample = gr.Button("Use the sample dataset", size="sm", variant="secondary")
                 with gr.Accordion("…or a dataset from the Hugging Face Hub", open=False):
-                    hub = {name: field_component(TuneConfig, name, value="", placeholder=hint)
-                           for name, hint in HUB_FIELDS.items()}
-                with gr.Group(visible=False) as mapping:
+                    hub = {name: field_component(TuneConfig, name, value="", placeholder=hint,
+                                                 elem_id=f"hub-{name}") for name, hint in HUB_FIELDS.items()}
+                with gr.Group(visible=False, elem_id="column-mapping") as mapping:
                     gr.Markdown("**Which columns hold the questions and the answers?**", elem_classes="group-title")
                     question_column = gr.Dropdown(label="Question column", choices=[], value=None, allow_custom_value=True)
                     answer_column = gr.Dropdown(label="Answer column", choices=[], value=None, allow_custom_value=True)
+                    mapping_note = gr.Markdown(elem_id="mapping-note", elem_classes="group-title")
                 eval_fraction = field_component(TuneConfig, "eval_fraction", gr.Slider, minimum=0, maximum=0.5, step=0.05)
                 seed = field_component(TuneConfig, "seed")
                 max_length = field_component(TuneConfig, "max_length", gr.Slider, minimum=0, maximum=1024, step=64)
+                with gr.Accordion("Cleaning, long examples, answer lists", open=False):
+                    options = {name: field_component(TuneConfig, name) for name in DATA_OPTIONS}
                 preview = gr.Button("Preview", variant="primary")
             with gr.Column(scale=5):
                 stats = gr.HTML(_empty_stats(), label="Summary tiles")
@@ -86,82 +96,153 @@ def create_data_tab() -> DataTab:
         lengths = gr.State({})
 
     preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
-    tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, preview_outputs)
+    tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, options, preview_outputs,
+                  message)
     preview_inputs = tab.preview_inputs()
-    column_outputs = [question_column, answer_column, mapping]
+    settings = {name: box for name, box in preview_inputs.items() if name not in ("question_column", "answer_column")}
+    opened = [question_column, answer_column, mapping, mapping_note, *preview_outputs]
 
-    file.upload(inspect_columns, inputs=file, outputs=column_outputs, api_name="columns").success(
-        preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
-    file.clear(clear_preview, outputs=column_outputs + preview_outputs, api_visibility="private", queue=False)
-    sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private").success(
-        inspect_columns, inputs=file, outputs=column_outputs, api_visibility="private").success(
-        preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
-    hub["dataset"].submit(inspect_dataset_columns, inputs=list(hub.values()), outputs=column_outputs,
-                          api_visibility="private").success(
-        preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
-    preview.click(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_name="preview")
-    for control in (max_length, eval_fraction):
-        control.release(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
-    for control in (question_column, answer_column):
-        control.input(preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, api_visibility="private")
+    with page:  # the endpoints' hidden buttons belong inside a tab
+        # A new file (or Hub dataset): its columns, the best guesses explained, and the preview with them.
+        listen(file.upload, open_file, inputs_kwargs=settings, outputs=opened, message=message)
+        gr.Button(visible=False).click(ui_errors(inspect_columns), inputs=file,
+                                       outputs=[question_column, answer_column, mapping], api_name="columns")
+        file.clear(clear_preview, outputs=[*opened, message], api_visibility="private", queue=False)
+        chosen_sample = sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private", queue=False)
+        listen(chosen_sample.then, open_file, inputs_kwargs=settings, outputs=opened, message=message)
+        listen(hub["dataset"].submit, open_dataset, inputs_kwargs=settings, outputs=opened, message=message)
+        listen(preview.click, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, message=message,
+               api_name="preview")
+        for control in (max_length, eval_fraction):
+            listen(control.release, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs,
+                   message=message)
+        for control in options.values():
+            listen(control.change, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs,
+                   message=message)
+        for control in (question_column, answer_column):  # a preview once both columns are chosen, not before
+            listen(control.input, remap_columns, inputs_kwargs=preview_inputs, outputs=[mapping_note, *preview_outputs],
+                   message=message)
     view.change(length_histogram, inputs=[lengths, view, max_length], outputs=histogram, api_visibility="private",
                 queue=False)
     return tab
 
 
 # --- handlers ------------------------------------------------------------------------------------
-@ui_errors
 def inspect_columns(file):
-    """Fill the column pickers from the file's header, pre-selecting the likeliest columns."""
-    from gpt2tune.data.load import read_table, suggest_columns
-
-    frame, info = read_table(visitor_file(file))
-    question, answer = suggest_columns(info["columns_found"])
-    choices = list(frame.columns)
-    # only ask when the header does not simply say question/answer
-    needs_mapping = [c.strip().lower() for c in info["columns_found"]] != ["question", "answer"]
-    return (
-        gr.Dropdown(choices=choices, value=question if question in choices else None),
-        gr.Dropdown(choices=choices, value=answer if answer in choices else None),
-        gr.Group(visible=needs_mapping),
-    )
+    """The column pickers for a file's header, with the likeliest columns chosen (the API's /columns)."""
+    header, needs_mapping = _file_columns(file)
+    question, answer, _ = guess_columns(header)
+    return (*_pickers(header, question, answer), gr.Group(visible=needs_mapping))
 
 
-@ui_errors
-def inspect_dataset_columns(dataset, dataset_split=None, dataset_config=None, dataset_revision=None):
-    """The column pickers for a Hub dataset, as `inspect_columns` fills them for a file."""
+def open_file(file=None, **settings):
+    """A new file: its column pickers with the best guesses and why, then its preview with them."""
+    header, needs_mapping = _file_columns(file)
+    question, answer, note = guess_columns(header)
+    return (*_pickers(header, question, answer), gr.Group(visible=needs_mapping), note,
+            *_preview_when_chosen(file, question, answer, **settings))
+
+
+def open_dataset(dataset=None, dataset_split=None, dataset_config=None, dataset_revision=None, file=None, **settings):
+    """A Hub dataset named: its column pickers and its preview, as `open_file` does for a file."""
     from gpt2tune.data.hub_dataset import read_hub_table
-    from gpt2tune.data.load import suggest_columns
 
     if not (dataset or "").strip():
         raise ValueError("no Hub dataset: enter its id as user/name")
-    hub = visitor_data(dict(dataset=dataset, dataset_split=dataset_split, dataset_config=dataset_config,
-                            dataset_revision=dataset_revision))
-    table = read_hub_table(hub["dataset"], hub["dataset_config"], hub["dataset_split"], hub["dataset_revision"],
-                           token=hub["hub_token"], cache_dir=hub["hub_cache_dir"])
-    question, answer = suggest_columns(table.header)
-    return (gr.Dropdown(choices=table.header, value=question), gr.Dropdown(choices=table.header, value=answer),
-            gr.Group(visible=True))
+    asked = dict(dataset=dataset, dataset_split=dataset_split, dataset_config=dataset_config,
+                 dataset_revision=dataset_revision)
+    hub = visitor_data(asked)
+    header = read_hub_table(hub["dataset"], hub["dataset_config"], hub["dataset_split"], hub["dataset_revision"],
+                            token=hub["hub_token"], cache_dir=hub["hub_cache_dir"]).header
+    question, answer, note = guess_columns(header)
+    return (*_pickers(header, question, answer), gr.Group(visible=True), note,
+            *_preview_when_chosen(file, question, answer, **asked, **settings))
+
+
+def remap_columns(question_column=None, answer_column=None, **settings):
+    """A column picked by hand: the preview again once both are chosen (and different)."""
+    if not question_column or not answer_column:
+        missing = "question" if not question_column else "answer"
+        return (f"Now choose the **{missing}** column; the preview follows.", *_no_preview())
+    if question_column == answer_column:
+        return ("Questions and answers must come from two different columns.", *_no_preview())
+    return ("", *preview_data(question_column=question_column, answer_column=answer_column, **settings))
+
+
+def guess_columns(header: list[str]) -> tuple[str | None, str | None, str]:
+    """(question, answer, why): a header that names them (`suggest_columns`: "prompt", "Best Answer"),
+    else the first columns left, in order, for a file whose headers are in no list (`Frage`, `Antwort`).
+    The CLI refuses to guess by position; on the page the guess is shown and can be changed."""
+    from gpt2tune.data.load import suggest_columns
+
+    header = [str(name) for name in header]
+    question, answer = suggest_columns(header)
+    reasons = {}
+    for role, chosen in (("question", question), ("answer", answer)):
+        if chosen is not None:
+            reasons[role] = "its header reads as one"
+    left = [name for name in header if name not in (question, answer)]
+    if question is None and left:
+        question = left.pop(0)
+        reasons["question"] = "the first column: no header reads as a question"
+    if answer is None and left:
+        answer = left.pop(0)
+        reasons["answer"] = "the next column: no header reads as an answer"
+    if question is None or answer is None:
+        return question, answer, "A file needs two columns, one of questions and one of answers."
+    note = "; ".join(f"{role} ← `{name}` ({reasons[role]})" for role, name in (("question", question),
+                                                                                ("answer", answer)))
+    return question, answer, f"Chosen: {note}. Change them above if they are wrong."
+
+
+def _file_columns(file) -> tuple[list[str], bool]:
+    """(the file's columns, whether to ask which is which: not when the header says question, answer)."""
+    from gpt2tune.data.load import read_table
+
+    frame, info = read_table(visitor_file(file))
+    return list(frame.columns), [c.strip().lower() for c in info["columns_found"]] != ["question", "answer"]
+
+
+def _pickers(choices: list, question, answer) -> tuple:
+    return (gr.Dropdown(choices=choices, value=question if question in choices else None),
+            gr.Dropdown(choices=choices, value=answer if answer in choices else None))
+
+
+def _preview_when_chosen(file, question, answer, **settings) -> tuple:
+    if not question or not answer:
+        return _no_preview()
+    return preview_data(file=file, question_column=question, answer_column=answer, **settings)
+
+
+def _no_preview() -> tuple:
+    return tuple(gr.skip() for _ in range(PREVIEW_OUTPUTS))
 
 
 @ui_errors
 def preview_data(file=None, question_column=None, answer_column=None, eval_fraction=TuneConfig.eval_fraction,
                  seed=TuneConfig.seed, max_length=TuneConfig.max_length, dataset=None, dataset_split=None,
-                 dataset_config=None, dataset_revision=None):
-    from gpt2tune.data.load import load_source
-    from gpt2tune.data.report import dataset_report
+                 dataset_config=None, dataset_revision=None, strip_html=TuneConfig.strip_html,
+                 overlong=TuneConfig.overlong, answer_lists=TuneConfig.answer_lists, base_model=None,
+                 allow_pickle=False):
+    """What training will make of the data: loaded and measured by the function `check` and `train` use
+    (`training.prepare.preview_data`), with the same settings and the base model's context (the app's
+    base model unless one is named)."""
     from gpt2tune.heap import release_freed_memory
+    from gpt2tune.model import model_context
+    from gpt2tune.training.prepare import preview_data as measure
+    from gpt2tune.ui.common import _resolve_remembered, default_base_model, resolve_model_reference
 
     # No file and no dataset: the bundled sample, as the page shows when it opens.
-    source = visitor_data(dict(csv=file or SAMPLE_CSV, dataset=dataset, dataset_split=dataset_split,
-                               dataset_config=dataset_config, dataset_revision=dataset_revision))
-    data = load_source(source["csv"], question_column or None, answer_column or None, source["dataset"],
-                       source["dataset_config"], source["dataset_split"], source["dataset_revision"],
-                       hub_token=source["hub_token"], hub_cache_dir=source["hub_cache_dir"])
-    # max_length 0 is auto; GPT-2's context (1024) caps it, as it caps training on any GPT-2 size.
-    # Duplicates come from the loader, counted before it dropped the exact repeats.
-    report = dataset_report(data.frame, _tokenizer(), int(max_length or 0), float(eval_fraction), int(seed),
-                            duplicates=data.report.duplicates)
+    values = visitor_data(dict(csv=file or SAMPLE_CSV, dataset=dataset, dataset_split=dataset_split,
+                               dataset_config=dataset_config, dataset_revision=dataset_revision,
+                               question_column=question_column, answer_column=answer_column,
+                               eval_fraction=eval_fraction, seed=seed, max_length=max_length, strip_html=strip_html,
+                               overlong=overlong, answer_lists=answer_lists))
+    config = build_config(TuneConfig, {k: v for k, v in values.items() if v is not None})
+    config.validate()
+    base, _ = _resolve_remembered(resolve_model_reference(base_model or default_base_model(), "base model"))
+    # Every GPT-2 size shares the bundled tokenizer; the context is the chosen model's own.
+    data, report = measure(config, model_context(base, bool(allow_pickle)), _tokenizer())
     lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}
     lengths["effective_max_length"] = report.max_length  # what auto chose: the histogram colours by it
     max_length = report.max_length
@@ -187,9 +268,9 @@ def clear_preview():
     import pandas as pd
 
     no_columns = gr.Dropdown(choices=[], value=None)
-    return (no_columns, no_columns, gr.Group(visible=False), _empty_stats(), "", length_histogram({}, "", 0),
+    return (no_columns, no_columns, gr.Group(visible=False), "", _empty_stats(), "", length_histogram({}, "", 0),
             pd.DataFrame(columns=["question", "answer"]), pd.DataFrame(), gr.Accordion(label="Rejected rows"),
-            gr.DownloadButton(value=None, visible=False), {})
+            gr.DownloadButton(value=None, visible=False), {}, "")
 
 
 def length_histogram(lengths: dict, view: str, max_length):

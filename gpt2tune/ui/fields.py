@@ -79,6 +79,17 @@ def field_component(cls, name: str, component=None, **kwargs) -> gr.Component:
     return gr.Textbox(value=value, **kwargs)
 
 
+def form_value(cls, name: str, value):
+    """A saved setting as its box (`field_component`) takes it, so that `build_config` reads back the
+    same value: a list is one line per item, a choice saved as a bool by older versions is on/off."""
+    kind = _base_type(cls, name)
+    if kind is list:
+        return "\n".join(str(item) for item in (value or []))
+    if field_choices(cls, name) and isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
 def build_config(cls, values: dict):
     """`cls(**values)` after turning UI values into the field types (Number gives floats, a
     Textbox gives one string for a list); an empty required box is a ValueError naming it."""
@@ -86,7 +97,8 @@ def build_config(cls, values: dict):
     for name, value in values.items():
         kind = _base_type(cls, name)
         if kind is list:
-            converted[name] = [line.strip() for line in (value or "").splitlines() if line.strip()]
+            lines = value if isinstance(value, list) else (value or "").splitlines()  # an API client may send a list
+            converted[name] = [str(line).strip() for line in lines if str(line).strip()]
             continue
         if isinstance(value, str) and kind is not str:
             value = value.strip() or None

@@ -14,7 +14,10 @@ from gpt2tune.ui.common import (
     TRAINED_RUN,
     chosen_model,
     current_caller,
+    error_text,
+    listen,
     load_model,
+    message_line,
     refresh_run_choices,
     resolve_base_model,
     ui_errors,
@@ -58,6 +61,7 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
                         else:
                             settings[f.name] = field_component(GenerationSettings, f.name)
                 generate = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                message = message_line("generate-message")
             with gr.Column(scale=3):
                 with gr.Row(equal_height=True):
                     answer = gr.Textbox(label="Fine-tuned model", lines=10, max_lines=24, elem_id="answer",
@@ -74,14 +78,18 @@ def create_generate_tab(base_model: gr.Textbox, allow_pickle: gr.Checkbox) -> Ge
                    api_visibility="private", queue=False)
     inputs = dict(question=question, source=source, run=run, model_id=model_id, compare=compare,
                   base_model=base_model, allow_pickle=allow_pickle, **settings)
-    event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], concurrency_limit=GENERATE_CONCURRENCY,
-                 concurrency_id="generate")
-    # once an answer is there, the training example it is closest to (its own endpoint: /generate keeps its outputs)
-    lookup = dict(fn=nearest_example, inputs=[question, source, run, model_id], outputs=nearest)
-    generate.click(generate_answer, api_name="generate", **event).success(api_name="nearest", **lookup)
-    question.submit(generate_answer, api_visibility="private", **event).success(api_visibility="private", **lookup)
-    for trigger in (generate.click, question.submit):  # the previous question's example goes at once
-        trigger(lambda: "", outputs=nearest, api_visibility="private", queue=False)
+    with tab:  # the endpoints' hidden buttons belong inside a tab
+        # an error goes under the button; the answers on screen stay until the next one streams in
+        event = dict(inputs_kwargs=inputs, outputs=[answer, base_answer], message=message,
+                     concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
+        lookup = [question, source, run, model_id]
+        for trigger, api_name in ((generate.click, "generate"), (question.submit, None)):
+            trigger(lambda: "", outputs=nearest, api_visibility="private", queue=False)  # the previous example goes
+            # once an answer is there, the training example it is closest to (not after a refusal)
+            listen(trigger, generate_answer, api_name=api_name, **event).then(
+                nearest_after_answer, inputs=[message, *lookup], outputs=nearest, api_visibility="private")
+        # its own endpoint for API clients: /generate keeps its outputs
+        gr.Button(visible=False).click(nearest_example, inputs=lookup, outputs=nearest, api_name="nearest")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return GenerateTab(source, run, model_id)
 
@@ -122,3 +130,15 @@ def nearest_example(question, source=TRAINED_RUN, run=None, model_id=None, reque
     except ValueError as refused:  # said in the box, where the example would be: not an error of the answer
         return f"none: {refused}"
     return "\n".join(describe(*run_index(chosen_model(source, run, model_id)), question))
+
+
+def nearest_after_answer(message, question, source=TRAINED_RUN, run=None, model_id=None,
+                         request: gr.Request = None):
+    """The page's nearest example once Generate has answered: none when it refused (its message line
+    says why), and a failure to find one said in the box, where the example would be."""
+    if message:
+        return gr.skip()
+    try:
+        return nearest_example(question, source, run, model_id, request=request)
+    except Exception as error:  # noqa: BLE001  (the answer stands; only the example is missing)
+        return f"none: {error_text(error)}"

@@ -15,7 +15,9 @@ from gpt2tune.ui.common import (
     TRAINED_RUN,
     chosen_model,
     current_caller,
+    listen,
     load_model,
+    message_line,
     oauth_enabled,
     refresh_run_choices,
     resolve_model_reference,
@@ -51,6 +53,7 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                 merged = gr.Checkbox(label="Merged full weights instead of the LoRA adapter", value=False,
                                      info="For a LoRA run trained with 'Also save merged full weights'.")
                 push = gr.Button("Push to the Hub", variant="primary")
+                push_message = message_line("push-message")
                 push_result = gr.Markdown(elem_classes="summary", label="Push result", show_label=False)
                 demo = _demo_section()
             with gr.Column():
@@ -58,13 +61,17 @@ def create_hub_tab(allow_pickle: gr.Checkbox, generate_source: gr.Radio, generat
                 load_id = gr.Textbox(label="Repository", placeholder="user/name, or gpt2",
                                      info="Downloaded once, then answered with on the Generate tab.")
                 load = gr.Button("Load", variant="secondary")
+                load_message = message_line("load-message")
                 load_result = gr.Markdown(elem_classes="summary", label="Load result", show_label=False)
 
-    push.click(push_run, inputs=[run, repo_id, token, private, verify, merged], outputs=push_result, api_name="push")
-    demo.button.click(publish_demo, inputs=[run, demo.space_id, demo.model_repo, token, private, demo.nearest],
-                      outputs=demo.result, api_name="publish_demo")
-    load.click(load_from_hub, inputs=[load_id, allow_pickle],
-               outputs=[load_result, generate_source, generate_model_id], api_name="load")
+    with tab:  # the endpoints' hidden buttons belong inside a tab
+        listen(push.click, push_run, inputs=[run, repo_id, token, private, verify, merged], outputs=[push_result],
+               message=push_message, api_name="push")
+        listen(demo.button.click, publish_demo, inputs=[run, demo.space_id, demo.model_repo, token, private,
+                                                       demo.nearest], outputs=[demo.result], message=demo.message,
+               api_name="publish_demo")
+        listen(load.click, load_from_hub, inputs=[load_id, allow_pickle],
+               outputs=[load_result, generate_source, generate_model_id], message=load_message, api_name="load")
     tab.select(refresh_run_choices, inputs=run, outputs=run, api_visibility="private", queue=False)
     return HubTab(run)
 
@@ -76,6 +83,7 @@ class DemoSection:
     nearest: gr.Checkbox
     button: gr.Button
     result: gr.Markdown
+    message: gr.HTML  # under the button: why publishing failed
 
 
 def _demo_section() -> DemoSection:
@@ -91,8 +99,9 @@ def _demo_section() -> DemoSection:
     nearest = gr.Checkbox(label="Show the nearest training example under each answer", value=False,
                           info="The Space then publishes the run's training questions and answers.")
     button = gr.Button("Publish the demo", variant="primary")
+    message = message_line("demo-message")
     result = gr.Markdown(elem_classes="summary", label="Demo result", show_label=False)
-    return DemoSection(space_id, model_repo, nearest, button, result)
+    return DemoSection(space_id, model_repo, nearest, button, result, message)
 
 
 @ui_errors
@@ -112,7 +121,6 @@ def publish_demo(run, space_id, model_repo="", token="", private=PRIVATE_DEFAULT
     published = push_demo(folder, work_dir() / "demos" / folder.name, space_id, token=token, private=bool(private),
                           model_repo=(model_repo or "").strip() or None, nearest=bool(nearest))
     progress(1.0)
-    gr.Info(f"Published the demo {space_id}")
     links = [f"[{html.escape(url)}]({html.escape(url)})" for url in (published.space_url, published.model_url)]
     message = f"✅ Demo Space: {links[0]}\n\nModel: {links[1]}"
     return message + (f"\n\n⚠️ {html.escape(published.note)}" if published.note else "")
@@ -139,7 +147,6 @@ def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, merg
     progress(0.2, desc=f"Uploading {Path(folder).name} to {repo_id}…")
     url = push_to_hub(folder, repo_id, token=token, private=bool(private))
     progress(1.0)
-    gr.Info(f"Pushed to {repo_id}")
     visibility = "private" if private else "public"
     published = f"✅ Published as a {visibility} model: [{html.escape(url)}]({html.escape(url)})"
     if not verify:

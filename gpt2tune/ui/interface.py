@@ -13,7 +13,7 @@ import gradio as gr
 
 from gpt2tune.paths import SAMPLE_CSV, ephemeral_storage_note, work_dir
 from gpt2tune.ui.checks_tab import create_checks_tab
-from gpt2tune.ui.common import refresh_run_choices
+from gpt2tune.ui.common import on_page, refresh_run_choices
 from gpt2tune.ui.data_tab import DataTab, create_data_tab, preview_data
 from gpt2tune.ui.generate_tab import GenerateTab, create_generate_tab
 from gpt2tune.ui.hub_tab import HubTab, create_hub_tab
@@ -56,8 +56,8 @@ def _on_page_load(demo: gr.Blocks, data: DataTab, train: TrainTab, generate: Gen
     status.click(training_status, outputs=train.outputs, api_name="status", concurrency_limit=None)
     demo.load(lambda: (refresh_run_choices(), refresh_run_choices()), outputs=[generate.run, hub.run],
               api_visibility="private", show_progress="hidden")
-    demo.load(preview_data, inputs_kwargs=data.preview_inputs(), outputs=data.preview_outputs,
-              api_visibility="private")
+    demo.load(on_page(preview_data, len(data.preview_outputs)), inputs_kwargs=data.preview_inputs(),
+              outputs=[*data.preview_outputs, data.message], api_visibility="private")
 
 
 def launch_options() -> dict:

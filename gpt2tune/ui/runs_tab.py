@@ -6,9 +6,14 @@ import time
 
 import gradio as gr
 
-from gpt2tune.ui.common import ui_errors
+from gpt2tune.ui.common import listen, message_line
 
-COLUMNS = ["run", "model", "steps", "train loss", "eval loss", "perplexity", "learning rate", "base model", "modified"]
+# Short one-word-a-line headers: a phone's narrow columns then wrap between words, never inside one.
+COLUMNS = ["run", "state", "method", "steps", "model", "train loss", "best eval loss", "perplexity", "learning rate",
+           "base model", "modified"]
+
+
+SPLITS = ("eval", "train")  # the losses in a run's history (store.overlay_rows)
 
 
 def create_runs_tab() -> None:
@@ -18,19 +23,22 @@ def create_runs_tab() -> None:
         with gr.Row():
             chosen = gr.Dropdown(label="Runs to plot", choices=[], value=[], multiselect=True, scale=4)
             refresh = gr.Button("Refresh", size="sm", scale=1)
-        curves = gr.LinePlot(x="step", y="loss", color="curve", x_title="step", y_title="loss",
-                             label="Loss curves", show_label=False, x_axis_format="d")
+        message = message_line("runs-message")
+        # one loss at a time, coloured by run: a legend of run names fits a phone's width
+        split = gr.Radio(list(SPLITS), value="eval", label="Loss", elem_id="runs-split")
+        curves = gr.LinePlot(x="step", y="loss", color="run", x_title="step", y_title="loss",
+                             label="Loss curves", show_label=False, x_axis_format="d", elem_id="runs-curves")
         table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False,
-                             label="Runs")
+                             label="Runs", elem_id="runs-table")
 
-    outputs = [table, chosen, curves]
-    refresh.click(list_runs_view, inputs=chosen, outputs=outputs, api_name="runs")
-    tab.select(list_runs_view, inputs=chosen, outputs=outputs, api_visibility="private")
-    chosen.input(plot_runs, inputs=chosen, outputs=curves, api_visibility="private")
+        outputs = [table, chosen, curves]
+        listen(refresh.click, list_runs_view, inputs=[chosen, split], outputs=outputs, message=message, api_name="runs")
+        listen(tab.select, list_runs_view, inputs=[chosen, split], outputs=outputs, message=message)
+        for control in (chosen, split):
+            listen(control.input, plot_runs, inputs=[chosen, split], outputs=[curves], message=message)
 
 
-@ui_errors
-def list_runs_view(chosen=None):
+def list_runs_view(chosen=None, split="eval"):
     import pandas as pd
 
     from gpt2tune.runs.store import list_runs
@@ -40,32 +48,47 @@ def list_runs_view(chosen=None):
     chosen = [name for name in (chosen or []) if name in names] or names[:5]
     rows = []
     for run in runs:
-        metrics, config = run.metrics, run.config
+        metrics, saved = run.metrics, run.saved
+        base_model = saved.resolved.base_model if saved and saved.resolved else metrics.get("base_model")
         rows.append([
             run.name,
+            run.state or "",
+            _method(saved.settings if saved else None),
+            metrics.get("global_step", run.step or max((h.get("step", 0) for h in run.history), default=0)),
             "yes" if run.has_model else ("checkpoint" if run.resumable else "no"),
-            metrics.get("global_step", max((h.get("step", 0) for h in run.history), default=0)),
-            _round(metrics.get("train_loss")), _round(metrics.get("eval_loss")), _round(metrics.get("perplexity"), 2),
-            config.get("learning_rate", ""), _base_name(metrics.get("base_model") or config.get("base_model")),
+            _round(metrics.get("train_loss")), _round(_best_eval_loss(run)), _round(metrics.get("perplexity"), 2),
+            saved.settings.learning_rate if saved else "", _base_name(base_model),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)),
         ])
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table, gr.Dropdown(choices=names, value=chosen), plot_runs(chosen)
+    return table, gr.Dropdown(choices=names, value=chosen), plot_runs(chosen, split)
 
 
-@ui_errors
-def plot_runs(chosen):
+def plot_runs(chosen, split="eval"):
     import pandas as pd
 
     from gpt2tune.runs.store import load_run, overlay_rows
 
-    points = overlay_rows([load_run(name) for name in chosen or []])
+    points = [point for point in overlay_rows([load_run(name) for name in chosen or []])
+              if point["split"] == split]
     if not points:
-        return gr.LinePlot(value=None)
+        return gr.LinePlot(value=None, caption=f"no {split} loss logged yet" if chosen else None)
     frame = pd.DataFrame(points, columns=["run", "step", "loss", "split"])
-    frame["curve"] = frame["run"] + " · " + frame["split"]
     # a caption naming the runs also makes the plot redraw its colours for a new selection
-    return gr.LinePlot(value=frame, caption="runs: " + ", ".join(dict.fromkeys(frame["run"])))
+    return gr.LinePlot(value=frame, caption=f"{split} loss of " + ", ".join(dict.fromkeys(frame["run"])))
+
+
+def _method(settings) -> str:
+    if settings is None:
+        return ""
+    return f"LoRA r={settings.lora_r}" if settings.method == "lora" else "full"
+
+
+def _best_eval_loss(run) -> float | None:
+    """The lowest eval loss of the run's evaluations (the final one when it had only that)."""
+    losses = [float(h["eval_loss"]) for h in run.history if h.get("eval_loss") is not None]
+    final = run.metrics.get("eval_loss")
+    return min(losses + ([float(final)] if isinstance(final, (int, float)) else []), default=None)
 
 
 def _round(value, digits: int = 4):

@@ -57,8 +57,9 @@ CSS = """
 .badge.finished { background: #16a34a; } .badge.stopped { background: #0891b2; }
 .badge.failed { background: #dc2626; } .badge.idle { background: #94a3b8; }
 .badge.interrupted { background: #b45309; }
-.train-alert { padding: 8px 12px; border-radius: 10px; border: 1px solid #f97316; background: #fff7ed;
-  color: #9a3412; font-size: .9rem; }
+.message-line:not(:has(.alert-line)) { display: none; }  /* no message: no gap under the control */
+.alert-line { padding: 8px 12px; border-radius: 10px; border: 1px solid #f97316; background: #fff7ed;
+  color: #9a3412; font-size: .9rem; overflow-wrap: anywhere; }
 .run-status.idle .status-text { display: inline; margin-left: 8px; }
 .progress { height: 10px; border-radius: 999px; background: var(--border-color-primary); overflow: hidden; }
 .progress-fill { height: 100%; border-radius: 999px; background: linear-gradient(90deg, #6366f1, #8b5cf6);
@@ -67,4 +68,19 @@ CSS = """
 .progress.failed .progress-fill { background: #dc2626; }
 .progress.indeterminate .progress-fill { width: 30% !important; animation: slide 1.2s ease-in-out infinite; }
 @keyframes slide { from { margin-left: -30%; } to { margin-left: 100%; } }
+
+/* A loss series with one point (one eval so far) is a line of zero length: round caps draw it as a dot,
+   unclipped, so that a point on the plot's edge (the last step) shows whole. */
+#loss-plot .mark-line path, #runs-curves .mark-line path { stroke-linecap: round; }
+#loss-plot .mark-line path:not([d*="L"]), #runs-curves .mark-line path:not([d*="L"]) { stroke-width: 8px; }
+#loss-plot .mark-line, #runs-curves .mark-line, #loss-plot .mark-line *, #runs-curves .mark-line * {
+  clip-path: none !important; }
+/* Table headers wrap between words, never inside one. */
+#runs-table th, #runs-table th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
+
+/* A phone: the run's buttons and status first, its settings below them. */
+@media (max-width: 767px) {
+  #train-run { order: -1; }
+  #train-row { flex-wrap: wrap; }
+}
 """

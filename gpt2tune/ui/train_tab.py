@@ -12,6 +12,7 @@ beside the buttons (and a toast) and leave the other outputs as they were.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from dataclasses import dataclass
 import html
@@ -25,19 +26,29 @@ from gpt2tune.config import TuneConfig
 from gpt2tune.runs import record
 from gpt2tune.training.runner import default_runner
 from gpt2tune.runs.view import RunView, load_view
-from gpt2tune.ui.common import current_caller, fmt_duration, public_text as _public, resolve_model_reference, stat_tile, visitor_data
-from gpt2tune.ui.fields import build_config, field_component
+from gpt2tune.ui.common import (
+    current_caller,
+    error_text,
+    fmt_duration,
+    message_line,
+    public_text as _public,
+    render_message,
+    resolve_model_reference,
+    stat_tile,
+    visitor_data,
+)
+from gpt2tune.ui.fields import build_config, field_component, form_value
 
 # Set on other tabs (data, base model, hardware) or by the buttons (output_dir, resume).
 OTHER_TABS = ("csv", "question_column", "answer_column", "eval_fraction", "seed", "max_length",
-              "base_model", "allow_pickle", "device", "precision",
+              "strip_html", "overlong", "answer_lists", "base_model", "allow_pickle", "device", "precision",
               "dataset", "dataset_config", "dataset_split", "dataset_revision")
 SET_BY_BUTTONS = ("output_dir", "resume")
 SET_BY_THE_GATE = ("hub_token", "hub_cache_dir")  # how the Hub dataset is read: the caller's, never a box
 # Loaded back into the form when a run is shown (the data file and the base model are named in
 # the run's summary instead: their values are server paths).
-FORM_FROM_OTHER_TABS = ("question_column", "answer_column", "eval_fraction", "seed", "max_length", "allow_pickle",
-                        "device", "precision")
+FORM_FROM_OTHER_TABS = ("question_column", "answer_column", "eval_fraction", "seed", "max_length", "strip_html",
+                        "overlong", "answer_lists", "allow_pickle", "device", "precision")
 BASICS = ("epochs", "max_steps", "learning_rate", "batch_size")
 SECTIONS = {
     "Watch it learn": ("probe_questions", "early_stopping_patience", "eval_steps", "logging_steps", "report_to"),
@@ -78,14 +89,16 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
             "data (only *max steps* and *epochs* are taken from the form).",
             elem_classes="tab-intro",
         )
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
+        # The settings come first on a wide screen; on a phone the run's buttons and status do (style.py)
+        with gr.Row(equal_height=False, elem_id="train-row"):
+            with gr.Column(scale=2, min_width=320, elem_id="train-settings"):
                 with gr.Row():
                     picker = gr.Dropdown(label="Run", choices=[], value=None, scale=4, elem_id="run-picker", allow_custom_value=True,
                                          info="Every run in the working folder, newest first, with its state.")
                     refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
-                run_name = gr.Textbox(label="Run name", placeholder="automatic (run-date-time)",
-                                      info="Start saves a new run under runs/<name> in the working folder.")
+                run_name = gr.Textbox(label="Run name", placeholder="automatic (run-date-time)", elem_id="run-name",
+                                      info="Start saves a new run under runs/<name> in the working folder; "
+                                           "empty: a name from the date and time.")
                 for pair in (BASICS[:2], BASICS[2:]):
                     with gr.Row():
                         for name in pair:
@@ -93,15 +106,15 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                 for title, names in [*SECTIONS.items(), ("More settings", tuple(unplaced))]:
                     if not names:
                         continue
-                    with gr.Accordion(title, open=title == "Watch it learn"):
+                    with gr.Accordion(title, open=False):
                         for name in names:
                             settings[name] = field_component(TuneConfig, name)
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, elem_id="train-run"):
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", scale=2, min_width=80, elem_id="start-button")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop-button")
                     resume = gr.Button("Resume", variant="secondary", scale=1, min_width=80, elem_id="resume-button")
-                alert = gr.HTML("", elem_id="train-alert", label="Alert")
+                alert = message_line("train-alert", label="Alert")  # why Start, Stop or Resume refused
                 estimate_button, estimate_box = create_estimate_row()
                 status = gr.HTML(render_status(None), elem_id="train-status", label="Status")
                 summary = gr.Markdown(elem_id="run-summary", elem_classes="summary", label="Run summary")
@@ -130,9 +143,12 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
     FORM_NAMES = ["run_name", *settings, *FORM_FROM_OTHER_TABS]
     outputs = view + form
     # concurrency_limit=None: a second Start must get its answer at once, not wait in a queue
-    start.click(start_training, inputs_kwargs=inputs, outputs=outputs, api_name="train", concurrency_limit=None)
+    # show_progress hidden: these stream for as long as the run trains, and the status draws its own
+    # progress; Gradio's indicator would pulse over every box of the form the whole time.
+    start.click(start_training, inputs_kwargs=inputs, outputs=outputs, api_name="train", concurrency_limit=None,
+                show_progress="hidden")
     resume.click(resume_training, inputs=[picker, settings["max_steps"], settings["epochs"], visitor_key],
-                 outputs=outputs, api_name="resume", concurrency_limit=None)
+                 outputs=outputs, api_name="resume", concurrency_limit=None, show_progress="hidden")
     stop.click(stop_training, inputs=visitor_key, outputs=[status, alert], api_name="stop", concurrency_limit=None)
     estimate_button.click(estimate_run, inputs_kwargs={k: v for k, v in inputs.items() if k != "run_name"},
                           outputs=estimate_box, api_name="estimate", concurrency_limit=1)
@@ -242,13 +258,15 @@ def resume_training(run=None, max_steps=None, epochs=None, visitor_key=None, req
             config.max_steps = int(float(max_steps))
         if epochs not in (None, ""):
             config.epochs = float(epochs)
-        _, checkpoint = record.resume_config(config)  # refuses changed data, a finished run, no checkpoint
+        # refuses changed data, a finished run, no checkpoint; `effective` is what the resume trains with
+        effective, _ = record.resume_config(config)
         default_runner().start(config)
-        gr.Info(f"Resuming {name} from step {checkpoint.name.split('-')[-1]}")
     except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
         yield _refusal(error, session)
         return
-    yield from _follow(folder, session, load_form=True, own=True)
+    # The form shows the settings the resume trains with (the max steps just asked for included),
+    # not the record as it was a moment before the resume rewrote it.
+    yield from _follow(folder, session, load_form=True, own=True, form=dataclasses.asdict(effective))
 
 
 def stop_training(visitor_key=None, request: gr.Request = None):
@@ -262,14 +280,10 @@ def stop_training(visitor_key=None, request: gr.Request = None):
         check_may_train(caller, "stopping runs")
         check_may_control(folder, caller, visitor_key, "stop")
     except ValueError as error:
-        gr.Warning(str(error))
-        return gr.skip(), render_alert(str(error))
-    if runner.stop():
-        gr.Info("Stopping after the current step; the model and a checkpoint at that step will be saved.")
+        return gr.skip(), render_message(error_text(error))
+    if runner.stop():  # the status says "saving the model and a checkpoint at this step"
         return render_status(load_view(folder, runner.live_state(folder))), ""
-    message = "No training run is in progress."
-    gr.Warning(message)
-    return gr.skip(), render_alert(message)
+    return gr.skip(), render_message("No training run is in progress: nothing to stop.")
 
 
 def show_run(run=None, request: gr.Request = None):
@@ -311,27 +325,32 @@ def training_status(run=None):
     return (*_render_view(_view(folder), folder), *skip_form)
 
 
-def _follow(folder: Path, session: str, load_form: bool, own: bool):
+def _follow(folder: Path, session: str, load_form: bool, own: bool, form: dict | None = None):
     """Yield the run's view as it changes, until it is no longer active or this page shows another run.
 
-    `own`: this page started the run, so its warnings and its outcome pop up here as well."""
+    `own`: this page started the run, so its warnings and its outcome pop up here as well.
+    `form`: the settings to load into the form (default: the run's record)."""
     runner = default_runner()
     token = _watching(session, folder)
     shown_warnings = 0
     first, listed_state = True, None
     while True:
         version = runner.version
+        # a run whose process just died reads interrupted (or, discarded, absent) until the runner has
+        # recorded why: follow it while the runner has it, and read the folder after asking
+        active = runner.active_run()
+        closing = active is not None and active.resolve() == folder.resolve()
         view = _view(folder)
         if own:
             for warning in view.warnings[shown_warnings:]:
                 _toast_once(session, warning)
             shown_warnings = len(view.warnings)
-        form = _form_values(view) if first and load_form else [gr.skip()] * len(FORM_NAMES)
+        form = _form_values(form or view.config) if first and load_form else [gr.skip()] * len(FORM_NAMES)
         rendered = list(_render_view(view, folder, with_picker=view.state != listed_state))
         listed_state = view.state  # the run list is read again only when this run's state changes
         yield (*rendered, *form)
         first = False
-        if not view.active or not _still_watching(session, token):
+        if (not view.active and not closing) or not _still_watching(session, token):
             break
         time.sleep(REDRAW_EVERY_S)
         runner.wait_for_change(version, timeout=5.0)
@@ -355,20 +374,12 @@ def _render_view(view: RunView, folder: Path, with_picker: bool = True) -> tuple
     log = "\n".join((view.messages + [f"warning: {w}" for w in view.warnings])[-LOG_LINES:])
     return (render_status(view), loss_frame(view), render_metrics(view.metrics), _public_metrics(view.metrics),
             probe_frame(view), _public(log), "", _picker(folder.name) if with_picker else gr.skip(),
-            render_summary(view))
+            render_summary(view, resumed_note((record.read_record(folder) or {}).get("segments") or [])))
 
 
 def _refusal(error: Exception, session: str) -> tuple:
-    """One line in the alert and a toast; every other output stays as it was."""
-    from gpt2tune.errors import first_line
-
-    message = _public(first_line(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {first_line(error)}")
-    if not isinstance(error, ValueError):
-        import logging
-
-        logging.getLogger("gpt2tune.ui").error("train tab handler failed", exc_info=error)
-    gr.Warning(message)
-    return (*[gr.skip()] * 6, render_alert(message), gr.skip(), gr.skip(), *[gr.skip()] * len(FORM_NAMES))
+    """One line in the alert under the buttons; every other output stays as it was."""
+    return (*[gr.skip()] * 6, render_message(error_text(error)), gr.skip(), gr.skip(), *[gr.skip()] * len(FORM_NAMES))
 
 
 def _refuse_while_busy() -> None:
@@ -430,25 +441,37 @@ def _picker(selected: str | None):
     return gr.Dropdown(choices=choices, value=selected if selected in {r.name for r in runs} else None)
 
 
-def _form_values(view: RunView) -> list:
-    """The run's saved settings, for the form (a field the run does not have keeps the page's value)."""
-    values = {"run_name": view.name, **view.config}
+def _form_values(config: dict) -> list:
+    """A run's settings, for the form (a field the run does not have keeps the page's value), as each
+    box takes them (`fields.form_value`). The Run name is emptied: it names the next new run (a shown
+    run is named in the status and the picker), and Start with the shown run's name would only be
+    refused as "already exists"."""
     out = []
     for name in FORM_NAMES:
-        if name not in values:
+        if name == "run_name":
+            out.append("")
+        elif name not in config:
             out.append(gr.skip())
-        elif name == "probe_questions":
-            out.append("\n".join(values[name] or []))
         else:
-            out.append(values[name])
+            out.append(form_value(TuneConfig, name, config[name]))
     return out
 
 
 # --- one page, one run; warnings once per page ----------------------------------------------------
-_watch: dict[str, tuple[int, str]] = {}
-_warned: dict[str, set[str]] = {}
+# Per page (Gradio session), the most recent SESSIONS_KEPT only: a server that runs for months meets
+# many pages; a page forgotten here only sees a warning toast once more.
+SESSIONS_KEPT = 256
+_watch: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
+_warned: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
 _watch_lock = threading.Lock()
 _counter = [0]
+
+
+def _keep_recent(table: collections.OrderedDict, session: str) -> None:
+    """`session` becomes the most recent entry; the oldest go beyond SESSIONS_KEPT (under _watch_lock)."""
+    table.move_to_end(session)
+    while len(table) > SESSIONS_KEPT:
+        table.popitem(last=False)
 
 
 def _session(request) -> str:
@@ -460,6 +483,7 @@ def _watching(session: str, folder: Path) -> int:
     with _watch_lock:
         _counter[0] += 1
         _watch[session] = (_counter[0], str(folder))
+        _keep_recent(_watch, session)
         return _counter[0]
 
 
@@ -471,6 +495,7 @@ def _still_watching(session: str, token: int) -> bool:
 def _toast_once(session: str, message: str) -> None:
     with _watch_lock:
         seen = _warned.setdefault(session, set())
+        _keep_recent(_warned, session)
         if message in seen:
             return
         seen.add(message)
@@ -480,10 +505,6 @@ def _toast_once(session: str, message: str) -> None:
 # --- rendering -----------------------------------------------------------------------------------
 def _public_metrics(metrics: dict | None) -> dict:
     return {k: (_public(v) if isinstance(v, str) else v) for k, v in (metrics or {}).items()}
-
-
-def render_alert(message: str) -> str:
-    return f'<div class="train-alert" role="alert">⚠️ {html.escape(message)}</div>' if message else ""
 
 
 def loss_frame(view: RunView | None):
@@ -565,21 +586,39 @@ def render_status(view: RunView | None) -> str:
             f'<div class="status-text">{detail}</div></div>')
 
 
-def render_summary(view: RunView) -> str:
-    """The run's own settings in two lines: what Resume will train with."""
-    config, data = view.config or {}, view.data or {}
+def resumed_note(segments: list[dict]) -> str:
+    """One line on each resume: where it continued, and the steps it trained again (those after its
+    checkpoint that the segment before had already reached, e.g. before a kill)."""
+    notes = []
+    for before, after in zip(segments, segments[1:]):
+        start, reached = int(after.get("from_step") or 0), int(before.get("to_step") or 0)
+        if reached > start:
+            notes.append(f"resumed from the checkpoint at step {start:,}: steps {start + 1:,}–{reached:,} repeated")
+        else:
+            notes.append(f"resumed at step {start:,}")
+    return "; ".join(notes)
+
+
+def render_summary(view: RunView, resumed: str = "") -> str:
+    """The run in two lines: its data and what it resolved (the length used, the columns detected, the
+    model loaded), and the settings Resume will train with; its resumes in a third. Before its data is
+    prepared a run has nothing resolved yet, and says so."""
+    config, data, resolved = view.config or {}, view.data or {}, view.resolved
     if not config:
         return ""
-    file = data.get("file") or Path(str(config.get("csv", ""))).name
+    file = data.get("file") or Path(str(config["csv"])).name
     rows = f", {data['rows']:,} rows" if data.get("rows") else ""
     digest = f", SHA-256 {data['sha256'][:12]}…" if data.get("sha256") else ""
-    steps = f"{config.get('max_steps'):,} steps" if config.get("max_steps") else f"{config.get('epochs')} epochs"
-    base = Path(str(config.get("base_model", ""))).name if str(config.get("base_model", "")).startswith("/") \
-        else config.get("base_model", "")
-    return (f"**Data** `{html.escape(file)}`{rows}{digest} · question ← `{config.get('question_column')}`, "
-            f"answer ← `{config.get('answer_column')}`  \n**Settings** base model `{html.escape(str(base))}` · {steps} · "
-            f"learning rate {config.get('learning_rate')} · batch {config.get('batch_size')} · "
-            f"max length {config.get('max_length')} · seed {config.get('seed')}")
+    steps = f"{config['max_steps']:,} steps" if config["max_steps"] else f"{config['epochs']} epochs"
+    if resolved is None:
+        return f"**Data** `{html.escape(file)}` · preparing: the length, columns and model are not resolved yet"
+    base = resolved.base_model
+    base = Path(base).name if base.startswith("/") else base
+    return (f"**Data** `{html.escape(file)}`{rows}{digest} · question ← `{html.escape(resolved.question_column)}`, "
+            f"answer ← `{html.escape(resolved.answer_column)}` · {html.escape(resolved.length_line())}  \n"
+            f"**Settings** base model `{html.escape(base)}` · {steps} · learning rate {config['learning_rate']} · "
+            f"batch {resolved.batch_size} · max length {resolved.max_length} · seed {config['seed']}"
+            + (f"  \n**Resumed** {resumed}" if resumed else ""))
 
 
 METRIC_TILES = (  # (key, label, format); tiles show only the metrics a run has
