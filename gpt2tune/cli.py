@@ -431,7 +431,7 @@ def run_demo(args) -> int:
         return 0
     if not args.repo_id:
         raise ValueError("--push needs --repo-id user/name for the Space")
-    from gpt2tune.hub.space import push_demo
+    from gpt2tune.demo.publish import push_demo
 
     published = push_demo(args.model, args.output_dir, args.repo_id, token=args.token, private=args.private,
                           model_repo=args.model_repo_id, nearest=args.nearest)

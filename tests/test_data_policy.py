@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import subprocess
 import sys
 
@@ -131,7 +130,7 @@ def test_check_says_truthfully_when_the_context_cannot_cover_99_percent(tokenize
                      "--overlong", "drop")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"max_length 1024 (auto" in out and f"fits {fitting:,} of {len(rows):,} examples whole" in out
+    assert "max_length 1024 (auto" in out and f"fits {fitting:,} of {len(rows):,} examples whole" in out
     assert f"{over_context} examples are longer than the model's context of 1024 tokens and can never fit" in out
     assert "dropped from training and evaluation (overlong=drop)" in out
 

@@ -36,19 +36,19 @@ class CheckReport:
 def run_checks(config: TuneConfig, fallback_to_tiny: bool = False, measure: bool = False) -> CheckReport:
     """The set-up of a training run (`prepare`), stopped before training and reported.
 
-    measure: also time a few real training steps (`estimate.probe`) and keep the estimate for the run."""
+    measure: also time a few real training steps (`step_probe.probe`) and keep the estimate for the run."""
     from gpt2tune.model import parameter_count
-    from gpt2tune.training.prepare import prepare
-
     from gpt2tune.training.memory import estimate
+    from gpt2tune.training.prepare import prepare
 
     config.validate()
     prepared = prepare(config, fallback_to_tiny=fallback_to_tiny)
     measured = None
     if measure:
         from gpt2tune.training import estimate as run_estimate
+        from gpt2tune.training.step_probe import probe
 
-        measured = run_estimate.probe(prepared)
+        measured = probe(prepared)
         if not measured.skipped:
             run_estimate.remember(run_estimate.settings_key(prepared), measured)
     return CheckReport(

@@ -108,7 +108,7 @@ def _demo_section() -> DemoSection:
 def publish_demo(run, space_id, model_repo="", token="", private=PRIVATE_DEFAULT, nearest=False,
                  request: gr.Request = None, progress=gr.Progress()):
     from gpt2tune.hub.access import check_may_publish, token_for
-    from gpt2tune.hub.space import push_demo
+    from gpt2tune.demo.publish import push_demo
     from gpt2tune.paths import work_dir
     from gpt2tune.references import validate_repo_id
 

@@ -1,5 +1,5 @@
 """Publish a run's demo as a Gradio Space: the model first (hub.push), then the demo folder
-(gpt2tune.demo.build) into a Space that loads the model by its Hub id.
+(`build`) into a Space that loads the model by its Hub id.
 
 The token rules are push's: the token goes to `HfApi` and nowhere else.
 """
