@@ -309,6 +309,7 @@ class ProgressPrinter:
         self.bar = None
         self.task_bar = None
         self.finished = False  # the last step was shown: no bar again
+        self.tasks_done: set[str] = set()  # tasks shown to their end: not drawn again
         self.prefix = prefix
         self.lines_only = lines_only
 
@@ -333,7 +334,7 @@ class ProgressPrinter:
         """One bar per task (eval loss, answers...); a new task closes the previous bar."""
         from tqdm.auto import tqdm
 
-        if self.task_bar is None and event.total and event.done >= event.total:
+        if self.task_bar is None and event.name in self.tasks_done:
             return  # a task already shown to its end
         if self.task_bar is None or self.task_bar.desc != event.name:
             if self.task_bar is not None:
@@ -343,6 +344,7 @@ class ProgressPrinter:
         self.task_bar.n = event.done
         self.task_bar.refresh()
         if event.total and event.done >= event.total:
+            self.tasks_done.add(event.name)
             self._close_task()
 
     def _update_bar(self, event: events.Progress) -> None:

@@ -277,7 +277,10 @@ def test_oom_retries_with_half_the_batch(oom_on_calls, tiny_model_dir, tmp_path,
     assert "Retrying automatically with batch size 2 and 2 gradient accumulation steps" in err
     assert "Retrying automatically with batch size 1 and 4 gradient accumulation steps" in err
     saved = json.loads((out / "gpt2tune_config.json").read_text())
-    assert (saved["batch_size"], saved["gradient_accumulation_steps"]) == (1, 4)
+    # the settings stay as asked; what the retries resolved is recorded beside them
+    assert (saved["batch_size"], saved["gradient_accumulation_steps"]) == (4, 1)
+    resolved = saved["resolved"]
+    assert (resolved["batch_size"], resolved["gradient_accumulation_steps"]) == (1, 4)
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 2
     assert "model saved to" in stdout
 

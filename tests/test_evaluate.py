@@ -3,6 +3,7 @@
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from conftest import tiny_config
@@ -131,7 +132,12 @@ def test_training_writes_answer_metrics_and_verdict(trained):
     assert memo["eval_f1"] == saved["answer_f1"] and 0.0 <= memo["copy_rate"] <= 1.0
     assert memo["text"].startswith(f"Training F1 is {memo['train_f1']:.2f}")
     samples = artifacts.read_json(result.output_dir / "samples.json")
-    assert samples and set(samples[0]) == {"question", "reference", "generated"}
+    assert samples and all(set(s) == {"question", "reference", "generated", "nearest"} for s in samples)
+    # each sample names its nearest training example: a row of the file, with a similarity in [0, 1]
+    pairs = set(zip(*(pd.read_csv(config.csv)[c].astype(str) for c in ("question", "answer"))))
+    for sample in samples:
+        near = sample["nearest"]
+        assert (near["question"], near["answer"]) in pairs and 0.0 <= near["score"] <= 1.0
 
 
 @pytest.mark.slow
