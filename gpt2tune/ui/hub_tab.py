@@ -104,40 +104,45 @@ def _demo_section() -> DemoSection:
     return DemoSection(space_id, model_repo, nearest, button, result, message)
 
 
+def _publisher(repo_id, token, request) -> tuple[str, str]:
+    """(repo id, token) for a publish from this page: the id checked, the caller allowed to publish, and
+    the token it may use, all before anything is read (refused visitors stop here)."""
+    from gpt2tune.hub.access import check_may_publish, token_for
+    from gpt2tune.references import validate_repo_id
+
+    repo_id = validate_repo_id(repo_id)
+    caller = current_caller(request)
+    check_may_publish(caller)
+    return repo_id, token_for(caller, token)
+
+
+def _link(url: str) -> str:
+    return f"[{html.escape(url)}]({html.escape(url)})"
+
+
 @ui_errors
 def publish_demo(run, space_id, model_repo="", token="", private=PRIVATE_DEFAULT, nearest=False,
                  request: gr.Request = None, progress=gr.Progress()):
-    from gpt2tune.hub.access import check_may_publish, token_for
     from gpt2tune.demo.publish import push_demo
     from gpt2tune.paths import work_dir
-    from gpt2tune.references import validate_repo_id
 
-    space_id = validate_repo_id(space_id)
-    caller = current_caller(request)
-    check_may_publish(caller)
-    token = token_for(caller, token)  # before anything is read: refused visitors stop here
+    space_id, token = _publisher(space_id, token, request)
     folder = Path(chosen_model(TRAINED_RUN, run, None))
     progress(0.2, desc=f"Pushing {folder.name}, then its demo to {space_id}…")
     published = push_demo(folder, work_dir() / "demos" / folder.name, space_id, token=token, private=bool(private),
                           model_repo=(model_repo or "").strip() or None, nearest=bool(nearest))
     progress(1.0)
-    links = [f"[{html.escape(url)}]({html.escape(url)})" for url in (published.space_url, published.model_url)]
-    message = f"✅ Demo Space: {links[0]}\n\nModel: {links[1]}"
+    message = f"✅ Demo Space: {_link(published.space_url)}\n\nModel: {_link(published.model_url)}"
     return message + (f"\n\n⚠️ {html.escape(published.note)}" if published.note else "")
 
 
 @ui_errors
 def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, merged=False, request: gr.Request = None,
              progress=gr.Progress()):
-    from gpt2tune.hub.access import check_may_publish, token_for
     from gpt2tune.hub.push import push_to_hub
-    from gpt2tune.references import validate_repo_id
     from gpt2tune.runs.artifacts import MERGED_DIR
 
-    repo_id = validate_repo_id(repo_id)
-    caller = current_caller(request)
-    check_may_publish(caller)
-    token = token_for(caller, token)  # before anything is read: refused visitors stop here
+    repo_id, token = _publisher(repo_id, token, request)
     folder = chosen_model(TRAINED_RUN, run, None)
     if merged:
         if not (Path(folder) / MERGED_DIR / "model.safetensors").exists():
@@ -148,7 +153,7 @@ def push_run(run, repo_id, token="", private=PRIVATE_DEFAULT, verify=False, merg
     url = push_to_hub(folder, repo_id, token=token, private=bool(private))
     progress(1.0)
     visibility = "private" if private else "public"
-    published = f"✅ Published as a {visibility} model: [{html.escape(url)}]({html.escape(url)})"
+    published = f"✅ Published as a {visibility} model: {_link(url)}"
     if not verify:
         return published
     from gpt2tune.hub.roundtrip import verify_roundtrip
