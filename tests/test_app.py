@@ -301,11 +301,20 @@ def test_checks_fall_back_to_the_tiny_model_offline(client):
 
 
 @pytest.mark.slow
-def test_resume_continues_from_the_last_checkpoint(client, finished_run):
+def test_resume_continues_from_the_last_checkpoint(client, finished_run, monkeypatch):
+    from gpt2tune.config import TuneConfig
+    from gpt2tune.runs import record
+
     refused = client.predict(run="never-trained", max_steps=8, epochs=3, api_name="/resume")
     assert alert_text(refused) == "⚠️ no run named 'never-trained': pick one in the run list"
+    # the server resolves and checks the resumed settings and the data's fingerprint once per Resume
+    calls = {"validate": 0, "data": 0}
+    validate, check_data = TuneConfig.validate, record._check_data
+    monkeypatch.setattr(TuneConfig, "validate", lambda self: calls.update(validate=calls["validate"] + 1) or validate(self))
+    monkeypatch.setattr(record, "_check_data", lambda *a: calls.update(data=calls["data"] + 1) or check_data(*a))
     job = client.submit(run=finished_run[0], max_steps=8, epochs=3, api_name="/resume")
     list(job)
+    assert calls == {"validate": 1, "data": 1}
     status, _, _, metrics, _, _ = job.outputs()[-1][:6]
     assert "Finished" in status and metrics["global_step"] == 8
     steps = sorted({row[0] for row in loss_points(job.outputs()[-1]) if row[2] == "train"})

@@ -37,6 +37,20 @@ MIN_LETTERS = 12  # shorter texts are too short for a reliable guess and are not
 NON_ENGLISH_WARN = 0.2  # warn when more than this share of the sampled rows is not English
 
 
+def unify_line_ends(values: pd.Series) -> tuple[pd.Series, int]:
+    """(values with each CR LF or lone CR inside a cell as LF, cells changed).
+
+    A file saved on Windows can hold CR LF inside a quoted cell; GPT-2 reads "\r\n" as other tokens
+    than "\n", so one multi-line answer would teach two kinds of line break.
+    """
+    changed = values.str.contains("\r", regex=False, na=False)
+    if not changed.any():
+        return values, 0
+    cleaned = values.copy()
+    cleaned[changed] = values[changed].str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
+    return cleaned, int(changed.sum())
+
+
 def remove_invisible(values: pd.Series) -> tuple[pd.Series, int, int]:
     """(values without invisible characters, cells changed, characters removed)."""
     values = values.fillna("")

@@ -58,6 +58,7 @@ class DataReport:
     question_equals_answer: int # kept, counted
     warnings: list[str] = field(default_factory=list)  # one sentence per modification / oddity
     duplicates: DuplicateCounts | None = None  # counted on the non-empty rows, before duplicates are dropped
+    line_break_cells: int = 0   # cells whose CR LF or CR line breaks became LF
     invisible_cells: int = 0    # cells that held invisible/control characters (removed)
     invisible_chars: int = 0    # characters removed from them
     html_cells: dict = field(default_factory=dict)  # {"question": n, "answer": n} cells holding HTML tags
@@ -363,9 +364,12 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
     q_raw = raw.iloc[:, q_idx].fillna("")
     a_raw = raw.iloc[:, a_idx].fillna("")
     warnings = list(table.warnings) + warnings
-    # 0) text repairs before anything is compared: invisible characters out, HTML counted (and stripped)
-    q_text, q_cells, q_chars = content.remove_invisible(q_raw)
-    a_text, a_cells, a_chars = content.remove_invisible(a_raw)
+    # 0) text repairs before anything is compared, each counted: line ends as LF, invisible characters
+    # out, HTML counted (and stripped)
+    q_text, q_breaks = content.unify_line_ends(q_raw)
+    a_text, a_breaks = content.unify_line_ends(a_raw)
+    q_text, q_cells, q_chars = content.remove_invisible(q_text)
+    a_text, a_cells, a_chars = content.remove_invisible(a_text)
     html_cells = {"question": content.html_cells(q_text), "answer": content.html_cells(a_text)}
     if strip_html:
         q_text, a_text = content.strip_html_column(q_text), content.strip_html_column(a_text)
@@ -444,6 +448,9 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
                         f"({list_rows(kept_rows[echo])}); kept.")
     if stripped:
         warnings.append(f"Stripped leading/trailing whitespace from {stripped:,} cell(s).")
+    if q_breaks or a_breaks:
+        warnings.append(f"Changed the Windows (CR LF) or old Mac (CR) line breaks inside {q_breaks + a_breaks:,} "
+                        "cell(s) to plain line breaks (LF).")
     if q_chars or a_chars:
         warnings.append(f"Removed {q_chars + a_chars:,} invisible or control character(s) (zero-width space, "
                         f"byte-order mark, ...) from {q_cells + a_cells:,} cell(s).")
@@ -476,8 +483,8 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
         rows_read=len(raw), rows_kept=len(frame), dropped_empty=dropped_empty,
         dropped_duplicates=int(duplicate.sum()), conflicting_questions=len(conflicting),
         question_equals_answer=int(echo.sum()), warnings=warnings, duplicates=duplicates,
-        invisible_cells=q_cells + a_cells, invisible_chars=q_chars + a_chars, html_cells=html_cells,
-        html_stripped=strip_html, list_answers=n_lists, references=n_references, list_cells=list_cells,
+        line_break_cells=q_breaks + a_breaks, invisible_cells=q_cells + a_cells,
+        invisible_chars=q_chars + a_chars, html_cells=html_cells, html_stripped=strip_html, list_answers=n_lists, references=n_references, list_cells=list_cells,
         list_repeats=list_repeats)
     return QAData(frame=frame, rejected=_rejected_frame(raw, rows, reasons, ~kept), report=report)
 

@@ -74,7 +74,8 @@ def read_raw_table(path, max_bytes) -> RawTable:
                          "Add a header row such as 'question,answer' and at least one data row.")
     first_char = text.lstrip()[:1]
     if first_char in ("[", "{"):
-        table = _read_json(text, source, path.suffix.lower())
+        # a raw CR in JSON can only be whitespace between values (strings escape theirs)
+        table = _read_json(unix_lines(text), source, path.suffix.lower())
         if path.suffix.lower() not in (".json", ".jsonl", ".ndjson"):
             warnings.append(f"The file is named '{source}' but contains JSON; it was read as JSON.")
     else:
@@ -129,13 +130,13 @@ def _decode(raw: bytes, source: str) -> tuple[str, str, list[str]]:
                              "Re-save it as UTF-8.") from None
     else:
         text, encoding, warnings = _decode_8bit(raw)
-    # one line-end convention, so pandas, the csv module and our line counts agree
+    # Line ends stay as written: a CR LF inside a quoted cell is the cell's text, changed (and
+    # counted) with the other repairs when the rows are cleaned. Only our own reading of the
+    # lines (sniffing, error line numbers) sees them unified, through `unix_lines`.
     text = text.lstrip("\ufeff")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
     nul = text.find("\x00")
     if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
+        line = unix_lines(text[:nul]).count("\n") + 1
         raise ValueError(f"{source}: line {line:,} contains a NUL byte, so the file is damaged or not a text table. "
                          "Remove that character or re-export the file.")
     if _looks_binary(text[:8192]):
@@ -167,8 +168,13 @@ def _refuse_binary(sample: bytes, source: str) -> None:
                          "Save the data as CSV (UTF-8), TSV, JSON or JSONL and load that.")
 
 
+def unix_lines(text: str) -> str:
+    """The text with every line end (CR LF, a lone CR) as LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def _looks_binary(sample: str) -> bool:
-    controls = sum(sample.count(chr(c)) for c in range(32) if chr(c) not in "\t\n\x0c")
+    controls = sum(sample.count(chr(c)) for c in range(32) if chr(c) not in "\t\n\r\x0c")
     return controls > 0.1 * len(sample)
 
 
@@ -205,15 +211,15 @@ def _read_delimited(text: str, source: str, suffix: str) -> RawTable:
     warnings = []
     # blank lines before the header would become the header; drop them but keep
     # counting them so row numbers still match the file
-    lead = re.match(r"(?:[ \t]*\n)+", text)
-    lines_before = lead.group(0).count("\n") if lead else 0
+    lead = re.match(r"(?:[ \t]*(?:\r\n?|\n))+", text)
+    lines_before = unix_lines(lead.group(0)).count("\n") if lead else 0
     text = text[lead.end():] if lead else text
     # trailing blank lines are editor noise, not rows (a regex anchored at the end
     # is quadratic-ish here: it retries at every newline of a big file)
-    text = text.rstrip(" \t\n") + "\n"
+    text = text.rstrip(" \t\r\n") + "\n"
 
     # Excel writes "sep=;" as a first line to name the delimiter
-    excel_sep = re.match(r"sep=([,;\t|])\n", text)
+    excel_sep = re.match(r"sep=([,;\t|])(?:\r\n?|\n)", text)
     if excel_sep:
         delimiter = excel_sep.group(1)
         text = text[excel_sep.end():]
@@ -221,12 +227,12 @@ def _read_delimited(text: str, source: str, suffix: str) -> RawTable:
         warnings.append(f"Skipped the Excel 'sep={excel_sep.group(1)}' line at the top.")
     else:
         default = "\t" if suffix == ".tsv" else ","
-        delimiter = _sniff_delimiter(text[:65536], default)
+        delimiter = _sniff_delimiter(unix_lines(text[:65536]), default)
         if delimiter != default:
             warnings.append(f"Detected {delimiter_name(delimiter)} as the delimiter "
                             f"(expected {delimiter_name(default)} for a {suffix or 'extension-less'} file).")
 
-    first_line = text[:text.find("\n")]  # the header; cheap to count before pandas builds every column
+    first_line = re.match(r"[^\r\n]*", text).group(0)  # the header; cheap to count before pandas builds every column
     check_width(len(next(csv.reader([first_line], delimiter=delimiter), [])), source)
     try:
         # header=None: the first line fixes the field count, so a longer row is an
@@ -234,7 +240,7 @@ def _read_delimited(text: str, source: str, suffix: str) -> RawTable:
         cells = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
                             skip_blank_lines=False, quotechar='"', engine="c")
     except pd.errors.ParserError as err:
-        raise _explain_parser_error(err, text, delimiter, source, lines_before) from None
+        raise _explain_parser_error(err, unix_lines(text), delimiter, source, lines_before) from None
 
     header = ["" if pd.isna(name) else str(name) for name in cells.iloc[0].tolist()]
     frame = cells.iloc[1:].reset_index(drop=True)
@@ -364,8 +370,7 @@ def _read_large_delimited(path: Path, source: str, max_bytes: int | None) -> Raw
         return None
     if not sample.strip() or sample.lstrip()[:1] in ("[", "{") or re.match(r"[ \t]*\n|sep=", sample) or "\r" in sample:
         return None
-    plain, crlf = _scan(path)
-    if not plain:
+    if not _plain(path):
         return None
     default = "\t" if suffix == ".tsv" else ","
     delimiter = _sniff_delimiter(sample[:65536], default)
@@ -377,7 +382,7 @@ def _read_large_delimited(path: Path, source: str, max_bytes: int | None) -> Raw
     if not header:
         return None
     check_width(len(header), source)
-    frame = _arrow_frame(path, delimiter, len(header), crlf)
+    frame = _arrow_frame(path, delimiter, len(header))
     if frame is None:
         return None
     frame.columns = _unique_names(header)
@@ -386,24 +391,22 @@ def _read_large_delimited(path: Path, source: str, max_bytes: int | None) -> Raw
                     delimiter=delimiter, warnings=warnings)
 
 
-def _scan(path: Path) -> tuple[bool, bool]:
-    """(plain, has CR) from one pass over the bytes in blocks (memory: one block). Not plain: a blank
-    line or a NUL byte, which need the general path's row numbering and messages."""
-    previous, has_cr = b"", False
+def _plain(path: Path) -> bool:
+    """One pass over the bytes in blocks (memory: one block). Not plain: a blank line or a NUL byte,
+    which need the general path's row numbering and messages."""
+    previous = b""
     with open(path, "rb") as handle:
         while block := handle.read(_SCAN_BLOCK):
             window = previous + block
             if b"\x00" in block or b"\n\n" in window or b"\n\r\n" in window:
-                return False, has_cr
-            has_cr = has_cr or b"\r" in block
+                return False
             previous = block[-2:]
-    return True, has_cr
+    return True
 
 
-def _arrow_frame(path: Path, delimiter: str, n_fields: int, crlf: bool) -> pd.DataFrame | None:
+def _arrow_frame(path: Path, delimiter: str, n_fields: int) -> pd.DataFrame | None:
     """Every cell as an Arrow-backed string (pandas `string[pyarrow]`), or None when Arrow refuses the file."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     from pyarrow import csv as pa_csv
 
     names = [f"f{i}" for i in range(n_fields)]
@@ -417,12 +420,8 @@ def _arrow_frame(path: Path, delimiter: str, n_fields: int, crlf: bool) -> pd.Da
         table = pa_csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None  # ragged rows, bad quoting, invalid UTF-8: the general path explains them
-    columns = {}
-    for name in names:
-        column = table.column(name)  # kept in its blocks: joining them would copy the whole column
-        if crlf:  # one line-end convention inside cells too, as the general path has
-            column = pc.replace_substring(pc.replace_substring(column, "\r\n", "\n"), "\r", "\n")
-        columns[name] = column
+    # each column kept in its blocks: joining them would copy the whole column
+    columns = {name: table.column(name) for name in names}
     del table
     return pd.DataFrame({name: pd.Series(pd.arrays.ArrowStringArray(column)) for name, column in columns.items()})
 

@@ -55,14 +55,15 @@ class TrainingRunner:
         self.errors: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     # --- control ----------------------------------------------------------------------------
-    def start(self, config: TuneConfig, fallback_to_tiny: bool = False) -> None:
-        """Start (or resume) the run in `config.output_dir`; a refused resume or bad settings are
-        a ValueError here, before anything runs."""
+    def start(self, config: TuneConfig, fallback_to_tiny: bool = False) -> TuneConfig:
+        """Start (or resume) the run in `config.output_dir`; the settings it trains with are returned.
+
+        A refused resume is a ValueError here, before anything runs (`record.resume_config` resolves
+        and checks the run's own settings, once). A new run's settings are checked by the caller
+        before it writes anything into the folder, and by the child (the CLI) as it starts."""
         from gpt2tune.training.child import train_command
 
-        config.validate()
-        if config.resume:
-            record.resume_config(config)
+        trains = record.resume_config(config)[0] if config.resume else config
         with self._changed:
             if self._live is not None and self._closed_in_folder():
                 self._live = None  # its record says it ended; the child is only exiting
@@ -78,6 +79,7 @@ class TrainingRunner:
                                             name="gpt2tune-train", daemon=True)
             self._thread.start()
             self._bump()
+        return trains
 
     def stop(self) -> bool:
         """Ask the run to stop after the current step (it then saves the model and a checkpoint).

@@ -25,11 +25,16 @@ class ChecksTab:
     device: gr.Dropdown
     precision: gr.Dropdown
     allow_pickle: gr.Checkbox
+    model_events: list  # events after which the base model named here has changed
 
     def config_inputs(self) -> dict:
         """The TuneConfig settings this tab holds, by field name."""
         return dict(base_model=self.base_model, device=self.device, precision=self.precision,
                     allow_pickle=self.allow_pickle)
+
+    def model_inputs(self) -> dict:
+        """The boxes that name the base model and how it may be loaded."""
+        return dict(base_model=self.base_model, allow_pickle=self.allow_pickle)
 
 
 def create_checks_tab(data_inputs: dict) -> ChecksTab:
@@ -59,12 +64,16 @@ def create_checks_tab(data_inputs: dict) -> ChecksTab:
                                   label="Verdict")
                 report = gr.Markdown(elem_classes="summary", label="Report", show_label=False)
 
-    tab = ChecksTab(base_model, device, precision, allow_pickle)
     with page:  # the endpoints' hidden buttons belong inside a tab
+        chose_gpt2 = use_gpt2.click(lambda: TuneConfig.base_model, outputs=base_model, api_visibility="private",
+                                    queue=False)
+        chose_tiny = listen(use_tiny.click, _tiny_model, outputs=[base_model], message=message, api_name="tiny_model")
+    # typed (not each keystroke: a half-typed id is no model), picked by a button, or the pickle box
+    model_events = [base_model.submit, base_model.blur, chose_gpt2.success, chose_tiny.success, allow_pickle.input]
+    tab = ChecksTab(base_model, device, precision, allow_pickle, model_events)
+    with page:
         listen(run.click, run_checks, inputs_kwargs={**data_inputs, **tab.config_inputs()}, outputs=[verdict, report],
                message=message, api_name="checks")
-        use_gpt2.click(lambda: TuneConfig.base_model, outputs=base_model, api_visibility="private", queue=False)
-        listen(use_tiny.click, _tiny_model, outputs=[base_model], message=message, api_name="tiny_model")
     return tab
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -36,6 +36,8 @@ class DataTab:
     options: dict  # DATA_OPTIONS → their boxes
     preview_outputs: list  # what `preview_data` fills: a fresh page shows the preview at once
     message: gr.HTML  # the tab's message line, under the file box
+    controls: dict  # the tab's own buttons and boxes, for `connect_data_tab`
+    model_inputs: dict = field(default_factory=dict)  # the base model's boxes (Checks tab): the context measured
 
     def config_inputs(self) -> dict:
         """The TuneConfig settings this tab holds, by field name (`csv` is the file)."""
@@ -47,10 +49,11 @@ class DataTab:
         """`preview_data`'s keyword arguments."""
         return dict(file=self.file, question_column=self.question_column, answer_column=self.answer_column,
                     eval_fraction=self.eval_fraction, seed=self.seed, max_length=self.max_length, **self.hub,
-                    **self.options)
+                    **self.options, **self.model_inputs)
 
 
 def create_data_tab() -> DataTab:
+    """The tab's layout; `connect_data_tab` wires it once the base model's boxes exist."""
     with gr.Tab("1 · Data", id="data") as page:
         gr.Markdown(
             "Upload a table of **questions and answers** (CSV, TSV, JSON or JSONL), or keep the bundled sample. "
@@ -96,35 +99,44 @@ def create_data_tab() -> DataTab:
         lengths = gr.State({})
 
     preview_outputs = [stats, summary, histogram, table, rejected, rejected_box, download, lengths]
-    tab = DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, options, preview_outputs,
-                  message)
+    controls = dict(page=page, sample=sample, preview=preview, mapping=mapping, mapping_note=mapping_note, view=view)
+    return DataTab(file, question_column, answer_column, eval_fraction, seed, max_length, hub, options,
+                   preview_outputs, message, controls)
+
+
+def connect_data_tab(tab: DataTab, model_inputs: dict, model_events: list) -> None:
+    """The tab's events. model_inputs: the base model's boxes (`base_model`, `allow_pickle`), so the
+    preview measures against the context of the model the Checks tab names, as `check` and `train` do;
+    model_events: the events after which that model has changed (the preview follows)."""
+    tab.model_inputs = dict(model_inputs)
+    c, message, preview_outputs = tab.controls, tab.message, tab.preview_outputs
     preview_inputs = tab.preview_inputs()
     settings = {name: box for name, box in preview_inputs.items() if name not in ("question_column", "answer_column")}
-    opened = [question_column, answer_column, mapping, mapping_note, *preview_outputs]
+    opened = [tab.question_column, tab.answer_column, c["mapping"], c["mapping_note"], *preview_outputs]
 
-    with page:  # the endpoints' hidden buttons belong inside a tab
+    with c["page"]:  # the endpoints' hidden buttons belong inside a tab
         # A new file (or Hub dataset): its columns, the best guesses explained, and the preview with them.
-        listen(file.upload, open_file, inputs_kwargs=settings, outputs=opened, message=message)
-        gr.Button(visible=False).click(ui_errors(inspect_columns), inputs=file,
-                                       outputs=[question_column, answer_column, mapping], api_name="columns")
-        file.clear(clear_preview, outputs=[*opened, message], api_visibility="private", queue=False)
-        chosen_sample = sample.click(lambda: str(SAMPLE_CSV), outputs=file, api_visibility="private", queue=False)
+        listen(tab.file.upload, open_file, inputs_kwargs=settings, outputs=opened, message=message)
+        gr.Button(visible=False).click(ui_errors(inspect_columns), inputs=tab.file,
+                                       outputs=[tab.question_column, tab.answer_column, c["mapping"]],
+                                       api_name="columns")
+        tab.file.clear(clear_preview, outputs=[*opened, message], api_visibility="private", queue=False)
+        chosen_sample = c["sample"].click(lambda: str(SAMPLE_CSV), outputs=tab.file, api_visibility="private",
+                                          queue=False)
         listen(chosen_sample.then, open_file, inputs_kwargs=settings, outputs=opened, message=message)
-        listen(hub["dataset"].submit, open_dataset, inputs_kwargs=settings, outputs=opened, message=message)
-        listen(preview.click, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, message=message,
-               api_name="preview")
-        for control in (max_length, eval_fraction):
-            listen(control.release, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs,
-                   message=message)
-        for control in options.values():
-            listen(control.change, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs,
-                   message=message)
-        for control in (question_column, answer_column):  # a preview once both columns are chosen, not before
-            listen(control.input, remap_columns, inputs_kwargs=preview_inputs, outputs=[mapping_note, *preview_outputs],
-                   message=message)
-    view.change(length_histogram, inputs=[lengths, view, max_length], outputs=histogram, api_visibility="private",
-                queue=False)
-    return tab
+        listen(tab.hub["dataset"].submit, open_dataset, inputs_kwargs=settings, outputs=opened, message=message)
+        listen(c["preview"].click, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs,
+               message=message, api_name="preview")
+        # a new base model may have another context, so the auto length and what fits change with it
+        changes = [tab.max_length.release, tab.eval_fraction.release, *(box.change for box in tab.options.values()),
+                   *model_events]
+        for event in changes:
+            listen(event, preview_data, inputs_kwargs=preview_inputs, outputs=preview_outputs, message=message)
+        for control in (tab.question_column, tab.answer_column):  # a preview once both columns are chosen
+            listen(control.input, remap_columns, inputs_kwargs=preview_inputs,
+                   outputs=[c["mapping_note"], *preview_outputs], message=message)
+    c["view"].change(length_histogram, inputs=[preview_outputs[-1], c["view"], tab.max_length],
+                     outputs=preview_outputs[2], api_visibility="private", queue=False)
 
 
 # --- handlers ------------------------------------------------------------------------------------

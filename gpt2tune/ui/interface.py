@@ -1,8 +1,9 @@
 """The whole app: one Blocks with a tab per step, built from the tab modules.
 
 Each `create_*_tab` returns its components as a small dataclass; this module hands them to the tabs
-that read them (the Train button reads the Data tab's file and the Checks tab's base model), so no
-tab imports another and nothing is shared through global state.
+that read them (the Train button reads the Data tab's file and the Checks tab's base model; the Data
+tab's preview measures against that base model), so no tab imports another and nothing is shared
+through global state.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import gradio as gr
 from gpt2tune.paths import SAMPLE_CSV, ephemeral_storage_note, work_dir
 from gpt2tune.ui.checks_tab import create_checks_tab
 from gpt2tune.ui.common import on_page, refresh_run_choices
-from gpt2tune.ui.data_tab import DataTab, create_data_tab, preview_data
+from gpt2tune.ui.data_tab import DataTab, connect_data_tab, create_data_tab, preview_data
 from gpt2tune.ui.generate_tab import GenerateTab, create_generate_tab
 from gpt2tune.ui.hub_tab import HubTab, create_hub_tab
 from gpt2tune.ui.runs_tab import create_runs_tab
@@ -37,6 +38,7 @@ def build_app() -> gr.Blocks:
         with gr.Tabs():
             data = create_data_tab()
             checks = create_checks_tab(data_inputs=data.config_inputs())
+            connect_data_tab(data, checks.model_inputs(), checks.model_events)
             train = create_train_tab(other_inputs={**data.config_inputs(), **checks.config_inputs()})
             generate = create_generate_tab(base_model=checks.base_model, allow_pickle=checks.allow_pickle)
             hub = create_hub_tab(allow_pickle=checks.allow_pickle, generate_source=generate.source,

@@ -259,8 +259,7 @@ def resume_training(run=None, max_steps=None, epochs=None, visitor_key=None, req
         if epochs not in (None, ""):
             config.epochs = float(epochs)
         # refuses changed data, a finished run, no checkpoint; `effective` is what the resume trains with
-        effective, _ = record.resume_config(config)
-        default_runner().start(config)
+        effective = default_runner().start(config)
     except Exception as error:  # noqa: BLE001  (any failure becomes the inline alert, not an error pill)
         yield _refusal(error, session)
         return
