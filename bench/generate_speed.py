@@ -132,9 +132,9 @@ def main(argv=None) -> int:
     import torch
 
     from bench.train_speed import make_base_model, noisy
+    from gpt2tune import model_thread
     from gpt2tune.device import cpu_flags
     from gpt2tune.generate import ModelCache
-    from gpt2tune.generation_weights import for_generation
 
     load_before = os.getloadavg()[0]
     flags = sorted(cpu_flags() & {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx2"})
@@ -143,26 +143,26 @@ def main(argv=None) -> int:
     results, reference = [], None
     with tempfile.TemporaryDirectory() as work:
         folder, params = make_base_model(args.config, Path(work) / args.config)
-        t0 = time.perf_counter()
-        base, tokenizer = ModelCache().get(str(folder))
-        load_s = time.perf_counter() - t0
         for weights in args.weights.split(","):
             fmt, *options = weights.split("+")
-            model = for_generation(base, fmt)
+            # as the app and `gpt2tune generate` load it: on the model thread, converted there
+            t0 = time.perf_counter()
+            model, tokenizer = ModelCache(capacity=1).get(str(folder), weights=fmt)
+            load_s = time.perf_counter() - t0
             saved_config = model.generation_config
             model.generation_config = decoding_options(saved_config, options)
             result = {"model": args.config, "weights": weights, "parameters_m": params / 1e6,
                       "torch_threads": torch.get_num_threads(), "load_s": load_s, "new_tokens": args.tokens,
                       **measure(model, tokenizer, args.tokens, args.repeats)}
             if questions:
-                answers = greedy_answers(model, tokenizer, questions, args.tokens)
+                answers = model_thread.run(greedy_answers, model, tokenizer, questions, args.tokens)
                 reference = reference if reference is not None else answers if weights == "fp32" else None
                 if reference is not None:
                     result.update(agreement(reference, answers))
             result["load_1min"] = os.getloadavg()[0]
             results.append(result)
             print(json.dumps(result), flush=True)
-            model.generation_config = saved_config  # fp32 is the base model itself
+            model.generation_config = saved_config
             del model
     verdict = noisy(load_before, [])
     busiest = max(r["load_1min"] for r in results)

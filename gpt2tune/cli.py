@@ -389,7 +389,8 @@ def run_generate(args) -> int:
     from gpt2tune.generate import answer, shared_cache, stream_answer
 
     settings = config_from_args(GenerationSettings, args)
-    model, tokenizer = shared_cache().get(args.model, allow_pickle=args.allow_pickle)
+    settings.validate()
+    model, tokenizer = shared_cache().get(args.model, allow_pickle=args.allow_pickle, weights=settings.weights)
     if args.show_nearest:
         from gpt2tune.evaluation.nearest_example import LABEL, describe, run_index
 

@@ -10,6 +10,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from gpt2tune import model_thread
 from gpt2tune.config import GenerationSettings
 from gpt2tune.data.prompt import format_prompt
 
@@ -17,30 +18,38 @@ from gpt2tune.data.prompt import format_prompt
 class ModelCache:
     """Keep the last few loaded models, so a UI doesn't reload weights on every question.
 
-    A lock per cache serialises generation: concurrent requests queue rather than racing on one
-    model (and on the CPU threads it would use anyway).
+    Loading, like answering, runs on the model thread (`gpt2tune.model_thread`): one thread loads and
+    runs every model, so concurrent requests queue rather than racing on the same CPU cores.
     """
 
     def __init__(self, capacity: int = 2):
         self.capacity = capacity
-        self.models: OrderedDict[str, tuple] = OrderedDict()
+        self.models: OrderedDict[tuple[str, str], tuple] = OrderedDict()
         self.lock = threading.RLock()
 
-    def get(self, name_or_path: str, allow_pickle: bool = False):
-        from gpt2tune.model import load_model_and_tokenizer
-
+    def get(self, name_or_path: str, allow_pickle: bool = False, weights: str = "fp32"):
+        """(model, tokenizer) with its weights in `weights` format (`generation_weights.WEIGHT_FORMATS`)."""
+        key = (name_or_path, weights)
         with self.lock:
-            if name_or_path not in self.models:
-                model, tokenizer = load_model_and_tokenizer(name_or_path, allow_pickle=allow_pickle)
-                self.models[name_or_path] = (model.eval(), tokenizer)
+            if key not in self.models:
+                self.models[key] = model_thread.run(_load_for_answers, name_or_path, allow_pickle, weights)
                 while len(self.models) > self.capacity:
                     self.models.popitem(last=False)
-            self.models.move_to_end(name_or_path)
-            return self.models[name_or_path]
+            self.models.move_to_end(key)
+            return self.models[key]
 
     def forget(self, name_or_path: str) -> None:
         with self.lock:
-            self.models.pop(name_or_path, None)
+            for key in [key for key in self.models if key[0] == name_or_path]:
+                del self.models[key]
+
+
+def _load_for_answers(name_or_path: str, allow_pickle: bool, weights: str):
+    from gpt2tune.generation_weights import for_generation
+    from gpt2tune.model import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(name_or_path, allow_pickle=allow_pickle)
+    return for_generation(model.eval(), weights, inplace=True), tokenizer
 
 
 _shared: list[ModelCache] = []
@@ -99,8 +108,12 @@ def answer(model, tokenizer, question: str, settings: GenerationSettings | None 
     import torch
 
     kwargs = _generate_kwargs(model, tokenizer, question, settings or GenerationSettings())
-    with torch.inference_mode():
-        output = model.generate(**kwargs)
+
+    def run():
+        with torch.inference_mode():
+            return model.generate(**kwargs)
+
+    output = model_thread.run(run)
     new_tokens = output[0, kwargs["input_ids"].shape[1]:]
     return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
@@ -127,29 +140,41 @@ def _token_streamer(base):
 
 
 def stream_answer(model, tokenizer, question: str, settings: GenerationSettings | None = None) -> Iterator[str]:
-    """Yield the answer so far, growing token by token, as the model produces it."""
+    """Yield the answer so far, growing token by token, as the model produces it on the model thread.
+    An answer no one reads any more (the generator closed: a page left, Ctrl-C) stops at its next token."""
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     kwargs = _generate_kwargs(model, tokenizer, question, settings or GenerationSettings())
-    streamer = _token_streamer(TextIteratorStreamer)(tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                                     timeout=120)
-    errors = []
+    streamer = _token_streamer(TextIteratorStreamer)(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    abandoned = threading.Event()
 
     def run():
         try:
             with torch.inference_mode():
-                model.generate(**kwargs, streamer=streamer)
-        except Exception as error:  # surfaced in the caller's thread below
-            errors.append(error)
-            streamer.end()
+                model.generate(**kwargs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_when(abandoned)]))
+        except BaseException:
+            streamer.end()  # the reader below is never left waiting; it raises the error after
+            raise
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
+    job = model_thread.submit(run)
     text = ""
-    for piece in streamer:
-        text += piece
-        yield text.strip()
-    worker.join()
-    if errors:
-        raise errors[0]
+    try:
+        for piece in streamer:
+            text += piece
+            yield text.strip()
+    finally:
+        abandoned.set()
+    job.result()  # the job's error, if it failed
+
+
+def _when(event: threading.Event):
+    """A transformers stopping criterion: stop every sequence once `event` is set."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class WhenSet(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return WhenSet()

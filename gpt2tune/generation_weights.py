@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import warnings
 
-WEIGHT_FORMATS = ("fp32", "bf16", "int8")
+from gpt2tune.config import WEIGHT_FORMATS
 
 
 def for_generation(model, weights: str = "fp32", inplace: bool = False):

@@ -91,6 +91,16 @@ def test_stream_prints_the_same_answer(cli_run, cli_answer):
 
 
 @pytest.mark.slow
+def test_int8_weights_give_the_trained_answer(cli_run, cli_answer):
+    """A trained model's next tokens are far apart in probability: a quarter of the bytes per weight
+    does not change its greedy answer."""
+    code, out, err = run_cli("generate", "--model", cli_run[0] / "out", "--question", QUESTION,
+                             "--max-new-tokens", NEW_TOKENS, "--weights", "int8", "--stream")
+    assert code == 0, err
+    assert out.strip() == cli_answer
+
+
+@pytest.mark.slow
 def test_plain_transformers_load_gives_the_same_greedy_output(cli_run, cli_answer):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

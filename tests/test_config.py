@@ -107,6 +107,7 @@ BAD_SETTINGS = [
     (GenerationSettings, {"repetition_penalty": 0}, "repetition_penalty must be greater than 0 (got 0)"),
     (GenerationSettings, {"repetition_penalty": INF}, "repetition_penalty must be a finite number (got inf)"),
     (GenerationSettings, {"seed": -1}, "seed must be 0 or more (got -1)"),
+    (GenerationSettings, {"weights": "int4"}, "weights must be one of fp32, int8, bf16 (got 'int4')"),
 ]
 
 

@@ -72,3 +72,67 @@ def test_empty_question_is_refused(loaded):
     model, tokenizer = loaded
     with pytest.raises(ValueError, match="question is empty"):
         answer(model, tokenizer, "   ")
+
+
+def test_loading_and_answering_run_on_one_thread_not_the_callers(tiny_model_dir, monkeypatch):
+    """One thread loads and runs every model (`gpt2tune.model_thread`): a thread per streamed answer
+    gives each its own OpenMP team, whose workers then sleep between kernels (bench/RESULTS.md)."""
+    import threading
+
+    import gpt2tune.model
+
+    threads = []
+    load = gpt2tune.model.load_model_and_tokenizer
+    monkeypatch.setattr(gpt2tune.model, "load_model_and_tokenizer",
+                        lambda *a, **k: threads.append(threading.get_ident()) or load(*a, **k))
+    model, tokenizer = ModelCache().get(str(tiny_model_dir))
+    hook = model.register_forward_pre_hook(lambda *a: threads.append(threading.get_ident()))
+    try:
+        settings = GenerationSettings(max_new_tokens=3)
+        answer(model, tokenizer, "Where?", settings)
+        list(stream_answer(model, tokenizer, "Where?", settings))
+        list(stream_answer(model, tokenizer, "When?", settings))
+    finally:
+        hook.remove()
+    assert len(threads) > 3 and len(set(threads)) == 1 and threads[0] != threading.get_ident()
+
+
+def test_an_answer_no_one_reads_stops_at_its_next_token(loaded):
+    import threading
+
+    from gpt2tune import model_thread
+
+    model, tokenizer = loaded
+    steps, closed = [], threading.Event()
+
+    def step(*_):  # however fast the model runs ahead, its fourth step waits until the reader has gone
+        steps.append(1)
+        if len(steps) == 4:
+            closed.wait(60)
+
+    no_eos = model.lm_head.weight.new_zeros(model.config.vocab_size)
+    no_eos[tokenizer.eos_token_id] = -1e4  # the answer would run to max_new_tokens
+    hooks = [model.register_forward_pre_hook(step), model.lm_head.register_forward_hook(lambda m, i, out: out + no_eos)]
+    try:
+        stream = stream_answer(model, tokenizer, "Tell me everything?", GenerationSettings(max_new_tokens=200))
+        next(stream)
+        stream.close()
+        closed.set()
+        model_thread.run(lambda: None)  # jobs run in order: the answer's job has ended
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(steps) <= 5  # of the 200 it would have taken
+
+
+def test_int8_weights_are_loaded_beside_the_full_ones_and_forgotten_with_them(tiny_model_dir):
+    import torch
+
+    cache = ModelCache(capacity=3)
+    full, _ = cache.get(str(tiny_model_dir))
+    light, _ = cache.get(str(tiny_model_dir), weights="int8")
+    assert full.get_output_embeddings().weight.dtype == torch.float32
+    assert light.get_output_embeddings().weight().dtype == torch.qint8
+    assert cache.get(str(tiny_model_dir), weights="int8")[0] is light
+    cache.forget(str(tiny_model_dir))
+    assert not cache.models

@@ -55,5 +55,5 @@ def test_int8_turns_every_projection_into_a_quantised_linear(tiny):
 def test_an_unknown_format_is_one_line(tiny):
     from gpt2tune.generation_weights import for_generation
 
-    with pytest.raises(ValueError, match="weights must be one of fp32, bf16, int8"):
+    with pytest.raises(ValueError, match="weights must be one of fp32, int8, bf16"):
         for_generation(tiny[0], "fp8")

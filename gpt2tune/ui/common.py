@@ -203,20 +203,20 @@ def _hugging_face_user(request) -> str | None:
 _loaded_mtime: dict[str, float] = {}
 
 
-def load_model(reference: str, allow_pickle: bool = False):
-    """(model, tokenizer) for a resolved reference, from the process's one model cache; a folder
-    retrained since it was cached is reloaded."""
+def load_model(reference: str, allow_pickle: bool = False, weights: str = "fp32"):
+    """(model, tokenizer) for a resolved reference, from the process's one model cache, with its
+    weights in `weights` format; a folder retrained since it was cached is reloaded."""
     from gpt2tune.generate import shared_cache
     from gpt2tune.runs.artifacts import weights_file
 
     cache = shared_cache()
-    weights = weights_file(reference)  # a LoRA run's adapters
-    if weights.exists():
-        mtime = weights.stat().st_mtime
+    saved = weights_file(reference)  # a LoRA run's adapters
+    if saved.exists():
+        mtime = saved.stat().st_mtime
         if _loaded_mtime.get(reference, mtime) != mtime:
             cache.forget(reference)
         _loaded_mtime[reference] = mtime
-    return cache.get(reference, allow_pickle=allow_pickle)
+    return cache.get(reference, allow_pickle=allow_pickle, weights=weights)
 
 
 def resolve_model_reference(text: str, what: str = "model") -> str:

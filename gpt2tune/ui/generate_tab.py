@@ -24,7 +24,7 @@ from gpt2tune.ui.common import (
 )
 from gpt2tune.ui.fields import build_config, field_component
 
-GENERATE_CONCURRENCY = 2  # more would only share the same CPU cores; the rest wait in the queue
+GENERATE_CONCURRENCY = 2  # the model thread answers one at a time: a second request waits there, loaded
 
 
 @dataclass
@@ -102,21 +102,17 @@ def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compa
 
     settings = build_config(GenerationSettings, settings)
     settings.validate()
-    model, tokenizer = load_model(chosen_model(source, run, model_id), allow_pickle=bool(allow_pickle))
-    streams = [stream_answer(model, tokenizer, question, settings)]
-    if compare:
-        base, base_tokenizer = load_model(resolve_base_model(base_model)[0], allow_pickle=bool(allow_pickle))
-        streams.append(stream_answer(base, base_tokenizer, question, dataclasses.replace(settings)))
+    model, tokenizer = load_model(chosen_model(source, run, model_id), allow_pickle=bool(allow_pickle),
+                                  weights=settings.weights)
     texts = ["", ""]
-    active = dict(enumerate(streams))
-    # Advance the streams in turn, so both answers grow together on the page.
-    while active:
-        for index, stream in list(active.items()):
-            try:
-                texts[index] = next(stream)
-            except StopIteration:
-                del active[index]
+    for texts[0] in stream_answer(model, tokenizer, question, settings):
         yield texts[0], texts[1]
+    if compare:  # after the fine-tuned answer: one model thread answers one question at a time
+        base, base_tokenizer = load_model(resolve_base_model(base_model)[0], allow_pickle=bool(allow_pickle),
+                                          weights=settings.weights)
+        for texts[1] in stream_answer(base, base_tokenizer, question, dataclasses.replace(settings)):
+            yield texts[0], texts[1]
+    yield texts[0], texts[1]  # an empty answer (EOS first) is an answer too
 
 
 @ui_errors
