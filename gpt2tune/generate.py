@@ -28,7 +28,7 @@ class ModelCache:
         self.lock = threading.RLock()
 
     def get(self, name_or_path: str, allow_pickle: bool = False, weights: str = "fp32"):
-        """(model, tokenizer) with its weights in `weights` format (`generation_weights.WEIGHT_FORMATS`)."""
+        """(model, tokenizer) with its weights in `weights` format (`config.WEIGHT_FORMATS`)."""
         key = (name_or_path, weights)
         with self.lock:
             if key not in self.models:

@@ -256,6 +256,43 @@ def test_columns_with_other_names_are_guessed_explained_and_previewed(page, tmp_
     expect(page.locator("#data-message")).to_have_text("")
 
 
+def test_the_preview_follows_the_base_model_named_on_the_checks_tab(page, tmp_path):
+    """A model with a 128-token context named on the Checks tab: the Data tab measures against it."""
+    from playwright.sync_api import expect
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gpt2tune.model import load_tokenizer
+    from gpt2tune.paths import TOKENIZER_DIR, work_dir
+
+    tokenizer = load_tokenizer(str(TOKENIZER_DIR))
+    short = work_dir() / "models" / "short-context-browser"  # the app loads folders inside its working folder
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1,
+                               n_head=2)).save_pretrained(short)
+    tokenizer.save_pretrained(short)
+    data = tmp_path / "long.csv"
+    data.write_text("question,answer\n" + "".join(f"Question {i}?,{' '.join(['word'] * 150)} {i}\n"
+                                                    for i in range(20)), encoding="utf-8")
+    open_tab(page, "1 · Data")
+    upload(page, data)
+    expect(page.locator("#preview-table")).to_contain_text("Question 0?")
+    expect(page.locator("#data-summary")).not_to_contain_text("max_length 128")
+    open_tab(page, "2 · Checks")
+    box = page.get_by_label("Base model", exact=True)
+    default = box.input_value()
+    try:
+        box.fill(str(short))
+        box.press("Enter")
+        open_tab(page, "1 · Data")
+        expect(page.locator("#data-summary")).to_contain_text("max_length 128")
+        shoot(page, "7-preview-short-context")
+    finally:
+        open_tab(page, "2 · Checks")
+        box.fill(default)
+        box.press("Enter")
+    open_tab(page, "1 · Data")
+    expect(page.locator("#data-summary")).not_to_contain_text("max_length 128")
+
+
 def test_a_phone_shows_start_and_the_status_in_the_first_screen(browser, app_url):
     from playwright.sync_api import expect
 

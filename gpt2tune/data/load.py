@@ -484,8 +484,8 @@ def _clean(table: RawTable, q_idx: int, a_idx: int, drop_duplicates: bool, warni
         dropped_duplicates=int(duplicate.sum()), conflicting_questions=len(conflicting),
         question_equals_answer=int(echo.sum()), warnings=warnings, duplicates=duplicates,
         line_break_cells=q_breaks + a_breaks, invisible_cells=q_cells + a_cells,
-        invisible_chars=q_chars + a_chars, html_cells=html_cells, html_stripped=strip_html, list_answers=n_lists, references=n_references, list_cells=list_cells,
-        list_repeats=list_repeats)
+        invisible_chars=q_chars + a_chars, html_cells=html_cells, html_stripped=strip_html, list_answers=n_lists,
+        references=n_references, list_cells=list_cells, list_repeats=list_repeats)
     return QAData(frame=frame, rejected=_rejected_frame(raw, rows, reasons, ~kept), report=report)
 
 

@@ -68,10 +68,9 @@ def create_checks_tab(data_inputs: dict) -> ChecksTab:
         chose_gpt2 = use_gpt2.click(lambda: TuneConfig.base_model, outputs=base_model, api_visibility="private",
                                     queue=False)
         chose_tiny = listen(use_tiny.click, _tiny_model, outputs=[base_model], message=message, api_name="tiny_model")
-    # typed (not each keystroke: a half-typed id is no model), picked by a button, or the pickle box
-    model_events = [base_model.submit, base_model.blur, chose_gpt2.success, chose_tiny.success, allow_pickle.input]
-    tab = ChecksTab(base_model, device, precision, allow_pickle, model_events)
-    with page:
+        # typed (not each keystroke: a half-typed id is no model), picked by a button, or the pickle box
+        model_events = [base_model.submit, base_model.blur, chose_gpt2.success, chose_tiny.success, allow_pickle.input]
+        tab = ChecksTab(base_model, device, precision, allow_pickle, model_events)
         listen(run.click, run_checks, inputs_kwargs={**data_inputs, **tab.config_inputs()}, outputs=[verdict, report],
                message=message, api_name="checks")
     return tab

@@ -82,7 +82,7 @@ def create_data_tab() -> DataTab:
                 preview = gr.Button("Preview", variant="primary")
             with gr.Column(scale=5):
                 stats = gr.HTML(_empty_stats(), label="Summary tiles")
-                summary = gr.Markdown(elem_classes="summary", label="Summary", show_label=False)
+                summary = gr.Markdown(elem_classes="summary", label="Summary", show_label=False, elem_id="data-summary")
                 with gr.Row():
                     view = gr.Radio(list(LENGTH_VIEWS), value="whole example", label="Token lengths of", scale=3)
                 histogram = gr.BarPlot(
