@@ -277,7 +277,7 @@ def test_the_preview_follows_the_base_model_named_on_the_checks_tab(page, tmp_pa
     expect(page.locator("#preview-table")).to_contain_text("Question 0?")
     expect(page.locator("#data-summary")).not_to_contain_text("max_length 128")
     open_tab(page, "2 · Checks")
-    box = page.get_by_label("Base model", exact=True)
+    box = page.locator("#base-model").get_by_role("textbox")
     default = box.input_value()
     try:
         box.fill(str(short))

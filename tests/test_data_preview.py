@@ -51,8 +51,14 @@ def test_preview_measures_against_the_base_model_the_checks_tab_names(client, ca
         return next(line.removeprefix("- ").strip() for line in summary.splitlines() if "max_length" in line)
 
     _, default_summary, *_ = client.predict(file=handle_file(str(path)), api_name="/preview")
-    _, summary, *_ = client.predict(file=handle_file(str(path)), base_model=str(short), api_name="/preview")
+    _, summary, histogram, *_ = client.predict(file=handle_file(str(path)), base_model=str(short), api_name="/preview")
     printed = check(capsys, "--csv", path, "--base-model", short)
     line = next(line.strip() for line in printed.splitlines() if line.strip().startswith("max_length"))
     assert "128" in line and length_line(summary) == line
     assert length_line(default_summary) != line  # the default model's context fits these examples whole
+    # every example is drawn as truncated; the plot keeps both colours (a zero bar for "fits"), since it
+    # keeps the colour scale of its first drawing, where every example fitted
+    examples = {}
+    for tokens, count, kind in histogram["value"]["data"]:
+        examples[kind] = examples.get(kind, 0) + count
+    assert examples == {"truncated": 20, "fits": 0}

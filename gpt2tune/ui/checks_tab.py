@@ -48,7 +48,7 @@ def create_checks_tab(data_inputs: dict) -> ChecksTab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
                 base_model = field_component(
-                    TuneConfig, "base_model", value=default_base_model(),
+                    TuneConfig, "base_model", value=default_base_model(), elem_id="base-model",
                     info="Hub id (gpt2, distilgpt2, gpt2-medium, user/name) or a model folder in the working folder. "
                          "Offline, the tiny model stands in.")
                 with gr.Row():

@@ -302,6 +302,11 @@ def length_histogram(lengths: dict, view: str, max_length):
         "examples": counts.to_numpy(),
         "fits": np.where(over, "truncated", "fits"),
     })
+    # Both colours always present (a zero bar for a missing one): the plot keeps the colour scale of
+    # its first drawing, so a preview going from all-fit to all-truncated showed no bars at all.
+    missing = [kind for kind in ("fits", "truncated") if kind not in set(frame["fits"])]
+    frame = pd.concat([frame, pd.DataFrame({"tokens": int(counts.index[0]), "examples": 0, "fits": missing})],
+                      ignore_index=True)
     caption = (f"{int(counts[over].sum()):,} of {values.size:,} examples longer than max_length={int(max_length)} "
                "(orange: truncated in training)" if view == "whole example" else f"{view} lengths, {values.size:,} examples")
     # the caption changes with the colours present, which makes the plot redraw them
