@@ -24,7 +24,7 @@ from gpt2tune.ui.common import (
 )
 from gpt2tune.ui.fields import build_config, field_component
 
-GENERATE_CONCURRENCY = 2  # the model thread answers one at a time: a second request waits there, loaded
+GENERATE_CONCURRENCY = 2  # the model thread answers one question at a time: a second request waits for it there
 
 
 @dataclass
