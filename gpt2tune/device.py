@@ -107,7 +107,7 @@ def _pick_precision(report: DeviceReport, requested: str, shape: ProbeShape | No
     # run's own shapes, and kept per CPU model (cpu_bf16_speedup).
     # MPS: fp16 training there is still fragile, so fp32.
     if report.device == "cpu" and cpu_has_fast_bf16():
-        measured = _speedup_for(shape)
+        measured = cpu_bf16_speedup(shape or ProbeShape())
         report.bf16_speedup = measured.to_dict()
         speedup, source = measured.ratio, measured.source()
         if speedup >= BF16_MIN_SPEEDUP:
@@ -289,16 +289,6 @@ def _write_json(path: Path, values: dict) -> None:
         os.replace(temporary, path)
     except OSError:
         pass
-
-
-def _speedup_for(shape: ProbeShape | None) -> Bf16Speedup:
-    """cpu_bf16_speedup at this shape. A ratio may also be given by a function without arguments that
-    returns a plain number, as tests put in its place."""
-    import inspect
-
-    takes_shape = bool(inspect.signature(cpu_bf16_speedup).parameters)
-    measured = cpu_bf16_speedup(shape or ProbeShape()) if takes_shape else cpu_bf16_speedup()
-    return measured if isinstance(measured, Bf16Speedup) else Bf16Speedup(float(measured))
 
 
 def _cpu_has_amx() -> bool:

@@ -150,7 +150,7 @@ def model_reference(text, what: str = "model", *, caller: Caller, default: str |
 
     Folders elsewhere on the server are refused so that a public app can't be pointed at them; while
     the server holds a token, anyone but the owner may name public Hub models only."""
-    from gpt2tune.paths import work_dir
+    from gpt2tune.paths import inside, work_dir
     from gpt2tune.references import is_repo_id, looks_like_path
 
     text = _text(text) or ""
@@ -161,9 +161,10 @@ def model_reference(text, what: str = "model", *, caller: Caller, default: str |
     root = work_dir()
     # "user/name" is a Hub id unless such a folder exists in the working folder
     if looks_like_path(text) or (root / text).is_dir():
-        folder = (root / os.path.expanduser(text)).resolve()
-        if folder != root and root not in folder.parents:
-            raise ValueError(f"{what} folder {text!r} is outside the working folder: use a folder inside it")
+        try:
+            folder = inside(root, os.path.expanduser(text))
+        except ValueError:
+            raise ValueError(f"{what} folder {text!r} is outside the working folder: use a folder inside it") from None
         if not folder.is_dir():
             raise ValueError(f"{what} folder {text!r} does not exist in the working folder")
         return str(folder)

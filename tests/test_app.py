@@ -158,7 +158,7 @@ def test_checks_report_vocabulary_tokens_and_devices(client, tiny_model_dir, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: speedup)
+    monkeypatch.setenv(device.BF16_SPEEDUP_ENV, str(speedup))
     verdict, report = client.predict(question_column=None, answer_column=None, base_model=str(tiny_model_dir),
                                      api_name="/checks")
     assert "Vocabulary" in verdict and "Precision" in verdict

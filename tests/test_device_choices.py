@@ -31,16 +31,16 @@ def test_precision_rule_per_device_class(monkeypatch):
     assert _pick_precision(_report("cuda", bf16_gpu=False), "auto")[0] == "fp16"
     # a CPU with bf16 instructions: decided by how much faster they multiply, measured
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 4.0)
+    monkeypatch.setenv(device.BF16_SPEEDUP_ENV, "4.0")
     assert _pick_precision(_report("cpu"), "auto") == ("bf16", "CPU multiplies bf16 matrices 4.0x faster than "
-                                                               "fp32 (given)")
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.7)
+                                                               "fp32 (set by GPT2TUNE_BF16_SPEEDUP)")
+    monkeypatch.setenv(device.BF16_SPEEDUP_ENV, "0.7")
     assert _pick_precision(_report("cpu"), "auto")[0] == "fp32"
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: device.BF16_MIN_SPEEDUP)
+    monkeypatch.setenv(device.BF16_SPEEDUP_ENV, str(device.BF16_MIN_SPEEDUP))
     assert _pick_precision(_report("cpu"), "auto")[0] == "bf16"
     # without them bf16 is emulated: fp32, and nothing is measured
     monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 1 / 0)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda *_: 1 / 0)
     assert _pick_precision(_report("cpu"), "auto")[0] == "fp32"
     assert _pick_precision(_report("cpu"), "bf16") == ("bf16", "as requested")
 

@@ -169,27 +169,19 @@ def start_training(request: gr.Request = None, visitor_key=None, **values):
     import shutil
 
     from gpt2tune import visitor
-    from gpt2tune.hub.access import check_may_train
     from gpt2tune.runs.store import new_run_name, run_dir
 
     session = _session(request)
     folder, created = None, False
     try:
-        caller = current_caller(request)
-        check_may_train(caller)
-        if visitor.visitor_bounded(caller):
-            visitor.check_visitor_key(visitor_key)
+        caller = _may_train(request, visitor_key)
         _refuse_while_busy()
         name = visitor.run_name(values.pop("run_name", "") or new_run_name())
         folder = run_dir(name)
         if _holds_a_run(folder):
             raise ValueError(f"run {name!r} already exists: choose another run name, or pick it in the run list "
                              "and press Resume")
-        values = visitor_data(values)  # a visitor's upload or the sample; a Hub dataset as the gate reads it
-        values["base_model"] = _base_model(values.get("base_model"), session)
-        config = build_config(TuneConfig, {**values, "output_dir": str(folder), "resume": False})
-        config.validate()
-        config = visitor.bounded_config(config, caller)
+        config = _form_config(values, caller, session, output_dir=str(folder))
         created = not folder.exists()
         config.csv = str(record.adopt_data(folder, config.csv))
         if visitor.visitor_bounded(caller):
@@ -218,23 +210,38 @@ def create_estimate_row():
 def estimate_run(request: gr.Request = None, visitor_key=None, **values):
     """The form's run, a few steps of it timed on this machine (thrown away): "about N min for M
     steps, peak X GB (fits)", or the one line that says why not. It trains, so it passes Start's gate."""
-    from gpt2tune import visitor
     from gpt2tune.errors import first_line
-    from gpt2tune.hub.access import check_may_train
     from gpt2tune.training.estimate import estimate_in_child
 
     try:
-        caller = current_caller(request)
-        check_may_train(caller)
-        if visitor.visitor_bounded(caller):
-            visitor.check_visitor_key(visitor_key)
-        values = visitor_data(values)
-        values["base_model"] = _base_model(values.get("base_model"), _session(request))
-        config = build_config(TuneConfig, {**values, "resume": False})
-        config.validate()
-        return f"**Estimate:** {html.escape(estimate_in_child(visitor.bounded_config(config, caller)).summary())}"
+        config = _form_config(values, _may_train(request, visitor_key), _session(request))
+        return f"**Estimate:** {html.escape(estimate_in_child(config).summary())}"
     except Exception as error:  # noqa: BLE001  (shown beside the button, in one line)
         return f"**No estimate:** {html.escape(_public(first_line(error)))}"
+
+
+def _may_train(request, visitor_key):
+    """The caller, once it may start training here (a visitor of a public app: with its browser's key)."""
+    from gpt2tune import visitor
+    from gpt2tune.hub.access import check_may_train
+
+    caller = current_caller(request)
+    check_may_train(caller)
+    if visitor.visitor_bounded(caller):
+        visitor.check_visitor_key(visitor_key)
+    return caller
+
+
+def _form_config(values: dict, caller, session: str, **fixed) -> TuneConfig:
+    """The form's run as the gate passes it: the data a visitor may read (an upload, the sample, a Hub
+    dataset read as the gate says), the base model, checked, within a visitor's bounds."""
+    from gpt2tune import visitor
+
+    values = visitor_data(values)
+    values["base_model"] = _base_model(values.get("base_model"), session)
+    config = build_config(TuneConfig, {**values, **fixed, "resume": False})
+    config.validate()
+    return visitor.bounded_config(config, caller)
 
 
 def resume_training(run=None, max_steps=None, epochs=None, visitor_key=None, request: gr.Request = None):
