@@ -245,10 +245,15 @@ def _resolve_remembered(reference: str) -> tuple[str, str | None]:
     return remembered[1], remembered[2]
 
 
+def base_model_to_load(text: str) -> tuple[str, str | None]:
+    """(model to load, warning): the base model as the gate passes it, or the offline tiny model when
+    the Hub is unreachable (remembered for a while)."""
+    return _resolve_remembered(resolve_model_reference(text, "base model"))
+
+
 def resolve_base_model(text: str) -> tuple[str, str | None]:
-    """(model to load, warning): the typed model, or the offline tiny model when the Hub is
-    unreachable, with a warning that also pops up on the page."""
-    resolved, warning = _resolve_remembered(resolve_model_reference(text, "base model"))
+    """`base_model_to_load`, with its warning also popping up on the page."""
+    resolved, warning = base_model_to_load(text)
     if warning:
         gr.Warning(warning)
     return resolved, warning
@@ -258,7 +263,7 @@ def warm_up(base_model: str) -> None:
     """Resolve the default base model in the background, so the first click doesn't wait on the Hub."""
     def run():
         try:
-            _, warning = _resolve_remembered(resolve_model_reference(base_model, "base model"))
+            _, warning = base_model_to_load(base_model)
             if warning:  # e.g. the Hub is unreachable and the offline tiny model stands in
                 log.warning(warning)
         except Exception:  # a click will try again, and report it properly

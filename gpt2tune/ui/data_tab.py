@@ -237,12 +237,12 @@ def preview_data(file=None, question_column=None, answer_column=None, eval_fract
                  overlong=TuneConfig.overlong, answer_lists=TuneConfig.answer_lists, base_model=None,
                  allow_pickle=False):
     """What training will make of the data: loaded and measured by the function `check` and `train` use
-    (`training.prepare.preview_data`), with the same settings and the base model's context (the app's
-    base model unless one is named)."""
+    (`training.prepare.preview_data`), with the same settings and the context of the base model the
+    Checks tab names (the app's default when none is)."""
     from gpt2tune.heap import release_freed_memory
     from gpt2tune.model import model_context
     from gpt2tune.training.prepare import preview_data as measure
-    from gpt2tune.ui.common import _resolve_remembered, default_base_model, resolve_model_reference
+    from gpt2tune.ui.common import base_model_to_load, default_base_model
 
     # No file and no dataset: the bundled sample, as the page shows when it opens.
     values = visitor_data(dict(csv=file or SAMPLE_CSV, dataset=dataset, dataset_split=dataset_split,
@@ -252,7 +252,7 @@ def preview_data(file=None, question_column=None, answer_column=None, eval_fract
                                overlong=overlong, answer_lists=answer_lists))
     config = build_config(TuneConfig, {k: v for k, v in values.items() if v is not None})
     config.validate()
-    base, _ = _resolve_remembered(resolve_model_reference(base_model or default_base_model(), "base model"))
+    base, _ = base_model_to_load(base_model or default_base_model())
     # Every GPT-2 size shares the bundled tokenizer; the context is the chosen model's own.
     data, report = measure(config, model_context(base, bool(allow_pickle)), _tokenizer())
     lengths = {key: getattr(report, key) for key in LENGTH_VIEWS.values()}

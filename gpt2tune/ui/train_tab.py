@@ -27,13 +27,13 @@ from gpt2tune.runs import record
 from gpt2tune.training.runner import default_runner
 from gpt2tune.runs.view import RunView, load_view
 from gpt2tune.ui.common import (
+    base_model_to_load,
     current_caller,
     error_text,
     fmt_duration,
     message_line,
     public_text as _public,
     render_message,
-    resolve_model_reference,
     stat_tile,
     visitor_data,
 )
@@ -430,9 +430,7 @@ def _last_resumable_run() -> str:
 
 def _base_model(text, session: str) -> str:
     """The base model to train: as typed, or the offline stand-in (said once per page)."""
-    from gpt2tune.ui import common
-
-    resolved, warning = common._resolve_remembered(resolve_model_reference(text, "base model"))
+    resolved, warning = base_model_to_load(text)
     if warning:
         _toast_once(session, warning)
     return resolved
