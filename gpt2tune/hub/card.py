@@ -307,8 +307,10 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<!\w)_|_(?!\w))")
 
 
 def _flat(text, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """On one line (runs of whitespace as one space), cut as every quoted value is (`tables.short`)."""
+    from gpt2tune.data.tables import short
+
+    return short(" ".join(str(text).split()), limit)
 
 
 def _cell(text, limit: int = 200) -> str:
