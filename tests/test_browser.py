@@ -82,20 +82,24 @@ def open_tab(page, name: str) -> None:
 
 
 def fill_number(page, label: str, value) -> None:
+    fill_kept(page.get_by_label(label, exact=True), str(value))
+
+
+def fill_kept(box, value: str) -> None:
+    """Type `value` into `box` so that it stays. A box in an accordion just opened can be drawn again as
+    it settles, back to its default (the text typed before is gone, and an Enter then sends the
+    default): typed again until it keeps the value."""
     from playwright.sync_api import expect
 
-    box = page.get_by_label(label, exact=True)
-    # A box in an accordion just opened can be drawn again as it settles, back to its default:
-    # typed again until it keeps the value.
     for _ in range(5):
-        box.fill(str(value))
+        box.fill(value)
         box.press("Tab")  # Gradio takes the value when the box loses focus
         try:
-            expect(box).to_have_value(str(value), timeout=5_000)
+            expect(box).to_have_value(value, timeout=5_000)
             return
         except AssertionError:
             continue
-    expect(box).to_have_value(str(value))
+    expect(box).to_have_value(value)
 
 
 def upload(page, path: Path) -> None:
@@ -219,7 +223,7 @@ def test_a_failure_stays_under_its_control_and_the_preview_stays(page, tmp_path)
     expect(table).to_contain_text("What is gpt2tune?")
     page.get_by_text("…or a dataset from the Hugging Face Hub").click()
     dataset = page.locator("#hub-dataset").locator("input, textarea")
-    dataset.fill("nobody/no-such-dataset")
+    fill_kept(dataset, "nobody/no-such-dataset")  # the accordion has just opened
     dataset.press("Enter")
     expect(message).to_contain_text("could not load dataset 'nobody/no-such-dataset'")
     shown = time.monotonic()
