@@ -40,6 +40,17 @@ def test_the_child_command_parses_back_to_the_same_settings():
 
 
 @pytest.mark.slow
+def test_the_childs_reason_is_its_cli_error_line_and_nothing_else():
+    """The runner and the estimate read a child's failure the same way: the CLI's one `error:` line,
+    or nothing when it printed none (a crash's traceback is not a reason to show a user)."""
+    from gpt2tune.training.child import error_line
+
+    assert error_line(["loading…", "error: row 3: the answer is empty", ""]) == "row 3: the answer is empty"
+    assert error_line(["error: first", "warning: later", "error: last"]) == "last"
+    assert error_line(["Traceback (most recent call last):", '  File "x.py"', "RuntimeError: boom"]) == ""
+    assert error_line([]) == ""
+
+
 def test_an_app_run_is_its_own_process_and_killing_it_fails_the_run_not_the_server(app_url):  # noqa: F811
     home = Path(os.environ["GPT2TUNE_HOME"])
     folder = home / "runs" / "child-run"

@@ -43,6 +43,15 @@ def train_command(config: TuneConfig, fallback_to_tiny: bool = False) -> list[st
     return argv
 
 
+def error_line(stderr_lines) -> str:
+    """The CLI's own one-line error ("error: ..."), without its prefix; "" when the child printed none
+    (it crashed, or was killed)."""
+    for line in reversed(list(stderr_lines)):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ").rstrip()
+    return ""
+
+
 def child_environment() -> dict:
     """The server's environment, with this package first on the path and the server's pid."""
     package_root = str(Path(__file__).resolve().parents[2])

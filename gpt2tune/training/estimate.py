@@ -154,7 +154,7 @@ def estimate_in_child(config, fallback_to_tiny: bool = False, timeout_s: float =
     import subprocess
     import sys
 
-    from gpt2tune.training.child import child_environment
+    from gpt2tune.training.child import child_environment, error_line
 
     env = child_environment()  # this package first on the path, as for a training run
     with tempfile.TemporaryDirectory(prefix="gpt2tune-estimate-") as folder:
@@ -167,7 +167,5 @@ def estimate_in_child(config, fallback_to_tiny: bool = False, timeout_s: float =
         except subprocess.TimeoutExpired:
             raise ValueError(f"the estimate took longer than {timeout_s:.0f} s and was stopped") from None
     if done.returncode:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise ValueError((lines[-1] if lines else f"the estimate failed (exit code {done.returncode})")
-                         .removeprefix("error: "))
+        raise ValueError(error_line(done.stderr.splitlines()) or f"the estimate failed (exit code {done.returncode})")
     return RunEstimate.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from gpt2tune.config import TuneConfig
 from gpt2tune.runs import record
+from gpt2tune.training.child import child_environment, error_line, train_command
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,6 @@ class TrainingRunner:
         A refused resume is a ValueError here, before anything runs (`record.resume_config` resolves
         and checks the run's own settings, once). A new run's settings are checked by the caller
         before it writes anything into the folder, and by the child (the CLI) as it starts."""
-        from gpt2tune.training.child import train_command
-
         trains = record.resume_config(config)[0] if config.resume else config
         with self._changed:
             if self._live is not None and self._closed_in_folder():
@@ -131,8 +130,6 @@ class TrainingRunner:
 
     # --- the child --------------------------------------------------------------------------
     def _run(self, argv: list[str], folder: Path, job: int, resume: bool) -> None:
-        from gpt2tune.training.child import child_environment
-
         stderr = collections.deque(maxlen=STDERR_LINES)
         killed = False
         try:
@@ -209,7 +206,7 @@ class TrainingRunner:
         elif returncode < 0:
             message = f"the training process was killed ({signal.Signals(-returncode).name})"
         else:
-            message = _error_line(stderr) or f"the training process exited with code {returncode}"
+            message = error_line(stderr) or f"the training process exited with code {returncode}"
         saved = record.read_record(folder)
         closed = record.mark_ended(folder, pid, record.FAILED, message)
         if returncode == 0:
@@ -257,14 +254,6 @@ def _folder_news(folder: Path) -> tuple:
         except OSError:
             out.append(None)
     return tuple(out)
-
-
-def _error_line(stderr: list[str]) -> str:
-    """The CLI's own one-line error ("error: ..."), without its prefix."""
-    for line in reversed(stderr):
-        if line.startswith("error: "):
-            return line.removeprefix("error: ")
-    return ""
 
 
 def auto_resume(runner: TrainingRunner | None = None) -> str | None:
