@@ -193,20 +193,20 @@ def test_run_name_refuses(name):
     ({"GPT2TUNE_OWNER_ONLY_TRAINING": "1"}, False),
 ])
 def test_space_defaults(env, anonymous_may_train, home, monkeypatch):
-    from gpt2tune.hub.access import check_may_publish, check_may_train
+    from gpt2tune.hub.access import GENERATE_INSTEAD, check_owner_only
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for check in (check_may_train, check_may_publish):
-        check(OWNER)  # the owner always may
+    for action in ("training", "publishing runs", "showing training examples"):
+        check_owner_only(OWNER, action)  # the owner always may
         if anonymous_may_train:
-            check(ANONYMOUS)
+            check_owner_only(ANONYMOUS, action)
         else:
-            with pytest.raises(ValueError, match="reserved for its owner"):
-                check(ANONYMOUS)
+            with pytest.raises(ValueError, match=f"^{action} on this app is reserved for its owner"):
+                check_owner_only(ANONYMOUS, action)
     if env == {"SPACE_ID": "octocat/gpt2tune"}:
         with pytest.raises(ValueError) as error:
-            check_may_train(ANONYMOUS, "stopping runs")
+            check_owner_only(ANONYMOUS, "stopping runs", GENERATE_INSTEAD)
         assert str(error.value) == ("stopping runs on this app is reserved for its owner (a public app, unless its "
                                     "owner sets GPT2TUNE_OPEN_TRAINING=1): sign in as the owner, or answer questions "
                                     "with the trained models on the Generate tab")

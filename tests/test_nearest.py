@@ -125,4 +125,5 @@ def test_generate_tab_shows_the_nearest_example(app_url, trained_run, monkeypatc
     # an owner-only app shows the owner's training rows to the owner only
     monkeypatch.setenv("GPT2TUNE_OWNER_ONLY_TRAINING", "1")
     hidden = client.predict(rows.question[1], "Trained run", "near", "", api_name="/nearest")
-    assert hidden == "none: training examples on this app are shown to its owner only (GPT2TUNE_OWNER_ONLY_TRAINING=1)"
+    assert hidden == ("none: showing training examples on this app is reserved for its owner "
+                      "(GPT2TUNE_OWNER_ONLY_TRAINING=1): sign in as the owner")

@@ -108,30 +108,18 @@ def _owner_only_reason() -> str | None:
     return None
 
 
-def check_may_train(caller: Caller, action: str = "training") -> None:
-    """Training (and stopping or resuming runs) is the owner's with GPT2TUNE_OWNER_ONLY_TRAINING=1, and on a
-    public app unless GPT2TUNE_OPEN_TRAINING=1; visitors can still generate."""
+GENERATE_INSTEAD = "sign in as the owner, or answer questions with the trained models on the Generate tab"
+
+
+def check_owner_only(caller: Caller, action: str, instead: str = "sign in as the owner") -> None:
+    """Where training is the owner's (GPT2TUNE_OWNER_ONLY_TRAINING=1, or a public app unless
+    GPT2TUNE_OPEN_TRAINING=1), so are the runs: starting, stopping and resuming them, publishing one
+    (a visitor's own token would otherwise copy the owner's model to their account) and showing the
+    rows they were trained on. Visitors still ask the models questions. One line names `action`, the
+    setting, and what to do `instead`."""
     reason = _owner_only_reason()
     if reason and not is_owner(caller):
-        raise ValueError(f"{action} on this app is reserved for its owner ({reason}): "
-                         "sign in as the owner, or answer questions with the trained models on the Generate tab")
-
-
-def check_may_publish(caller: Caller) -> None:
-    """Where training is the owner's every run is the owner's, so only the owner publishes one, whatever
-    the token: a visitor's own token would otherwise copy the owner's model (and what it learned) to
-    their account."""
-    reason = _owner_only_reason()
-    if reason and not is_owner(caller):
-        raise ValueError(f"publishing runs on this app is reserved for its owner ({reason}): sign in as the owner")
-
-
-def check_may_see_training_data(caller: Caller) -> None:
-    """Where training is the owner's, the runs and the rows they were trained on are the owner's: visitors
-    may ask the models questions, but are not shown training examples (the nearest one beside an answer)."""
-    reason = _owner_only_reason()
-    if reason and not is_owner(caller):
-        raise ValueError(f"training examples on this app are shown to its owner only ({reason})")
+        raise ValueError(f"{action} on this app is reserved for its owner ({reason}): {instead}")
 
 
 _public_until: dict[str, float] = {}

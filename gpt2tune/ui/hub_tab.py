@@ -107,12 +107,12 @@ def _demo_section() -> DemoSection:
 def _publisher(repo_id, token, request) -> tuple[str, str]:
     """(repo id, token) for a publish from this page: the id checked, the caller allowed to publish, and
     the token it may use, all before anything is read (refused visitors stop here)."""
-    from gpt2tune.hub.access import check_may_publish, token_for
+    from gpt2tune.hub.access import check_owner_only, token_for
     from gpt2tune.references import validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
     caller = current_caller(request)
-    check_may_publish(caller)
+    check_owner_only(caller, "publishing runs")
     return repo_id, token_for(caller, token)
 
 
