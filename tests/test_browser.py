@@ -23,6 +23,7 @@ TRAINING_TIMEOUT_MS = 180_000
 STEP_TIMEOUT_MS = 60_000  # one click's answer: the first preview imports transformers, and the machine is shared
 DESKTOP = {"width": 1400, "height": 1000}
 PHONE = {"width": 390, "height": 844}  # an iPhone 12-14's CSS viewport
+TABS = ("1 · Data", "2 · Checks", "3 · Train", "4 · Generate", "5 · Hub", "Runs")
 MESSAGE_KEPT_S = 15  # a toast is gone by then (Gradio's last ~9 s); the message line must still be there
 
 pytestmark = [
@@ -295,6 +296,65 @@ def test_the_preview_follows_the_base_model_named_on_the_checks_tab(page, tmp_pa
         box.press("Enter")
     open_tab(page, "1 · Data")
     expect(page.locator("#data-summary")).not_to_contain_text("max_length 128")
+
+
+def test_every_tab_opens_once_and_the_runs_plot_draws_the_runs_chosen(page):
+    """Opening each tab leaves the tab bar as it was (no tab drawn twice, none hidden by another), and
+    the Runs tab's plot draws every chosen run in a colour of its own, its legend naming exactly them,
+    as runs are taken out of the selection and put back."""
+    from playwright.sync_api import expect
+
+    for name in TABS:
+        open_tab(page, name)
+        expect(page.get_by_role("tab")).to_have_text(list(TABS))
+    page.get_by_label("train", exact=True).check()  # both runs of this module have train losses
+    runs = page.get_by_label("Runs to plot")
+    expect(runs).to_be_visible()
+    drawn = "browser-faq", "browser-run"
+    wait_for_runs_drawn(page, drawn)
+    page.locator(".token", has_text="browser-run").locator(".token-remove").click()
+    wait_for_runs_drawn(page, ["browser-faq"])
+    runs.click()
+    page.get_by_role("option", name="browser-run").click()
+    wait_for_runs_drawn(page, drawn)
+    shoot(page, "8-runs")
+
+
+def wait_for_runs_drawn(page, names) -> None:
+    """Until the Runs plot's legend names exactly `names` and as many lines have a colour of their own."""
+    page.wait_for_function("""(names) => {
+        const plot = document.querySelector('#runs-curves');
+        const legend = [...plot.querySelectorAll('.role-legend-label text')].map(t => t.textContent).sort();
+        const colours = new Set([...plot.querySelectorAll('g.mark-line path')]
+            .map(path => getComputedStyle(path).stroke).filter(colour => colour && colour !== 'none'));
+        return JSON.stringify(legend) === JSON.stringify([...names].sort()) && colours.size === names.length;
+    }""", arg=list(names))
+
+
+def test_a_run_shown_after_one_without_evaluations_draws_its_eval_curve(page, tiny_model_dir):
+    """The Train tab's plot keeps the curves of its first drawing: after a run that never evaluated,
+    a run with eval losses still gets its eval curve in its colour, and the legend names it."""
+    from conftest import tiny_config
+
+    from gpt2tune.runs.store import run_dir
+    from gpt2tune.training.train import train
+
+    train(tiny_config(tiny_model_dir, run_dir("browser-no-eval"), max_steps=4, eval_fraction=0.0,
+                      eval_answer_samples=0))
+    open_tab(page, "3 · Train")
+    page.get_by_role("button", name="↻").click()  # the run list, with the run just trained
+    for run, curves in (("browser-no-eval", ["train"]), ("browser-run", ["train", "eval"])):
+        page.locator("#run-picker input").click()
+        page.get_by_role("option", name=run).click()
+        page.wait_for_function("""([run, curves]) => {
+            const status = document.querySelector('#train-status').textContent;
+            const plot = document.querySelector('#loss-plot');
+            const legend = [...plot.querySelectorAll('.role-legend-label text')].map(t => t.textContent);
+            const drawn = [...plot.querySelectorAll('g.mark-line path')].filter(path =>
+                getComputedStyle(path).stroke !== 'none' && (path.getAttribute('d') || '').includes('L'));
+            return status.includes(run) && JSON.stringify(legend) === JSON.stringify(curves)
+                && drawn.length === curves.length;
+        }""", arg=[run, curves])
 
 
 def test_a_phone_shows_start_and_the_status_in_the_first_screen(browser, app_url):

@@ -31,11 +31,14 @@ def create_runs_tab() -> None:
         table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False,
                              label="Runs", elem_id="runs-table")
 
-        outputs = [table, chosen, curves]
-        listen(refresh.click, list_runs_view, inputs=[chosen, split], outputs=outputs, message=message, api_name="runs")
-        listen(tab.select, list_runs_view, inputs=[chosen, split], outputs=outputs, message=message)
-        for control in (chosen, split):
-            listen(control.input, plot_runs, inputs=[chosen, split], outputs=[curves], message=message)
+        outputs, plotted = [table, chosen, curves], [chosen, split]
+        events = [listen(refresh.click, list_runs_view, inputs=plotted, outputs=outputs, message=message,
+                         api_name="runs"),
+                  listen(tab.select, list_runs_view, inputs=plotted, outputs=outputs, message=message)]
+        events += [listen(control.input, plot_runs, inputs=plotted, outputs=[curves], message=message)
+                   for control in (chosen, split)]
+        for event in events:
+            event.then(plot_caption, inputs=plotted, outputs=curves, api_visibility="private", queue=False)
 
 
 def list_runs_view(chosen=None, split="eval"):
@@ -65,17 +68,30 @@ def list_runs_view(chosen=None, split="eval"):
 
 
 def plot_runs(chosen, split="eval"):
+    """The chosen runs' curves; the caption follows in a second update (`plot_caption`).
+
+    Gradio's LinePlot redraws its chart (colours and legend) when its caption changes, but with the
+    runs of the data it showed before: sent with the data, a new selection would be drawn with the
+    previous one's colours (a run just added has no line, a run just removed stays in the legend).
+    Sent after the data, the caption redraws the chart with the runs now shown."""
     import pandas as pd
 
+    points = _points(chosen, split)
+    return gr.LinePlot(value=pd.DataFrame(points, columns=["run", "step", "loss", "split"]) if points else None)
+
+
+def plot_caption(chosen, split="eval"):
+    """What the plot shows, in words: the runs with a curve (it changes whenever they do)."""
+    runs = list(dict.fromkeys(point["run"] for point in _points(chosen, split)))
+    if not runs:
+        return gr.LinePlot(caption=f"no {split} loss logged yet" if chosen else None)
+    return gr.LinePlot(caption=f"{split} loss of " + ", ".join(runs))
+
+
+def _points(chosen, split: str) -> list[dict]:
     from gpt2tune.runs.store import load_run, overlay_rows
 
-    points = [point for point in overlay_rows([load_run(name) for name in chosen or []])
-              if point["split"] == split]
-    if not points:
-        return gr.LinePlot(value=None, caption=f"no {split} loss logged yet" if chosen else None)
-    frame = pd.DataFrame(points, columns=["run", "step", "loss", "split"])
-    # a caption naming the runs also makes the plot redraw its colours for a new selection
-    return gr.LinePlot(value=frame, caption=f"{split} loss of " + ", ".join(dict.fromkeys(frame["run"])))
+    return [point for point in overlay_rows([load_run(name) for name in chosen or []]) if point["split"] == split]
 
 
 def _method(settings) -> str:

@@ -60,6 +60,13 @@ SECTIONS = {
                                    "answer_scoring_seconds",
                                    "torch_compile"),
 }
+_PLACED = {*OTHER_TABS, *SET_BY_BUTTONS, *SET_BY_THE_GATE, *BASICS, *(n for names in SECTIONS.values() for n in names)}
+# a TuneConfig field added later still gets a box, in "More settings"
+MORE_SETTINGS = tuple(f.name for f in dataclasses.fields(TuneConfig) if f.name not in _PLACED)
+# the boxes a shown run fills, in the order of the tab's outputs after its view
+FORM_NAMES = ("run_name", *BASICS, *(n for names in SECTIONS.values() for n in names), *MORE_SETTINGS,
+              *FORM_FROM_OTHER_TABS)
+LOSS_SERIES = ("train", "eval")  # the loss plot's curves
 REDRAW_EVERY_S = 0.5  # a fast run logs many times a second; the page needs two frames a second at most
 LOG_LINES = 200
 N_VIEW = 9  # status, plot, metrics tiles, metrics JSON, probes, log, alert, run picker, run summary
@@ -75,12 +82,12 @@ class TrainTab:
 
 def create_train_tab(other_inputs: dict) -> TrainTab:
     """other_inputs: the OTHER_TABS settings (TuneConfig field name → component) set on the Data and Checks tabs."""
-    placed = set(OTHER_TABS) | set(SET_BY_BUTTONS) | set(SET_BY_THE_GATE) | set(BASICS) | {n for names in SECTIONS.values() for n in names}
-    # a TuneConfig field added later still gets a box, in "More settings"
-    unplaced = [f.name for f in dataclasses.fields(TuneConfig) if f.name not in placed]
     settings: dict[str, gr.Component] = {}
 
     with gr.Tab("3 · Train", id="train"):
+        # Inside the tab: a component between the tabs shifts the position of every tab after it, and
+        # the page then draws a tab opened later over the next one's button (Generate over Hub).
+        visitor_key = gr.BrowserState(None, storage_key="gpt2tune-visitor-key")
         gr.Markdown(
             "Pick a run to see it, or set the hyper-parameters and press **Start** for a new one. Training runs on "
             "the server: close or reload this page, come back later, even after a server restart — the run, its "
@@ -103,7 +110,7 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                     with gr.Row():
                         for name in pair:
                             settings[name] = field_component(TuneConfig, name, min_width=150)
-                for title, names in [*SECTIONS.items(), ("More settings", tuple(unplaced))]:
+                for title, names in [*SECTIONS.items(), ("More settings", MORE_SETTINGS)]:
                     if not names:
                         continue
                     with gr.Accordion(title, open=False):
@@ -120,7 +127,7 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                 summary = gr.Markdown(elem_id="run-summary", elem_classes="summary", label="Run summary")
                 loss_plot = gr.LinePlot(
                     x="step", y="loss", color="series", x_title="step", y_title="loss", label="Loss",
-                    show_label=False, color_map={"train": "#6366f1", "eval": "#f97316"}, x_axis_format="d",
+                    show_label=False, color_map=dict(zip(LOSS_SERIES, ("#6366f1", "#f97316"))), x_axis_format="d",
                     caption="train loss at every logged step, eval loss at every evaluation", elem_id="loss-plot",
                 )
                 metrics_html = gr.HTML(label="Metrics")
@@ -134,13 +141,11 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
                 with gr.Accordion("Log", open=False):
                     log_box = gr.Textbox(lines=8, max_lines=16, show_label=False, autoscroll=True, label="Log")
 
-    visitor_key = gr.BrowserState(None, storage_key="gpt2tune-visitor-key")
     inputs = {**{name: other_inputs[name] for name in OTHER_TABS}, **settings, "run_name": run_name,
               "visitor_key": visitor_key}
     view = [status, loss_plot, metrics_html, metrics_json, probes, log_box, alert, picker, summary]
     form = [run_name, *settings.values(), *(other_inputs[name] for name in FORM_FROM_OTHER_TABS)]
-    global FORM_NAMES
-    FORM_NAMES = ["run_name", *settings, *FORM_FROM_OTHER_TABS]
+    assert FORM_NAMES == ("run_name", *settings, *FORM_FROM_OTHER_TABS)  # the handlers fill `form` by these names
     outputs = view + form
     # concurrency_limit=None: a second Start must get its answer at once, not wait in a queue
     # show_progress hidden: these stream for as long as the run trains, and the status draws its own
@@ -157,9 +162,6 @@ def create_train_tab(other_inputs: dict) -> TrainTab:
     refresh.click(show_run, inputs=picker, outputs=outputs, api_visibility="private", concurrency_limit=None,
                   show_progress="hidden")
     return TrainTab(settings, run_name, outputs, visitor_key)
-
-
-FORM_NAMES: list[str] = []
 
 
 # --- handlers ------------------------------------------------------------------------------------
@@ -223,10 +225,10 @@ def estimate_run(request: gr.Request = None, visitor_key=None, **values):
 def _may_train(request, visitor_key):
     """The caller, once it may start training here (a visitor of a public app: with its browser's key)."""
     from gpt2tune import visitor
-    from gpt2tune.hub.access import check_may_train
+    from gpt2tune.hub.access import GENERATE_INSTEAD, check_owner_only
 
     caller = current_caller(request)
-    check_may_train(caller)
+    check_owner_only(caller, "training", GENERATE_INSTEAD)
     if visitor.visitor_bounded(caller):
         visitor.check_visitor_key(visitor_key)
     return caller
@@ -246,14 +248,14 @@ def _form_config(values: dict, caller, session: str, **fixed) -> TuneConfig:
 
 def resume_training(run=None, max_steps=None, epochs=None, visitor_key=None, request: gr.Request = None):
     """Continue the selected run (or the newest resumable one) with its own settings and data."""
-    from gpt2tune.hub.access import check_may_train
+    from gpt2tune.hub.access import GENERATE_INSTEAD, check_owner_only
     from gpt2tune.runs.store import run_dir
     from gpt2tune.visitor import check_may_control
 
     session = _session(request)
     try:
         caller = current_caller(request)
-        check_may_train(caller, "resuming runs")
+        check_owner_only(caller, "resuming runs", GENERATE_INSTEAD)
         _refuse_while_busy()
         name = (run or "").strip() or _last_resumable_run()
         folder = run_dir(name)
@@ -276,14 +278,14 @@ def resume_training(run=None, max_steps=None, epochs=None, visitor_key=None, req
 
 
 def stop_training(visitor_key=None, request: gr.Request = None):
-    from gpt2tune.hub.access import check_may_train
+    from gpt2tune.hub.access import GENERATE_INSTEAD, check_owner_only
     from gpt2tune.visitor import check_may_control
 
     runner = default_runner()
     folder = runner.active_run()
     try:  # where training is the owner's a visitor may not stop the owner's run; elsewhere only its own
         caller = current_caller(request)
-        check_may_train(caller, "stopping runs")
+        check_owner_only(caller, "stopping runs", GENERATE_INSTEAD)
         check_may_control(folder, caller, visitor_key, "stop")
     except ValueError as error:
         return gr.skip(), render_message(error_text(error))
@@ -352,7 +354,7 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool, form: dict |
                 _toast_once(session, warning)
             shown_warnings = len(view.warnings)
         form = _form_values(form or view.config) if first and load_form else [gr.skip()] * len(FORM_NAMES)
-        rendered = list(_render_view(view, folder, with_picker=view.state != listed_state))
+        rendered = list(_render_view(view, folder, with_picker=view.state != listed_state, first=first))
         listed_state = view.state  # the run list is read again only when this run's state changes
         yield (*rendered, *form)
         first = False
@@ -376,9 +378,10 @@ def _view(folder: Path) -> RunView:
     return view
 
 
-def _render_view(view: RunView, folder: Path, with_picker: bool = True) -> tuple:
+def _render_view(view: RunView, folder: Path, with_picker: bool = True, first: bool = True) -> tuple:
+    """The run drawn into the view's outputs; `first`: the first drawing of this run on the page."""
     log = "\n".join((view.messages + [f"warning: {w}" for w in view.warnings])[-LOG_LINES:])
-    return (render_status(view), loss_frame(view), render_metrics(view.metrics), _public_metrics(view.metrics),
+    return (render_status(view), loss_frame(view, with_legend=first), render_metrics(view.metrics), _public_metrics(view.metrics),
             probe_frame(view), _public(log), "", _picker(folder.name) if with_picker else gr.skip(),
             render_summary(view, resumed_note((record.read_record(folder) or {}).get("segments") or [])))
 
@@ -511,21 +514,29 @@ def _public_metrics(metrics: dict | None) -> dict:
     return {k: (_public(v) if isinstance(v, str) else v) for k, v in (metrics or {}).items()}
 
 
-def loss_frame(view: RunView | None):
+def loss_frame(view: RunView | None, with_legend: bool = True):
+    """The loss plot's update: train and eval losses by step; `with_legend`, the legend naming the
+    curves the run has (or, evaluating, will have): a legend redraws the whole chart, so a run that
+    is followed sends it once, with its first drawing."""
     import pandas as pd
 
     if view is None:
         return None
     rows = [(step, loss, "train") for step, loss in view.losses]
     rows += [(step, loss, "eval") for step, loss in view.evals]
-    if not rows:
-        return None  # an empty table would break the axes; None draws a blank
+    frame = None  # no losses yet: an empty table would break the axes; None draws a blank
+    if rows:
+        # The plot keeps the colours of the curves it drew first and later only swaps the data (on
+        # another run shown, a curve new to it would get no line): a valueless row names each curve
+        # the run lacks, so both always have their colour; the legend names only the run's own.
+        named = {series for _, _, series in rows}
+        rows += [(rows[0][0], None, series) for series in LOSS_SERIES if series not in named]
+        frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
+    if not with_legend:
+        return frame
     config = view.config or {}
-    if not view.evals and config.get("eval_fraction") and config.get("eval_steps"):
-        # The plot fixes its colours at its first draw (often in a hidden tab) and later only swaps
-        # the data: a valueless "eval" row names the eval curve from the start, so it gets a colour.
-        rows.append((rows[0][0], None, "eval"))
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    evaluates = bool(view.evals) or bool(config.get("eval_fraction") and config.get("eval_steps"))
+    return gr.LinePlot(value=frame, colors_in_legend=list(LOSS_SERIES if evaluates else LOSS_SERIES[:1]))
 
 
 def probe_frame(view: RunView | None):
