@@ -132,7 +132,7 @@ def test_upload_preview_train_and_generate(page):
     page.get_by_text("Watch it learn").click()
     fill_number(page, "Eval every N steps", 4)
     fill_number(page, "Log every N steps", 1)
-    page.get_by_label("Probe questions (one per line)").fill("What is gpt2tune?")
+    fill_kept(page.get_by_label("Probe questions (one per line)"), "What is gpt2tune?")  # in an accordion
     page.get_by_text("Checkpoints and evaluation").click()
     fill_number(page, "Eval answer samples", 0)
     page.locator("#start-button").click()

@@ -119,10 +119,10 @@ def generate_answer(question, source=TRAINED_RUN, run=None, model_id=None, compa
 def nearest_example(question, source=TRAINED_RUN, run=None, model_id=None, request: gr.Request = None) -> str:
     """The training example nearest to the question, in the same words as `generate --show-nearest`."""
     from gpt2tune.evaluation.nearest_example import describe, run_index
-    from gpt2tune.hub.access import check_may_see_training_data
+    from gpt2tune.hub.access import check_owner_only
 
     try:
-        check_may_see_training_data(current_caller(request))
+        check_owner_only(current_caller(request), "showing training examples")
     except ValueError as refused:  # said in the box, where the example would be: not an error of the answer
         return f"none: {refused}"
     return "\n".join(describe(*run_index(chosen_model(source, run, model_id)), question))

@@ -82,7 +82,10 @@ def plot_runs(chosen, split="eval"):
 
 def plot_caption(chosen, split="eval"):
     """What the plot shows, in words: the runs with a curve (it changes whenever they do)."""
-    runs = list(dict.fromkeys(point["run"] for point in _points(chosen, split)))
+    try:
+        runs = list(dict.fromkeys(point["run"] for point in _points(chosen, split)))
+    except Exception:  # noqa: BLE001  (the data's update, just before, said what went wrong)
+        return gr.skip()
     if not runs:
         return gr.LinePlot(caption=f"no {split} loss logged yet" if chosen else None)
     return gr.LinePlot(caption=f"{split} loss of " + ", ".join(runs))
