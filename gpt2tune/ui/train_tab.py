@@ -60,12 +60,12 @@ SECTIONS = {
                                    "answer_scoring_seconds",
                                    "torch_compile"),
 }
-_PLACED = {*OTHER_TABS, *SET_BY_BUTTONS, *SET_BY_THE_GATE, *BASICS, *(n for names in SECTIONS.values() for n in names)}
+IN_SECTIONS = tuple(name for names in SECTIONS.values() for name in names)
 # a TuneConfig field added later still gets a box, in "More settings"
-MORE_SETTINGS = tuple(f.name for f in dataclasses.fields(TuneConfig) if f.name not in _PLACED)
+MORE_SETTINGS = tuple(f.name for f in dataclasses.fields(TuneConfig)
+                      if f.name not in {*OTHER_TABS, *SET_BY_BUTTONS, *SET_BY_THE_GATE, *BASICS, *IN_SECTIONS})
 # the boxes a shown run fills, in the order of the tab's outputs after its view
-FORM_NAMES = ("run_name", *BASICS, *(n for names in SECTIONS.values() for n in names), *MORE_SETTINGS,
-              *FORM_FROM_OTHER_TABS)
+FORM_NAMES = ("run_name", *BASICS, *IN_SECTIONS, *MORE_SETTINGS, *FORM_FROM_OTHER_TABS)
 LOSS_SERIES = ("train", "eval")  # the loss plot's curves
 REDRAW_EVERY_S = 0.5  # a fast run logs many times a second; the page needs two frames a second at most
 LOG_LINES = 200
