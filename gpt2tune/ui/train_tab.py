@@ -354,7 +354,7 @@ def _follow(folder: Path, session: str, load_form: bool, own: bool, form: dict |
                 _toast_once(session, warning)
             shown_warnings = len(view.warnings)
         form = _form_values(form or view.config) if first and load_form else [gr.skip()] * len(FORM_NAMES)
-        rendered = list(_render_view(view, folder, with_picker=view.state != listed_state, first=first))
+        rendered = list(_render_view(view, folder, with_picker=view.state != listed_state))
         listed_state = view.state  # the run list is read again only when this run's state changes
         yield (*rendered, *form)
         first = False
@@ -378,10 +378,9 @@ def _view(folder: Path) -> RunView:
     return view
 
 
-def _render_view(view: RunView, folder: Path, with_picker: bool = True, first: bool = True) -> tuple:
-    """The run drawn into the view's outputs; `first`: the first drawing of this run on the page."""
+def _render_view(view: RunView, folder: Path, with_picker: bool = True) -> tuple:
     log = "\n".join((view.messages + [f"warning: {w}" for w in view.warnings])[-LOG_LINES:])
-    return (render_status(view), loss_frame(view, with_legend=first), render_metrics(view.metrics), _public_metrics(view.metrics),
+    return (render_status(view), loss_frame(view), render_metrics(view.metrics), _public_metrics(view.metrics),
             probe_frame(view), _public(log), "", _picker(folder.name) if with_picker else gr.skip(),
             render_summary(view, resumed_note((record.read_record(folder) or {}).get("segments") or [])))
 
@@ -514,29 +513,23 @@ def _public_metrics(metrics: dict | None) -> dict:
     return {k: (_public(v) if isinstance(v, str) else v) for k, v in (metrics or {}).items()}
 
 
-def loss_frame(view: RunView | None, with_legend: bool = True):
-    """The loss plot's update: train and eval losses by step; `with_legend`, the legend naming the
-    curves the run has (or, evaluating, will have): a legend redraws the whole chart, so a run that
-    is followed sends it once, with its first drawing."""
+def loss_frame(view: RunView | None):
+    """Train and eval losses by step, for the loss plot."""
     import pandas as pd
 
     if view is None:
         return None
     rows = [(step, loss, "train") for step, loss in view.losses]
     rows += [(step, loss, "eval") for step, loss in view.evals]
-    frame = None  # no losses yet: an empty table would break the axes; None draws a blank
-    if rows:
-        # The plot keeps the colours of the curves it drew first and later only swaps the data (on
-        # another run shown, a curve new to it would get no line): a valueless row names each curve
-        # the run lacks, so both always have their colour; the legend names only the run's own.
-        named = {series for _, _, series in rows}
-        rows += [(rows[0][0], None, series) for series in LOSS_SERIES if series not in named]
-        frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
-    if not with_legend:
-        return frame
-    config = view.config or {}
-    evaluates = bool(view.evals) or bool(config.get("eval_fraction") and config.get("eval_steps"))
-    return gr.LinePlot(value=frame, colors_in_legend=list(LOSS_SERIES if evaluates else LOSS_SERIES[:1]))
+    if not rows:
+        return None  # an empty table would break the axes; None draws a blank
+    # Gradio's LinePlot draws a curve only if its first drawing had it: later drawings swap the data
+    # and keep the colours (a redraw, on a caption or legend change, even draws the data it had
+    # before). A valueless row names each curve the run lacks, so both always have their colour
+    # and a run with evaluations shown after one without still gets its eval curve.
+    named = {series for _, _, series in rows}
+    rows += [(rows[0][0], None, series) for series in LOSS_SERIES if series not in named]
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
 def probe_frame(view: RunView | None):
