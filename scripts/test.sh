@@ -23,6 +23,6 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
 fi
 
 # Two workers: most tests wait on a child process, a server or the browser, so two of them share 2 cores
-# well (about 11 minutes instead of 17 for the whole suite here). --dist loadfile keeps each file's
+# well (about 11-12 minutes instead of 17 for the whole suite here). --dist loadfile keeps each file's
 # tests on one worker, in order: the browser tests build on each other. `-n 0` runs them one by one.
 exec python3 -m pytest -n 2 --dist loadfile "$@"
