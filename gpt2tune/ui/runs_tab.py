@@ -30,15 +30,17 @@ def create_runs_tab() -> None:
                              label="Loss curves", show_label=False, x_axis_format="d", elem_id="runs-curves")
         table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=400, show_label=False,
                              label="Runs", elem_id="runs-table")
+        caption = gr.State(None)  # the plot's caption, sent after its data (`plot_runs`)
 
-        outputs, plotted = [table, chosen, curves], [chosen, split]
-        events = [listen(refresh.click, list_runs_view, inputs=plotted, outputs=outputs, message=message,
-                         api_name="runs"),
-                  listen(tab.select, list_runs_view, inputs=plotted, outputs=outputs, message=message)]
-        events += [listen(control.input, plot_runs, inputs=plotted, outputs=[curves], message=message)
+        plotted, drawn = [chosen, split], [curves, caption]
+        events = [listen(refresh.click, list_runs_view, inputs=plotted, outputs=[table, chosen, *drawn],
+                         message=message, api_name="runs"),
+                  listen(tab.select, list_runs_view, inputs=plotted, outputs=[table, chosen, *drawn], message=message)]
+        events += [listen(control.input, plot_runs, inputs=plotted, outputs=drawn, message=message)
                    for control in (chosen, split)]
         for event in events:
-            event.then(plot_caption, inputs=plotted, outputs=curves, api_visibility="private", queue=False)
+            event.then(lambda text: gr.LinePlot(caption=text), inputs=caption, outputs=curves,
+                       api_visibility="private", queue=False)
 
 
 def list_runs_view(chosen=None, split="eval"):
@@ -64,11 +66,11 @@ def list_runs_view(chosen=None, split="eval"):
             time.strftime("%Y-%m-%d %H:%M", time.localtime(run.modified)),
         ])
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table, gr.Dropdown(choices=names, value=chosen), plot_runs(chosen, split)
+    return table, gr.Dropdown(choices=names, value=chosen), *plot_runs(chosen, split)
 
 
 def plot_runs(chosen, split="eval"):
-    """The chosen runs' curves; the caption follows in a second update (`plot_caption`).
+    """The chosen runs' curves, and the caption saying what they are, for the plot to take afterwards.
 
     Gradio's LinePlot redraws its chart (colours and legend) when its caption changes, but with the
     runs of the data it showed before: sent with the data, a new selection would be drawn with the
@@ -76,25 +78,14 @@ def plot_runs(chosen, split="eval"):
     Sent after the data, the caption redraws the chart with the runs now shown."""
     import pandas as pd
 
-    points = _points(chosen, split)
-    return gr.LinePlot(value=pd.DataFrame(points, columns=["run", "step", "loss", "split"]) if points else None)
-
-
-def plot_caption(chosen, split="eval"):
-    """What the plot shows, in words: the runs with a curve (it changes whenever they do)."""
-    try:
-        runs = list(dict.fromkeys(point["run"] for point in _points(chosen, split)))
-    except Exception:  # noqa: BLE001  (the data's update, just before, said what went wrong)
-        return gr.skip()
-    if not runs:
-        return gr.LinePlot(caption=f"no {split} loss logged yet" if chosen else None)
-    return gr.LinePlot(caption=f"{split} loss of " + ", ".join(runs))
-
-
-def _points(chosen, split: str) -> list[dict]:
     from gpt2tune.runs.store import load_run, overlay_rows
 
-    return [point for point in overlay_rows([load_run(name) for name in chosen or []]) if point["split"] == split]
+    points = [point for point in overlay_rows([load_run(name) for name in chosen or []]) if point["split"] == split]
+    if not points:
+        return gr.LinePlot(value=None), f"no {split} loss logged yet" if chosen else None
+    runs = dict.fromkeys(point["run"] for point in points)  # the caption changes whenever they do
+    return (gr.LinePlot(value=pd.DataFrame(points, columns=["run", "step", "loss", "split"])),
+            f"{split} loss of " + ", ".join(runs))
 
 
 def _method(settings) -> str:
